@@ -1,0 +1,1 @@
+"""The ``campro-bench`` command line (typer + rich)."""

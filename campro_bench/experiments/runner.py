@@ -1,0 +1,116 @@
+"""Run a registered experiment and write its outputs atomically.
+
+Outputs go to ``results/<experiment>-<UTC time>/`` (or ``--out``): one CSV and one Markdown file
+per table, PNG figures, and ``manifest.json``. They are first written into a hidden sibling
+folder that is renamed into place only when everything succeeded, so a failed or interrupted
+run leaves no half-written results.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .. import paths
+from ..errors import CamproError
+from ..io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..registries import EXPERIMENTS
+from .base import ExperimentResult, RunContext
+from .manifest import Manifest
+from .spec import apply_overrides, load_spec
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise CamproError(f"bad device '{name}': {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CamproError("device 'cuda' requested but no CUDA GPU is available")
+    return device
+
+
+def table_markdown(name: str, table: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    return f"## {name}\n\n" + table.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+
+
+def write_result(result: ExperimentResult, manifest: Manifest, folder: Path) -> None:
+    """Write tables, figures, extra files and the manifest into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table in result.tables.items():
+        buffer = io.StringIO()
+        table.to_csv(buffer, index=False, float_format="%.6g")
+        atomic_write_text(folder / f"{name}.csv", buffer.getvalue())
+        header = f"# {manifest.experiment}: {name}\n\n"
+        notes = (result.notes.strip() + "\n\n") if result.notes.strip() else ""
+        atomic_write_text(folder / f"{name}.md", header + notes + table_markdown(name, table))
+    for name, figure in result.figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+        atomic_write_bytes(folder / f"{name}.png", buffer.getvalue())
+    for name, data in result.extra_files.items():
+        atomic_write_bytes(folder / name, data)
+    atomic_write_json(folder / "manifest.json", manifest.to_dict())
+
+
+def run_experiment(
+    name: str,
+    protocol: str | None = None,
+    overrides: list[str] | None = None,
+    out: Path | None = None,
+    results_root: Path = Path("results"),
+    data_root: str | None = None,
+    cache_dir: str | None = None,
+    models_dir: str | None = None,
+    device: str | None = None,
+    compare: str | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> tuple[Path, ExperimentResult]:
+    """Run experiment ``name`` with its protocol (or ``protocol``) and write the outputs."""
+    entry = EXPERIMENTS.entry(name)
+    experiment = entry.load()
+    spec = apply_overrides(load_spec(protocol or entry.metadata.get("protocol", name)), overrides or [])
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = out or results_root / f"{name}-{stamp}"
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise CamproError(f"output folder {out} already holds files; pass --overwrite or another --out")
+    manifest = Manifest(experiment=name, spec=spec)
+    manifest.seeds["seed"] = spec.get("seed", 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    ctx = RunContext(
+        manifest=manifest,
+        data_root_option=data_root,
+        cache_dir=paths.cache_dir(cache_dir),
+        models_dir=paths.models_dir(models_dir),
+        device=resolve_device(device),
+        compare=compare,
+        work_dir=work,
+        quiet=quiet,
+    )
+    manifest.notes["device"] = str(ctx.device)
+    try:
+        with manifest.timer("total"):
+            result = experiment(spec, ctx)
+        write_result(result, manifest, work)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out, result
+
+
+def describe(spec: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in spec.items() if not k.startswith("_"))

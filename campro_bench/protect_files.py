@@ -1,0 +1,106 @@
+"""Apply a protector to image files: what ``campro-bench protect`` does.
+
+Images are decoded one by one, grouped into batches of equal size, protected on the chosen
+device and written with the same file names (and format) into the output folder. Files that
+cannot be decoded are reported by name and counted; every output file is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from .errors import CamproError, MissingFileError
+from .io import list_images, load_image_tensor, save_image_tensor
+from .protectors import Protector
+
+
+@dataclass
+class ProtectReport:
+    """What happened to each input file."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: dict[Path, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def collect_inputs(source: Path) -> list[Path]:
+    """The files to protect: ``source`` itself, or every file directly inside a folder.
+
+    Non-image files in a folder are returned too, so that they are reported rather than
+    silently skipped; hidden files are ignored.
+    """
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise MissingFileError(f"input {source} does not exist")
+    files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise CamproError(f"input folder {source} holds no files")
+    return files
+
+
+def protect_files(
+    protector: Protector,
+    files: Iterable[Path],
+    out_dir: Path,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    jpeg_quality: int = 95,
+    on_progress: Callable[[int], None] | None = None,
+) -> ProtectReport:
+    """Protect ``files`` into ``out_dir`` (same names); never raises for one bad image."""
+    report = ProtectReport()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    protector = protector.to(device).eval()
+    pending: list[tuple[Path, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = torch.stack([t for _, t in pending]).to(device)
+        with torch.inference_mode():
+            out = protector(batch).cpu()
+        for (path, _), image in zip(pending, out):
+            target = out_dir / path.name
+            try:
+                save_image_tensor(image, target, jpeg_quality=jpeg_quality)
+                report.written.append(target)
+            except OSError as exc:
+                report.failed[path] = f"cannot write {target}: {exc}"
+        if on_progress:
+            on_progress(len(pending))
+        pending.clear()
+
+    for path in files:
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            report.failed[path] = "not a JPEG or PNG file"
+            if on_progress:
+                on_progress(1)
+            continue
+        try:
+            tensor = load_image_tensor(path)
+        except CamproError as exc:
+            report.failed[path] = str(exc)
+            if on_progress:
+                on_progress(1)
+            continue
+        if pending and (pending[0][1].shape != tensor.shape or len(pending) >= batch_size):
+            flush()
+        pending.append((path, tensor))
+    flush()
+    return report
+
+
+def same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,100 @@
+"""Baseline protectors of the paper's Appendix A and Sec. IV.
+
+* ``raw``: the unprotected camera output (identity);
+* ``invert``: colour inversion ``1 - x`` (Sec. IV, preliminary analysis);
+* ``lowres``: a low-resolution camera, simulated by area downsampling by ``factor`` and bilinear
+  upsampling back to the input size (paper factors 4 / 8 / 16);
+* ``defocus``: a defocused lens, simulated by a Gaussian blur with ``kernel`` size and ``sigma``
+  (paper settings 9/3, 13/5, 15/7 and 25/7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+from ..registries import PROTECTORS
+from .base import Protector
+
+LOWRES_PAPER_FACTORS = (4, 8, 16)
+DEFOCUS_PAPER_SETTINGS = ((9, 3.0), (13, 5.0), (15, 7.0), (25, 7.0))
+
+
+@PROTECTORS.register("raw", description="identity: the unprotected image")
+class Raw(Protector):
+    """The unprotected image, for baselines rows."""
+
+    name = "raw"
+    differentiable = True
+
+    def protect(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+@PROTECTORS.register("invert", description="colour inversion 1 - x (paper Sec. IV)")
+class Invert(Protector):
+    """Colour inversion; fully invertible, so only a weak protector (Sec. IV remarks)."""
+
+    name = "invert"
+    differentiable = True
+
+    def protect(self, images: torch.Tensor) -> torch.Tensor:
+        return 1.0 - images
+
+
+@PROTECTORS.register("lowres", description="area downsample by factor, bilinear upsample back")
+class LowResolution(Protector):
+    """A low-resolution camera [Ryoo et al.]: downsample by ``factor``, upsample to the input size."""
+
+    name = "lowres"
+    differentiable = True
+
+    def __init__(self, factor: int = 16) -> None:
+        super().__init__()
+        if factor < 1:
+            raise ValueError(f"lowres factor must be >= 1, got {factor}")
+        self.factor = int(factor)
+
+    def params(self) -> dict[str, Any]:
+        return {"factor": self.factor}
+
+    def protect(self, images: torch.Tensor) -> torch.Tensor:
+        if self.factor == 1:
+            return images
+        h, w = images.shape[-2:]
+        small = (max(1, h // self.factor), max(1, w // self.factor))
+        down = F.interpolate(images, size=small, mode="area")
+        up = F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
+        return up.clamp(0.0, 1.0)
+
+
+@PROTECTORS.register("defocus", description="Gaussian blur with kernel size and sigma")
+class Defocus(Protector):
+    """A defocused lens [Pittaluga and Koppal]: Gaussian blur, reflect-padded at the borders."""
+
+    name = "defocus"
+    differentiable = True
+
+    def __init__(self, kernel: int = 25, sigma: float = 7.0) -> None:
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"defocus kernel must be a positive odd integer, got {kernel}")
+        if sigma <= 0:
+            raise ValueError(f"defocus sigma must be > 0, got {sigma}")
+        self.kernel = int(kernel)
+        self.sigma = float(sigma)
+
+    def params(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "sigma": self.sigma}
+
+    def protect(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        # reflect padding needs the image to be larger than half the kernel
+        border = "reflect" if min(h, w) > self.kernel // 2 else "replicate"
+        sigma = torch.tensor([[self.sigma, self.sigma]], dtype=images.dtype, device=images.device)
+        return kornia.filters.gaussian_blur2d(
+            images, (self.kernel, self.kernel), sigma, border_type=border, separable=True
+        )

@@ -1,0 +1,55 @@
+"""The registries of campro-bench, one per kind of plugin, with their entry-point groups.
+
+Third-party packages extend campro-bench by declaring entry points in these groups (see the
+README, "Plugins"). Built-in entries live in the modules listed here and are imported on first
+use of their registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import Registry
+
+PROTECTORS: Registry[Any] = Registry(
+    "protector",
+    "campro_bench.protectors",
+    builtins=(
+        "campro_bench.protectors.baselines",
+        "campro_bench.protectors.isp",
+    ),
+)
+
+FACE_DETECTORS: Registry[Any] = Registry(
+    "face detector", "campro_bench.face_detectors", builtins=()
+)
+
+FACE_RECOGNIZERS: Registry[Any] = Registry(
+    "face recognizer", "campro_bench.face_recognizers", builtins=()
+)
+
+PERSON_DETECTORS: Registry[Any] = Registry(
+    "person detector", "campro_bench.person_detectors", builtins=()
+)
+
+POSE_ESTIMATORS: Registry[Any] = Registry(
+    "pose estimator", "campro_bench.pose_estimators", builtins=()
+)
+
+CAPTIONERS: Registry[Any] = Registry("captioner", "campro_bench.captioners", builtins=())
+
+DATASETS: Registry[Any] = Registry("dataset", "campro_bench.datasets", builtins=())
+
+EXPERIMENTS: Registry[Any] = Registry("experiment", "campro_bench.experiments", builtins=())
+
+ALL: dict[str, Registry[Any]] = {
+    "protectors": PROTECTORS,
+    "face-detectors": FACE_DETECTORS,
+    "face-recognizers": FACE_RECOGNIZERS,
+    "person-detectors": PERSON_DETECTORS,
+    "pose-estimators": POSE_ESTIMATORS,
+    "captioners": CAPTIONERS,
+    "datasets": DATASETS,
+    "experiments": EXPERIMENTS,
+}
+"""Registries by the plural name used on the command line (``campro-bench list KIND``)."""
