@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "campro_bench.cli.list_cmd",
     "campro_bench.cli.protect_cmd",
     "campro_bench.cli.run_cmd",
+    "campro_bench.cli.export_cmd",
 )
 
 app = typer.Typer(
