@@ -17,30 +17,67 @@ PROTECTORS: Registry[Any] = Registry(
     builtins=(
         "campro_bench.protectors.baselines",
         "campro_bench.protectors.isp",
+        "campro_bench.enhancer.protector",
     ),
 )
 
 FACE_DETECTORS: Registry[Any] = Registry(
-    "face detector", "campro_bench.face_detectors", builtins=()
+    "face detector",
+    "campro_bench.face_detectors",
+    builtins=(
+        "campro_bench.faces.detectors.mtcnn",
+        "campro_bench.faces.detectors.yunet",
+        "campro_bench.faces.detectors.centerface",
+        "campro_bench.faces.detectors.dlib_hog",
+    ),
 )
 
 FACE_RECOGNIZERS: Registry[Any] = Registry(
-    "face recognizer", "campro_bench.face_recognizers", builtins=()
+    "face recognizer",
+    "campro_bench.face_recognizers",
+    builtins=(
+        "campro_bench.recognizers.facenet_casia",
+        "campro_bench.recognizers.dlib_resnet",
+        "campro_bench.recognizers.sface",
+        "campro_bench.recognizers.official",
+        "campro_bench.recognizers.onnx_generic",
+    ),
 )
 
 PERSON_DETECTORS: Registry[Any] = Registry(
-    "person detector", "campro_bench.person_detectors", builtins=()
+    "person detector",
+    "campro_bench.person_detectors",
+    builtins=(
+        "campro_bench.detection.ssdlite",
+        "campro_bench.detection.yolo_onnx",
+    ),
 )
 
 POSE_ESTIMATORS: Registry[Any] = Registry(
-    "pose estimator", "campro_bench.pose_estimators", builtins=()
+    "pose estimator", "campro_bench.pose_estimators", builtins=("campro_bench.utility.pose",)
 )
 
-CAPTIONERS: Registry[Any] = Registry("captioner", "campro_bench.captioners", builtins=())
+CAPTIONERS: Registry[Any] = Registry(
+    "captioner", "campro_bench.captioners", builtins=("campro_bench.utility.caption",)
+)
 
-DATASETS: Registry[Any] = Registry("dataset", "campro_bench.datasets", builtins=())
+DATASETS: Registry[Any] = Registry(
+    "dataset",
+    "campro_bench.datasets",
+    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.faces"),
+)
 
-EXPERIMENTS: Registry[Any] = Registry("experiment", "campro_bench.experiments", builtins=())
+EXPERIMENTS: Registry[Any] = Registry(
+    "experiment",
+    "campro_bench.experiments",
+    builtins=(
+        "campro_bench.experiments.e1",
+        "campro_bench.experiments.e2",
+        "campro_bench.experiments.e3",
+        "campro_bench.experiments.e4",
+        "campro_bench.experiments.table5",
+    ),
+)
 
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,

@@ -17,9 +17,13 @@ from ..errors import CamproError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "campro_bench.cli.list_cmd",
+    "campro_bench.cli.models_cmd",
     "campro_bench.cli.protect_cmd",
     "campro_bench.cli.run_cmd",
     "campro_bench.cli.export_cmd",
+    "campro_bench.cli.faces_cmd",
+    "campro_bench.cli.train_cmd",
+    "campro_bench.cli.regress_cmd",
 )
 
 app = typer.Typer(

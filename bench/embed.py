@@ -1,0 +1,83 @@
+"""Embedding throughput of the offline face recognisers: cold, warm and bare forward.
+
+For each model, on the first ``--images`` LFW images (dataset order) and a fresh cache folder:
+
+* ``detect+align``: MTCNN detection and the model's alignment (``aligned_crops``, cold cache);
+* ``cold``: ``face_embeddings`` with detections cached: model build, alignment and embedding;
+* ``warm``: the same call again (a cache hit: dataset scan + file reads only);
+* ``forward``: the model's bare batched forward on random crops of its input size.
+
+Run::
+
+    python bench/embed.py --images 256            # CPU, or the GPU when one is available
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import pandas as pd
+import torch
+
+from campro_bench.datasets.faces import load_face_dataset
+from campro_bench.faces import aligned_crops, face_embeddings
+from campro_bench.recognizers.base import contract_of, create_face_recognizer
+
+MODELS = ("facenet-casia", "dlib-resnet", "sface")
+
+
+def bare_forward(model: str, device: str, batch: int, repeats: int, cache: str) -> float:
+    net = create_face_recognizer(model, cache_dir=cache, device=device)
+    h, w = contract_of(model).input_size
+    x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.inference_mode():
+        net(x)  # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            net(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args()
+
+    ds = load_face_dataset("lfw", args.data_root)
+    ids = [it.image_id for it in ds.items()[: args.images]]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="campro-bench-embed-") as cache:
+        common = dict(data_root=args.data_root, cache_dir=cache, device=args.device, image_ids=ids)
+        start = time.perf_counter()
+        aligned_crops(ds, "arcface-112", **common)
+        detect_rate = len(ids) / (time.perf_counter() - start)
+        for model in args.models:
+            start = time.perf_counter()
+            face_embeddings(ds, model, batch_size=args.batch_size, models_dir=None, **common)
+            cold = len(ids) / (time.perf_counter() - start)
+            start = time.perf_counter()
+            face_embeddings(ds, model, batch_size=args.batch_size, **common)
+            warm = len(ids) / (time.perf_counter() - start)
+            forward = bare_forward(model, args.device, args.batch_size, args.repeats, cache)
+            rows.append({"model": model, "alignment": contract_of(model).alignment, "forward img/s": forward,
+                         "cold align+embed img/s": cold, "warm (cache hit) img/s": warm})
+    print(f"device {args.device}, {len(ids)} LFW images, batch {args.batch_size}, torch threads "
+          f"{torch.get_num_threads()}, CPUs {os.cpu_count()}")
+    print(f"MTCNN detect + arcface-112 align (cold cache): {detect_rate:.1f} img/s")
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+
+
+if __name__ == "__main__":
+    main()

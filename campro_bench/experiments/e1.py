@@ -1,0 +1,79 @@
+"""E1 (paper Table I): face identification accuracy on raw and protected images.
+
+Rows: dataset x image type (raw and each protector) x classifier x gallery kind; columns: the
+models and their Average. ``e1.csv`` is the long form (mean, std, t-interval, chance, detection
+rates; what ``campro-bench regress`` compares); ``table1.csv``/``.md`` is the paper's wide layout
+in %. See ``protocols/e1.toml`` and docs/privacy.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..errors import CamproError, EmptyDatasetError
+from ..privacy.evaluate import ProtocolConfig, ProtocolOutcome, run_protocol, sort_rows
+from ..privacy.paper import load_paper_table
+from ..privacy.tables import add_paper_columns, table1_wide
+from ..registries import EXPERIMENTS
+from .base import ExperimentResult, RunContext
+
+COMPARE_CHOICES = ("paper",)
+
+
+def check_compare(ctx: RunContext) -> None:
+    if ctx.compare is not None and ctx.compare not in COMPARE_CHOICES:
+        raise CamproError(f"unknown --compare '{ctx.compare}'; known: {', '.join(COMPARE_CHOICES)}")
+
+
+def protocol_notes(cfg: ProtocolConfig, ctx: RunContext, outcome: ProtocolOutcome) -> list[str]:
+    """How the rows were produced, and which models were skipped (for the Markdown tables)."""
+    notes = [describe_protocol(cfg, ctx.manifest.notes.get("classifiers", {}))]
+    if outcome.skipped_models:
+        notes.append("Skipped models (weights missing): "
+                     + "; ".join(f"{m}: {why}" for m, why in outcome.skipped_models.items()))
+    return notes
+
+
+def describe_protocol(cfg: ProtocolConfig, clf_configs: dict[str, Any]) -> str:
+    lines = [
+        f"Closed-set identification (paper Sec. VI-A): per identity with >= {cfg.min_images} images, one gallery "
+        f"and one different probe image; {cfg.repeats} repeats, seeds {cfg.seed}..{cfg.seed + cfg.repeats - 1}; "
+        f"pipeline '{cfg.pipeline}', detector '{cfg.detector}'"
+        + (f"; first {cfg.max_identities} identities by name" if cfg.max_identities else "") + ".",
+        "Gallery 'raw': enrolled with unprotected images (Table I); 'protected': gray-box re-enrolment with "
+        "protected images (Sec. VII-B). Probes are always protected by the row's image type.",
+        "Probes with no detected face count as wrong; identities whose gallery image has no face keep their "
+        "gallery slot but can never be predicted.",
+    ]
+    if "linear" in clf_configs:
+        lines.append(f"Linear classifier: {clf_configs['linear']}; the accuracy after the last step is reported "
+                     "(no model selection on probes).")
+    return "\n".join(lines)
+
+
+@EXPERIMENTS.register("e1", protocol="e1", description="Table I: face identification accuracy (raw/protected)")
+def run_e1(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
+    """Run E1 from its spec; see the module docstring."""
+    check_compare(ctx)
+    cfg = ProtocolConfig.from_spec(spec)
+    outcome = run_protocol(cfg, ctx)
+    if not outcome.rows:
+        raise EmptyDatasetError(f"E1 produced no rows: every model was skipped ({outcome.skipped_models})")
+    long = pd.DataFrame(sort_rows(outcome.rows, cfg))
+    wide = table1_wide(long, cfg.models)
+    image_types = dict(spec.get("paper_image_types", {"raw": "Raw"}))
+    if ctx.compare == "paper":
+        long, wide = add_paper_columns(long, wide, load_paper_table("table1_identification"), image_types)
+    notes = [
+        "Top-1 accuracy. table1: mean over repeats in %; e1.csv: fractions with std, t-interval, chance, "
+        "detection rates.",
+        *protocol_notes(cfg, ctx, outcome),
+    ]
+    if ctx.compare == "paper":
+        notes.append("'(paper)' columns: the paper's Table I numbers where dataset, model, image type, classifier "
+                     "and gallery are exactly the paper's. 'Paper Average (reference)' is the paper's 10-model "
+                     "Average of the closest paper row, shown for orientation only (other models, and for "
+                     "celeba-subset another identity set).")
+    return ExperimentResult(tables={"e1": long, "table1": wide}, notes="\n\n".join(notes))

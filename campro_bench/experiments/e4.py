@@ -1,0 +1,234 @@
+"""E4 / Table IV: full-reference image quality of protected images (RMSE, PSNR, SSIM, MS-SSIM).
+
+Each row of the protocol is one image type: a protector spec (the raw sanity row, CamPro ISP
+presets, low resolution, defocus, inversion; an enhancer that composes ISP + U-Net is just
+another protector spec) and the reference it is compared with: ``raw`` (the decoded original)
+or ``face-masked`` (the original with detected faces set to 0, paper Eq. 8). Every image of the
+chosen folder is protected at full resolution, rounded to 8 bits as a camera writes it
+(``quantize``), and scored against its reference; the table gives mean ± standard deviation.
+
+Helpers shared with :mod:`campro_bench.experiments.table5` live here too: protector-spec
+expansion (``campro-isp:preset=*``), the 8-bit camera output and the paper's transcribed tables.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..datasets.fingerprint import fingerprint
+from ..errors import CamproError, EmptyDatasetError, MissingFileError
+from ..io import list_images, load_image, tensor_to_uint8, uint8_to_tensor
+from ..protectors import Protector, build_protector
+from ..registries import EXPERIMENTS
+from ..utility.quality import (
+    MS_SSIM_BETAS,
+    PSNR_CAP_DB,
+    SSIM_KERNEL,
+    SSIM_SIGMA,
+    ImageQuality,
+    MaskFn,
+    detector_mask_fn,
+    format_mean_std,
+)
+from .base import ExperimentResult, RunContext
+
+REFERENCES = ("raw", "face-masked")
+PAPER_DIR = Path(__file__).resolve().parents[2] / "baselines" / "paper"
+"""The paper's tables, transcribed (in a source checkout; not part of an installed wheel)."""
+
+
+# ----------------------------------------------------------------------------------------
+# helpers shared by E4 and Table V
+# ----------------------------------------------------------------------------------------
+def _shipped_presets(kind: str) -> list[str]:
+    if kind == "campro-isp":
+        from ..protectors.isp import list_presets
+
+        return list_presets()
+    # enhancers ship as presets/enhancer/NAME.pt beside the ISP preset NAME
+    folder = Path(str(resources.files("campro_bench") / "presets" / "enhancer"))
+    return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def expand_protector_specs(specs: list[str]) -> list[str]:
+    """Expand ``campro-isp:preset=*`` / ``campro-enhanced:preset=*`` to every shipped preset.
+
+    Other specs are kept as they are. A wildcard with no shipped preset expands to nothing.
+    """
+    out: list[str] = []
+    for spec in specs:
+        compact = spec.replace(" ", "")
+        kind = compact.partition(":")[0]
+        if compact.endswith(":preset=*") and kind in ("campro-isp", "campro-enhanced"):
+            out.extend(f"{kind}:preset={name}" for name in _shipped_presets(kind))
+        else:
+            out.append(spec)
+    return out
+
+
+def camera_output(protector: Protector, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """What a camera with ``protector`` writes for the raw ``H x W x 3`` uint8 image: 8-bit RGB."""
+    with torch.inference_mode():
+        batch = uint8_to_tensor(image).unsqueeze(0).to(device)
+        return tensor_to_uint8(protector(batch)[0])
+
+
+def camera_transform(protector: Protector, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`camera_output` bound to one protector (uint8 image -> uint8 image)."""
+    protector = protector.to(device).eval()
+    return lambda image: camera_output(protector, image, device)
+
+
+def paper_table(filename: str) -> pd.DataFrame:
+    """A table of the paper, transcribed in ``baselines/paper/<filename>`` (with a source column)."""
+    path = PAPER_DIR / filename
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} does not exist: --compare paper reads the transcribed tables of a source checkout"
+        )
+    return pd.read_csv(path)
+
+
+def image_folder(ctx: RunContext, relative: str) -> tuple[Path, list[Path]]:
+    """The images of ``<data root>/<relative>``, sorted; errors name the folder."""
+    folder = ctx.data_root / relative
+    if not folder.is_dir():
+        raise MissingFileError(f"image folder {folder} does not exist (spec key 'images' = {relative!r})")
+    files = list_images(folder)
+    if not files:
+        raise EmptyDatasetError(f"image folder {folder} holds no JPEG or PNG image")
+    return folder, files
+
+
+# ----------------------------------------------------------------------------------------
+# E4
+# ----------------------------------------------------------------------------------------
+def _rows(spec: dict[str, Any]) -> list[dict[str, str]]:
+    rows = spec.get("rows") or []
+    if not isinstance(rows, list) or not rows:
+        raise CamproError("the e4 spec needs 'rows': a list of {protector = '...', reference = 'raw'}")
+    out: list[dict[str, str]] = []
+    for row in rows:
+        if isinstance(row, str):
+            row = {"protector": row}
+        if not isinstance(row, dict) or "protector" not in row:
+            raise CamproError(f"bad e4 row {row!r}: expected {{protector = '...', reference = 'raw'}}")
+        reference = str(row.get("reference", "raw"))
+        if reference not in REFERENCES:
+            raise CamproError(f"e4 row {row!r}: reference must be one of {', '.join(REFERENCES)}")
+        for protector in expand_protector_specs([str(row["protector"])]):
+            label = str(row.get("label") or protector)
+            out.append({"protector": protector, "reference": reference, "label": label})
+    return out
+
+
+def _mask_fn(spec: dict[str, Any], rows: list[dict[str, str]]) -> MaskFn | None:
+    if not any(r["reference"] == "face-masked" for r in rows):
+        return None
+    detector = str(spec.get("face_detector") or "")
+    if not detector:
+        raise CamproError("rows with reference = 'face-masked' need 'face_detector' in the e4 spec")
+    return detector_mask_fn(detector)
+
+
+@EXPERIMENTS.register(
+    "e4", protocol="e4", description="Table IV: RMSE / PSNR / SSIM / MS-SSIM of protected images"
+)
+def run_e4(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
+    rows = _rows(spec)
+    folder, files = image_folder(ctx, str(spec.get("images", "coco-mini/val2017")))
+    limit = int(spec.get("limit", 0))
+    files = files[:limit] if limit > 0 else files
+    quantize = bool(spec.get("quantize", True))
+    ctx.manifest.data["images"] = fingerprint(ctx.data_root, files)
+    ctx.manifest.notes["e4"] = {
+        "images_folder": str(folder.relative_to(ctx.data_root)),
+        "image_selection": f"first {len(files)} files in sorted order (no random choice)",
+        "quantize_8bit": quantize,
+        "psnr_cap_db": PSNR_CAP_DB,
+        "ssim": {"kernel": SSIM_KERNEL, "sigma": SSIM_SIGMA, "data_range": 1.0},
+        "ms_ssim": {"betas": MS_SSIM_BETAS, "negative_terms": "clamped to 0 (relu)"},
+    }
+    mask_fn = _mask_fn(spec, rows)
+    if mask_fn is not None:
+        ctx.manifest.models["face_detector"] = str(spec.get("face_detector"))
+
+    raw: dict[Path, np.ndarray] = {}
+    masks: dict[Path, torch.Tensor] = {}
+    summary, per_image = [], []
+    with ctx.progress("E4 image quality", total=len(rows) * len(files)) as advance:
+        for row in rows:
+            protector = build_protector(row["protector"]).to(ctx.device).eval()
+            ctx.manifest.models.setdefault("protectors", {})[row["protector"]] = protector.fingerprint()
+            meter = ImageQuality()
+            with ctx.manifest.timer(f"row:{row['label']}"):
+                for path in files:
+                    if path not in raw:
+                        raw[path] = load_image(path)
+                    image = raw[path]
+                    reference = uint8_to_tensor(image).unsqueeze(0).to(ctx.device)
+                    with torch.inference_mode():
+                        out = protector(reference)
+                    if quantize:
+                        out = uint8_to_tensor(tensor_to_uint8(out[0])).unsqueeze(0).to(ctx.device)
+                    mask = None
+                    if row["reference"] == "face-masked":
+                        assert mask_fn is not None
+                        if path not in masks:
+                            masks[path] = mask_fn(reference).cpu()
+                        mask = masks[path].to(ctx.device)
+                    values = meter.update(out, reference, mask)
+                    per_image.append(
+                        {"image_type": row["label"], "file": path.name, "reference": row["reference"],
+                         **{k: float(v[0]) for k, v in values.items()}}
+                    )
+                    advance(1)
+            stats = meter.compute()
+            summary.append((row, stats))
+
+    table = pd.DataFrame(
+        [
+            {
+                "image_type": row["label"],
+                "protector": row["protector"],
+                "reference": row["reference"],
+                "images": int(stats["rmse"]["n"]),
+                "RMSE": format_mean_std(stats["rmse"]),
+                "PSNR (dB)": format_mean_std(stats["psnr"], 2),
+                "SSIM": format_mean_std(stats["ssim"]),
+                "MS-SSIM": format_mean_std(stats["ms_ssim"]),
+            }
+            for row, stats in summary
+        ]
+    )
+    values = pd.DataFrame(
+        [
+            {
+                "image_type": row["label"], "protector": row["protector"], "reference": row["reference"],
+                "images": int(stats["rmse"]["n"]),
+                **{f"{metric}_{stat}": stats[metric][stat] for metric in stats for stat in ("mean", "std")},
+            }
+            for row, stats in summary
+        ]
+    )
+    tables = {"table4": table, "table4_values": values}
+    if ctx.compare == "paper":
+        tables["paper_table4"] = paper_table("table4_image_quality.csv")
+    elif ctx.compare:
+        raise CamproError(f"unknown --compare '{ctx.compare}'; known: paper")
+    buffer = io.StringIO()
+    pd.DataFrame(per_image).to_csv(buffer, index=False, float_format="%.6g")
+    notes = (
+        f"{len(files)} images from {folder.relative_to(ctx.data_root)}; protected images "
+        f"{'rounded to 8 bits' if quantize else 'kept in float'}; mean ± sample std over images. "
+        f"PSNR capped at {PSNR_CAP_DB:g} dB (identical images). MS-SSIM: 5 scales, 11x11 Gaussian "
+        "(fewer scales on images with a side <= 160 px); negative terms clamped to 0."
+    )
+    return ExperimentResult(tables=tables, notes=notes, extra_files={"per_image.csv": buffer.getvalue().encode()})

@@ -1,0 +1,1 @@
+"""Built-in face detectors: MTCNN (default), YuNet, CenterFace and dlib (HOG or CNN)."""

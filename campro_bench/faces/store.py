@@ -1,0 +1,69 @@
+"""An on-disk cache of per-image arrays, keyed by everything that produced them.
+
+A :class:`ShardStore` is a folder named by a hash of its key (dataset fingerprint, detector,
+alignment, model + weights, protector, pipeline, ...). It holds ``meta.json`` (the key, for
+provenance) and shards ``part-*.npz``: uncompressed npz files with an ``ids`` array and one array
+per field, one row per image id. A call that needs ids the store lacks computes only those and
+adds one shard, so subsets (LFW pair images, identities with >= 2 images) and later supersets
+share the work. Shards are written atomically and never rewritten, so concurrent writers can at
+worst compute the same rows twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_path, atomic_write_json
+
+STORE_VERSION = 1
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    payload = json.dumps({"store_version": STORE_VERSION, **key}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class ShardStore:
+    """Arrays per image id under ``cache_dir/faces/<kind>/<digest of key>/``."""
+
+    def __init__(self, cache_dir: Path, kind: str, key: dict[str, Any]) -> None:
+        self.key = key
+        self.folder = Path(cache_dir) / "faces" / kind / key_digest(key)
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.npz")) if self.folder.is_dir() else []
+
+    def get(self, ids: list[str], fields: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows for ``ids`` (zeros where absent) and a bool mask of the ids found."""
+        where = {i: n for n, i in enumerate(ids)}
+        found = np.zeros(len(ids), bool)
+        out: dict[str, np.ndarray] = {}
+        for shard in self._shards():
+            with np.load(shard, allow_pickle=False) as data:
+                shard_ids = data["ids"]
+                rows = [(n, where[i]) for n, i in enumerate(shard_ids.tolist()) if i in where and not found[where[i]]]
+                if not rows:
+                    continue
+                src, dst = (np.array(x, np.int64) for x in zip(*rows))
+                for f in fields:
+                    column = data[f]
+                    if f not in out:
+                        out[f] = np.zeros((len(ids),) + column.shape[1:], column.dtype)
+                    out[f][dst] = column[src]
+                found[dst] = True
+        return out, found
+
+    def put(self, ids: list[str], arrays: dict[str, np.ndarray]) -> Path:
+        """Add one shard with rows for ``ids``."""
+        if not (self.folder / "meta.json").is_file():
+            atomic_write_json(self.folder / "meta.json", self.key)
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+        target = self.folder / f"part-{digest}.npz"
+        with atomic_path(target) as tmp:
+            np.savez(tmp, ids=np.asarray(ids, dtype=str), **arrays)
+        return target

@@ -1,0 +1,181 @@
+"""Face-identification classifiers: fitted on the gallery only, then scoring probes.
+
+A classifier is registered in :data:`CLASSIFIERS` by a factory that takes its options (a dict from
+the protocol, e.g. the ``[linear]`` table) and returns an object with
+``fit(gallery, valid) -> FittedClassifier``. Fitting receives the gallery features and nothing else;
+probes only ever meet :meth:`FittedClassifier.scores`. This separation (pycocotools-style: ground
+truth, model, evaluation) is what makes "no model selection on the test set" checkable.
+
+Shapes are batched over repeats: ``gallery`` is ``[R, C, D]`` (repeat, identity slot, feature),
+``valid`` is ``[R, C]`` (False where the gallery image had no face: that identity has no template and
+can never be predicted), probes are ``[R, P, D]``, scores ``[R, P, C]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Protocol
+
+import torch
+
+from ..errors import CamproError
+from ..registry import Registry
+
+
+class FittedClassifier(Protocol):
+    def scores(self, probes: torch.Tensor) -> torch.Tensor:
+        """``[R, P, C]`` scores; classes without a template score ``-inf``."""
+        ...
+
+
+class IdentificationClassifier(Protocol):
+    name: str
+
+    def fit(self, gallery: torch.Tensor, valid: torch.Tensor) -> FittedClassifier: ...
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the fitted classifier (recorded; part of cache keys)."""
+        ...
+
+
+CLASSIFIERS: Registry[Callable[..., IdentificationClassifier]] = Registry(
+    "identification classifier", "campro_bench.identification_classifiers"
+)
+
+
+def build_classifier(name: str, options: dict[str, Any] | None = None) -> IdentificationClassifier:
+    """Build a registered classifier from its name and its options table."""
+    return CLASSIFIERS.get(name)(**(options or {}))
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Unit rows; all-zero rows (no face) stay zero."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _mask_missing(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    return scores.masked_fill(~valid[:, None, :], float("-inf"))
+
+
+# nearest neighbour -----------------------------------------------------------------------
+@dataclass
+class _FittedNearest:
+    templates: torch.Tensor  # [R, C, D] unit rows
+    valid: torch.Tensor
+
+    def scores(self, probes: torch.Tensor) -> torch.Tensor:
+        return _mask_missing(l2_normalize(probes) @ self.templates.transpose(1, 2), self.valid)
+
+
+class NearestNeighbour:
+    """Cosine similarity to each identity's single gallery template; top-1 is the most similar."""
+
+    name = "nearest"
+
+    def fit(self, gallery: torch.Tensor, valid: torch.Tensor) -> FittedClassifier:
+        return _FittedNearest(l2_normalize(gallery), valid.bool())
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "similarity": "cosine"}
+
+
+CLASSIFIERS.add("nearest", NearestNeighbour, origin=f"{__name__}:NearestNeighbour",
+                description="cosine nearest neighbour to the gallery (paper: Nearest)")
+
+
+# softmax linear classifier ----------------------------------------------------------------
+@dataclass(frozen=True)
+class LinearSchedule:
+    """The fixed training schedule of the linear classifier (no early stopping, no probe access).
+
+    Full-batch gradient descent with heavy-ball momentum on the *summed* softmax cross-entropy of
+    the L2-normalised gallery features (one sample per identity), with L2 weight decay on the
+    weights (not the bias). Weights and bias start at zero: the loss is convex, so no random
+    initialisation (and no init seed) is needed and the result is a deterministic function of the
+    gallery. Summing (not averaging) the loss keeps the step size independent of the gallery size.
+    """
+
+    steps: int = 100
+    lr: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise CamproError(f"invalid linear schedule {self}: need steps >= 1, lr > 0, "
+                              "0 <= momentum < 1, weight_decay >= 0")
+
+
+@dataclass
+class LinearFit:
+    """Trained weights plus what training reported about itself (train set = gallery only)."""
+
+    weight: torch.Tensor  # [R, C, D]
+    bias: torch.Tensor  # [R, C]
+    valid: torch.Tensor
+    train_loss: list[float]  # summed CE per repeat at the last step, divided by valid samples
+    train_accuracy: list[float]
+
+    def scores(self, probes: torch.Tensor) -> torch.Tensor:
+        logits = l2_normalize(probes) @ self.weight.transpose(1, 2) + self.bias[:, None, :]
+        return _mask_missing(logits, self.valid)
+
+
+def train_linear(gallery: torch.Tensor, valid: torch.Tensor, schedule: LinearSchedule) -> LinearFit:
+    """Fit one softmax linear classifier per repeat on its gallery (sample ``c`` has class ``c``).
+
+    Gradients are written out by hand (``dL/dlogits = softmax - onehot``), which avoids autograd
+    graphs and keeps memory at a few ``[R, C, C]`` buffers.
+    """
+    x = l2_normalize(gallery.float())
+    valid = valid.bool()
+    reps, classes, dim = x.shape
+    weight = x.new_zeros(reps, classes, dim)
+    bias = x.new_zeros(reps, classes)
+    v_weight = torch.zeros_like(weight)
+    v_bias = torch.zeros_like(bias)
+    sample_mask = valid.to(x.dtype)[:, :, None]  # samples without a face do not train
+    for _ in range(schedule.steps):
+        logits = _mask_missing(x @ weight.transpose(1, 2) + bias[:, None, :], valid)
+        grad_logits = torch.softmax(logits, dim=-1).nan_to_num_(0.0)  # a repeat with no template
+        grad_logits.diagonal(dim1=1, dim2=2).sub_(1.0)
+        grad_logits.mul_(sample_mask)
+        grad_weight = grad_logits.transpose(1, 2) @ x + schedule.weight_decay * weight
+        grad_bias = grad_logits.sum(dim=1)
+        v_weight.mul_(schedule.momentum).add_(grad_weight)
+        v_bias.mul_(schedule.momentum).add_(grad_bias)
+        weight.sub_(schedule.lr * v_weight)
+        bias.sub_(schedule.lr * v_bias)
+    logits = _mask_missing(x @ weight.transpose(1, 2) + bias[:, None, :], valid)
+    own = logits.diagonal(dim1=1, dim2=2)
+    n_valid = valid.sum(dim=1).clamp_min(1)
+    per_sample = torch.where(valid, torch.logsumexp(logits, dim=-1) - own, torch.zeros_like(own))
+    loss = per_sample.sum(dim=1) / n_valid
+    hits = ((logits.argmax(dim=-1) == torch.arange(classes, device=x.device)) & valid).sum(dim=1)
+    return LinearFit(weight, bias, valid, loss.tolist(), (hits / n_valid).tolist())
+
+
+class SoftmaxLinear:
+    """Softmax linear classifier trained on the gallery features only (paper: Linear)."""
+
+    name = "linear"
+
+    def __init__(self, **options: Any) -> None:
+        known = {f.name for f in fields(LinearSchedule)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise CamproError(f"unknown linear-classifier option(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        self.schedule = LinearSchedule(**options)
+
+    def fit(self, gallery: torch.Tensor, valid: torch.Tensor) -> FittedClassifier:
+        return train_linear(gallery, valid, self.schedule)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "features": "l2-normalised", "init": "zeros",
+                "optimizer": "full-batch SGD, heavy-ball momentum, summed CE",
+                **asdict(self.schedule)}
+
+
+CLASSIFIERS.add("linear", SoftmaxLinear, origin=f"{__name__}:SoftmaxLinear",
+                description="softmax linear classifier trained on the gallery (paper: Linear)")

@@ -1,0 +1,280 @@
+"""The E1/E2 evaluation loop: embeddings from the face pipeline -> splits -> classifiers -> rows.
+
+:func:`run_protocol` reads a :class:`ProtocolConfig` (the parsed ``protocols/e1.toml``), gets the
+cached embeddings of every (dataset, model, protector) from
+:func:`campro_bench.faces.embeddings.face_embeddings`, draws the splits once per dataset, and
+returns one long-form row per (dataset, image type, classifier, gallery kind, model). Provenance,
+detection rates, seeds and stage timings go into the run manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import CamproError
+from ..experiments.base import RunContext
+from ..protectors import build_protector
+from ..recognizers.base import contract_of, weights_path
+from .cache import OutcomeCache, array_digest
+from .classifiers import CLASSIFIERS, build_classifier
+from .identification import FeatureSet, IdentificationResult, identify_many
+from .splits import IdentificationSplits, sample_splits, select_identities
+
+GALLERY_KINDS = ("raw", "protected")
+"""``raw``: enrolled with unprotected images (Table I); ``protected``: gray-box re-enrolment with
+images from the protected camera (Sec. VII-B)."""
+
+
+class Embeddings(Protocol):
+    """What the protocol reads from :class:`campro_bench.faces.embeddings.FaceEmbeddings`."""
+
+    image_ids: list[str]
+    labels: np.ndarray
+    identity_names: list[str]
+    embeddings: np.ndarray
+    detected: np.ndarray
+    provenance: dict[str, Any]
+
+
+def load_embeddings(dataset: str, model: str, protector: str, **options: Any) -> Embeddings:
+    """The face pipeline's cached embeddings (tests replace this function)."""
+    from ..faces.embeddings import face_embeddings
+
+    return face_embeddings(dataset, model, protector, **options)
+
+
+def dataset_index(dataset: str, data_root: str | None) -> list[tuple[str, str]]:
+    """(image id, identity name) of every image, in dataset order (tests replace this function)."""
+    from ..datasets.faces import load_face_dataset
+
+    return [(it.image_id, it.identity) for it in load_face_dataset(dataset, data_root).items()]
+
+
+def subset_image_ids(index: Sequence[tuple[str, str]], min_images: int, max_identities: int) -> list[str]:
+    """Image ids of the first ``max_identities`` identities by name among those with >= ``min_images``
+    images: the subset is chosen before embedding, so a small protocol embeds only what it uses."""
+    counts: dict[str, int] = {}
+    for _, name in index:
+        counts[name] = counts.get(name, 0) + 1
+    kept = set(sorted(n for n, c in counts.items() if c >= min_images)[:max_identities])
+    return [image_id for image_id, name in index if name in kept]
+
+
+@dataclass
+class ProtocolConfig:
+    """The identification part of an E1/E2 spec, validated."""
+
+    datasets: list[str]
+    models: list[str]
+    protectors: list[str]
+    classifiers: list[str] = field(default_factory=lambda: ["nearest", "linear"])
+    galleries: list[str] = field(default_factory=lambda: ["raw"])
+    repeats: int = 10
+    seed: int = 0
+    pipeline: str = "paper"
+    detector: str = "mtcnn"
+    min_images: int = 2
+    max_identities: int = 0
+    skip_missing_models: bool = False
+    batch_size: int = 64
+    confidence: float = 0.95
+    classifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], **defaults: Any) -> "ProtocolConfig":
+        def strings(key: str) -> list[str]:
+            value = spec.get(key, defaults.get(key))
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise CamproError(f"protocol key '{key}' must be a non-empty list of names, got {value!r}")
+            return value
+
+        def integer(key: str, default: int, minimum: int) -> int:
+            value = spec.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise CamproError(f"protocol key '{key}' must be an integer >= {minimum}, got {value!r}")
+            return value
+
+        classifiers = strings("classifiers")
+        for name in classifiers:
+            CLASSIFIERS.entry(name)  # unknown names fail here, listing the known ones
+        galleries = strings("galleries")
+        bad = [g for g in galleries if g not in GALLERY_KINDS]
+        if bad:
+            raise CamproError(f"unknown gallery kind(s) {bad}; known: {', '.join(GALLERY_KINDS)}")
+        options = {name: dict(spec.get(name, {})) for name in classifiers if isinstance(spec.get(name), dict)}
+        return cls(
+            datasets=strings("datasets"),
+            models=strings("models"),
+            protectors=strings("protectors"),
+            classifiers=classifiers,
+            galleries=galleries,
+            repeats=integer("repeats", 10, 1),
+            seed=integer("seed", 0, 0),
+            pipeline=str(spec.get("pipeline", "paper")),
+            detector=str(spec.get("detector", "mtcnn")),
+            min_images=integer("min_images", 2, 2),
+            max_identities=integer("max_identities", 0, 0),
+            skip_missing_models=bool(spec.get("skip_missing_models", False)),
+            batch_size=integer("batch_size", 64, 1),
+            confidence=float(spec.get("confidence", 0.95)),
+            classifier_options=options,
+        )
+
+
+@dataclass
+class ProtocolOutcome:
+    rows: list[dict[str, Any]]
+    results: dict[tuple[str, str, str, str, str], IdentificationResult]
+    splits: dict[str, IdentificationSplits]
+    skipped_models: dict[str, str]
+
+
+def missing_weights(model: str, ctx: RunContext) -> str | None:
+    """Why ``model`` cannot run (its user-supplied weights file is absent), or None."""
+    contract = contract_of(model)
+    if contract.weights_file and not weights_path(ctx.models_dir, contract).is_file():
+        return (f"weights file {contract.weights_file} not found in {ctx.models_dir} "
+                "(--models-dir / CAMPRO_BENCH_MODELS)")
+    return None
+
+
+def _features(emb: Embeddings) -> FeatureSet:
+    return FeatureSet(np.asarray(emb.embeddings, dtype=np.float32), np.asarray(emb.detected, dtype=bool))
+
+
+def _check_same_images(reference: Embeddings, other: Embeddings, where: str) -> None:
+    if list(other.image_ids) != list(reference.image_ids) or not np.array_equal(other.labels, reference.labels):
+        raise CamproError(f"{where}: image list or labels differ from the first model's; "
+                          "the face pipeline must return every dataset in one order")
+
+
+def _row(cfg: ProtocolConfig, dataset: str, protector: str, classifier: str, gallery: str, model: str,
+         result: IdentificationResult) -> dict[str, Any]:
+    summary = result.summary(cfg.confidence)
+    return {
+        "dataset": dataset,
+        "image_type": protector,
+        "classifier": classifier,
+        "gallery": gallery,
+        "model": model,
+        "accuracy_mean": summary.mean,
+        "accuracy_std": summary.std,
+        "ci_low": summary.ci_low,
+        "ci_high": summary.ci_high,
+        "chance": result.chance,
+        "identities": int(result.correct.shape[1]),
+        "repeats": summary.repeats,
+        "gallery_detect_rate": float(result.gallery_detected.mean()),
+        "probe_detect_rate": float(result.probe_detected.mean()),
+    }
+
+
+def run_protocol(
+    cfg: ProtocolConfig,
+    ctx: RunContext,
+    *,
+    embeddings: Callable[..., Embeddings] | None = None,
+) -> ProtocolOutcome:
+    """Run closed-set identification for every (dataset, model, protector, classifier, gallery)."""
+    get = embeddings or load_embeddings
+    protector_names = {spec: build_protector(spec).name for spec in cfg.protectors}  # fail fast
+    raw_spec = next((s for s, n in protector_names.items() if n == "raw"), "raw")
+    classifiers = {name: build_classifier(name, cfg.classifier_options.get(name)) for name in cfg.classifiers}
+    cache = OutcomeCache(ctx.cache_dir / "identification")
+    manifest = ctx.manifest
+    manifest.notes["classifiers"] = {name: clf.config() for name, clf in classifiers.items()}
+    manifest.notes.setdefault("embeddings", {})
+    rows: list[dict[str, Any]] = []
+    results: dict[tuple[str, str, str, str, str], IdentificationResult] = {}
+    splits_by_dataset: dict[str, IdentificationSplits] = {}
+    skipped: dict[str, str] = {}
+    options = dict(pipeline=cfg.pipeline, detector=cfg.detector, data_root=ctx.data_root_option,
+                   cache_dir=ctx.cache_dir, models_dir=ctx.models_dir, device=str(ctx.device),
+                   min_images_per_identity=cfg.min_images, batch_size=cfg.batch_size, progress=ctx.progress)
+    for dataset in cfg.datasets:
+        reference: Embeddings | None = None
+        if cfg.max_identities:
+            ids = subset_image_ids(dataset_index(dataset, ctx.data_root_option), cfg.min_images, cfg.max_identities)
+            options["image_ids"] = ids
+        else:
+            options.pop("image_ids", None)
+        for model in cfg.models:
+            if cfg.skip_missing_models and model not in skipped:
+                reason = missing_weights(model, ctx)
+                if reason:
+                    skipped[model] = reason
+                    ctx.log(f"[yellow]skipping model {model}[/]: {reason}")
+            if model in skipped:
+                continue
+            feats: dict[str, FeatureSet] = {}
+            with manifest.timer("embedding"):
+                for spec in dict.fromkeys([raw_spec, *cfg.protectors]):
+                    emb = get(dataset, model, spec, **options)
+                    if reference is None:
+                        reference = emb
+                    _check_same_images(reference, emb, f"{dataset}/{model}/{spec}")
+                    feats[spec] = _features(emb)
+                    manifest.notes["embeddings"][f"{dataset}|{model}|{spec}"] = {
+                        "detection_rate": float(feats[spec].detected.mean()),
+                        "provenance": emb.provenance,
+                    }
+            manifest.models[model] = {k: v for k, v in emb.provenance.items()
+                                      if k in ("model", "weights_id", "contract")}
+            assert reference is not None
+            if dataset not in splits_by_dataset:
+                with manifest.timer("protocol/splits"):
+                    kept = select_identities(reference.labels, reference.identity_names, min_images=cfg.min_images,
+                                             max_identities=cfg.max_identities or None)
+                    splits = sample_splits(reference.labels, repeats=cfg.repeats, seed=cfg.seed, identities=kept)
+                splits_by_dataset[dataset] = splits
+                manifest.seeds[f"splits/{dataset}"] = {
+                    "base_seed": cfg.seed,
+                    "repeat_seeds": list(splits.seeds),
+                    "generator": "numpy.random.default_rng(base_seed + repeat)",
+                    "identities": splits.n_identities,
+                    "splits_sha256": array_digest(splits.gallery, splits.probe),
+                }
+                manifest.data.setdefault("datasets", {})[dataset] = {
+                    "images": len(reference.image_ids),
+                    "identities_used": splits.n_identities,
+                    "image_ids_sha256": array_digest(np.array(reference.image_ids), reference.labels),
+                    "provenance": {k: v for k, v in reference.provenance.items() if "dataset" in k},
+                }
+            splits = splits_by_dataset[dataset]
+            for cname, clf in classifiers.items():
+                with manifest.timer(f"protocol/{cname}"):
+                    outcome: dict[tuple[str, str], IdentificationResult] = {}
+                    if "raw" in cfg.galleries:
+                        probes = {spec: feats[spec] for spec in cfg.protectors}
+                        for spec, res in identify_many(clf, feats[raw_spec], probes, splits,
+                                                       device=ctx.device, cache=cache).items():
+                            outcome[(spec, "raw")] = res
+                    if "protected" in cfg.galleries:
+                        for spec in cfg.protectors:
+                            if protector_names[spec] == "raw":
+                                continue  # a protected gallery of raw images is the raw gallery
+                            outcome[(spec, "protected")] = identify_many(
+                                clf, feats[spec], {spec: feats[spec]}, splits, device=ctx.device, cache=cache
+                            )[spec]
+                for (spec, gallery), res in outcome.items():
+                    results[(dataset, spec, cname, gallery, model)] = res
+                    rows.append(_row(cfg, dataset, spec, cname, gallery, model, res))
+    manifest.notes["skipped_models"] = skipped
+    return ProtocolOutcome(rows, results, splits_by_dataset, skipped)
+
+
+def sort_rows(rows: Sequence[dict[str, Any]], cfg: ProtocolConfig) -> list[dict[str, Any]]:
+    """Rows in spec order: dataset, classifier, gallery, image type, model (Table I order)."""
+    order = {
+        "dataset": {v: i for i, v in enumerate(cfg.datasets)},
+        "classifier": {v: i for i, v in enumerate(cfg.classifiers)},
+        "gallery": {v: i for i, v in enumerate(GALLERY_KINDS)},
+        "image_type": {v: i for i, v in enumerate(cfg.protectors)},
+        "model": {v: i for i, v in enumerate(cfg.models)},
+    }
+    return sorted(rows, key=lambda r: tuple(order[k][r[k]] for k in order))

@@ -1,0 +1,107 @@
+"""E3 end to end at tiny scale through ``run_experiment``, and ``campro-bench train detector``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from campro_bench.cli.main import main
+from campro_bench.experiments import run_experiment
+from campro_bench.experiments.e3 import PAPER_LABEL, paper_rows
+from campro_bench.utility.detection_eval import METRICS
+
+pytestmark = pytest.mark.realdata
+
+TINY = [
+    "max_images=4",
+    "max_train_images=4",
+    "finetune_epochs=1",
+    "batch_size=4",
+    'protectors=[{label="Raw", spec="raw"}, {label="Low-Resolution", spec="lowres:factor=16"}]',
+]
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, cache_dir: Path) -> Path:
+    """A fresh cache that already holds the converted SSDLite weights (conversion is tested elsewhere)."""
+    fresh = tmp_path / "cache"
+    (fresh / "models").mkdir(parents=True)
+    for f in (cache_dir / "models").glob("ssdlite-mobilenetv2-coco-*.pt"):
+        shutil.copy(f, fresh / "models" / f.name)
+    return fresh
+
+
+def test_paper_table_is_transcribed_and_labelled() -> None:
+    table = paper_rows()
+    assert table["Method"].tolist() == ["Raw Images", "Low-Resolution", "Defocused", "CamPro"]
+    assert set(table["source"]) == {PAPER_LABEL}
+    assert float(table.loc[table["Method"] == "CamPro", "AP"].iloc[0]) == pytest.approx(0.475)
+
+
+def test_e3_runs_end_to_end_and_reuses_finetuned_detectors(tmp_path: Path, cache: Path, data_root: Path) -> None:
+    folder, result = run_experiment(
+        "e3", overrides=TINY, out=tmp_path / "run1", data_root=str(data_root), cache_dir=str(cache),
+        device="cpu", compare="paper", quiet=True,
+    )
+    table = result.tables["table3"]
+    ours = table[~table["source"].eq(PAPER_LABEL)]
+    assert ours["Method"].tolist() == ["Raw", "Low-Resolution"]
+    assert len(table) == 2 + 4  # with the paper's rows
+    for metric in METRICS:
+        assert ours[metric].between(0, 1).all(), metric
+    assert (folder / "table3.csv").is_file() and (folder / "table3.md").is_file()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["seeds"]["seed"] == 0 and manifest["seeds"]["finetune"] == 0
+    assert manifest["data"]["eval"]["images"] == 4 and manifest["data"]["train"]["images"] == 4
+    assert len(manifest["models"]["ssdlite-mobilenetv2-coco"]["weights_sha256"]) == 16
+    assert manifest["models"]["ssdlite-mobilenetv2-coco fine-tuned on Raw"]["cached"] is False
+    reports = json.loads((folder / "finetune_reports.json").read_text())
+    assert set(reports) == {"Raw", "Low-Resolution"} and len(reports["Raw"]["epoch_loss"]) == 1
+    assert len(list((cache / "detectors").glob("*.pt"))) == 2
+
+    # the same spec again: fine-tuned detectors come from the cache, numbers are identical
+    folder2, result2 = run_experiment(
+        "e3", overrides=TINY, out=tmp_path / "run2", data_root=str(data_root), cache_dir=str(cache),
+        device="cpu", quiet=True,
+    )
+    again = result2.tables["table3"]
+    assert len(again) == 2
+    pd.testing.assert_frame_equal(again[list(METRICS)], ours[list(METRICS)].reset_index(drop=True))
+    manifest2 = json.loads((folder2 / "manifest.json").read_text())
+    assert manifest2["models"]["ssdlite-mobilenetv2-coco fine-tuned on Raw"]["cached"] is True
+
+
+def test_e3_without_finetuning_uses_the_pretrained_detector(tmp_path: Path, cache: Path, data_root: Path) -> None:
+    overrides = ["max_images=3", "finetune_epochs=0", 'protectors=[{label="Raw", spec="raw"}]']
+    folder, result = run_experiment(
+        "e3", overrides=overrides, out=tmp_path / "run", data_root=str(data_root), cache_dir=str(cache),
+        device="cpu", quiet=True,
+    )
+    assert "pretrained" in result.tables["table3"]["source"].iloc[0]
+    assert not (folder / "finetune_reports.json").exists()
+    assert not (cache / "detectors").exists()
+
+
+def test_train_detector_command(tmp_path: Path, cache: Path, data_root: Path) -> None:
+    out = tmp_path / "ckpt" / "lowres.pt"
+    status = main([
+        "train", "detector", "--protector", "lowres:factor=8", "--epochs", "1", "--max-images", "3",
+        "--batch-size", "3", "--no-evaluate", "--out", str(out), "--data-root", str(data_root),
+        "--cache-dir", str(cache), "--device", "cpu",
+    ])
+    assert status == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["protector"] == {"name": "lowres", "factor": 8}
+    assert report["dataset"]["images"] == 3 and report["config"]["seed"] == 0
+    assert len(report["checkpoint_sha256"]) == 16 and out.is_file()
+    # the checkpoint loads back into the registered detector
+    from campro_bench.detection import create_person_detector
+
+    detector = create_person_detector("ssdlite-mobilenetv2-coco", cache_dir=cache, checkpoint=out)
+    assert detector.weights_hash == report["checkpoint_sha256"]
+    # bad input: one error line, status 2
+    assert main(["train", "detector", "--protector", "no-such-protector", "--data-root", str(data_root)]) == 2
