@@ -76,6 +76,8 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.e3",
         "campro_bench.experiments.e4",
         "campro_bench.experiments.table5",
+        "campro_bench.experiments.e5",
+        "campro_bench.experiments.tradeoff",
     ),
 )
 

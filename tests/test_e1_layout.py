@@ -102,7 +102,11 @@ def test_table1_layout_and_long_csv(tmp_path: Path) -> None:
     # wide Table I: one row per dataset x image type x classifier x gallery, models + Average, in %
     assert list(wide.columns) == ["dataset", "image_type", "classifier", "gallery", "m-a", "m-b", "Average"]
     assert len(wide) == 2 * 5 * 2
-    assert wide.iloc[0][["dataset", "image_type", "classifier", "gallery"]].tolist() == ["lfw", "Raw", "nearest", "raw"]
+    # Table I order: dataset, classifier, gallery kind, image type (spec order)
+    first = wide[wide.dataset == "lfw"][["image_type", "classifier", "gallery"]].head(6).values.tolist()
+    assert first == [["Raw", "nearest", "raw"], ["invert", "nearest", "raw"], ["lowres:factor=16", "nearest", "raw"],
+                     ["invert", "nearest", "protected"], ["lowres:factor=16", "nearest", "protected"],
+                     ["Raw", "linear", "raw"]]
     np.testing.assert_allclose(wide["Average"], wide[["m-a", "m-b"]].mean(axis=1))
     assert wide["m-a"].max() == pytest.approx(100.0)
     assert not ((wide.image_type == "Raw") & (wide.gallery == "protected")).any()

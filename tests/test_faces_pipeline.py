@@ -130,3 +130,16 @@ def test_bad_pipeline_and_detector_names(tiny: Path, cache: Path) -> None:
         build_face_detector("haar")
     with pytest.raises(CamproError, match="face detector 'mtcnn' has no option 'size'"):
         build_face_detector("mtcnn:size=3")
+
+
+@pytest.mark.parametrize("shapes", [[(20, 30, 3)] * 5, [(20, 30, 3), (10, 12, 3), (20, 30, 3)]])
+def test_protect_uint8_keeps_order_and_quantises(shapes: list[tuple[int, int, int]]) -> None:
+    from campro_bench.faces.verification import HorizontalFlip
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+    flipped = protect_uint8(HorizontalFlip(), images, batch_size=2)
+    assert all(np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, images))
+    inverted = protect_uint8(build_protector("invert"), images, batch_size=2)
+    assert all(v.dtype == np.uint8 and np.array_equal(v, 255 - i) for v, i in zip(inverted, images))
+    assert protect_uint8(build_protector("raw"), images) is images

@@ -50,7 +50,7 @@ def describe_protocol(cfg: ProtocolConfig, clf_configs: dict[str, Any]) -> str:
     if "linear" in clf_configs:
         lines.append(f"Linear classifier: {clf_configs['linear']}; the accuracy after the last step is reported "
                      "(no model selection on probes).")
-    return "\n".join(lines)
+    return "\n".join(f"- {line}" for line in lines)
 
 
 @EXPERIMENTS.register("e1", protocol="e1", description="Table I: face identification accuracy (raw/protected)")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 from ..errors import CamproError
 from ..privacy.evaluate import ProtocolConfig, run_protocol
 from ..privacy.paper import load_paper_table

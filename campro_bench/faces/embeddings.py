@@ -19,7 +19,7 @@ import torch
 
 from .. import paths
 from ..datasets.faces import FaceDataset, load_face_dataset
-from ..errors import MissingFileError
+from ..errors import CamproError, MissingFileError
 from ..io import uint8_to_tensor
 from ..protectors import build_protector
 from ..protectors.base import Protector
@@ -101,6 +101,8 @@ def face_embeddings(
     ``min_images_per_identity`` keeps identities with at least that many images (before
     embedding); ``image_ids`` restricts to those dataset ids (e.g. the LFW pair images).
     """
+    if pipeline not in PIPELINES:
+        raise CamproError(f"unknown pipeline '{pipeline}'; known pipelines: {', '.join(PIPELINES)}")
     ds = load_face_dataset(dataset, data_root)
     prot, det = build_protector(protector), build_face_detector(detector)
     contract = contract_of(model)
@@ -133,8 +135,6 @@ def _embed_missing(ds: FaceDataset, ids: list[str], model: str, prot: Protector,
                    alignment: str, cache: Path, models_dir: Any, device: Any, batch_size: int,
                    progress: ProgressFactory | None, store: ShardStore) -> None:
     """Crop (cached) and embed ``ids``; the model is built here, only on a cache miss."""
-    if pipeline not in PIPELINES:
-        raise ValueError(pipeline)
     crops = aligned_crops(ds, alignment, pipeline=pipeline, protector=prot, detector=det, cache_dir=cache,
                           progress=progress, image_ids=ids, device=device)
     net = create_face_recognizer(model, models_dir, cache, device)

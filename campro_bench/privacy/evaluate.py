@@ -9,6 +9,7 @@ detection rates, seeds and stage timings go into the run manifest.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
@@ -19,7 +20,7 @@ from ..experiments.base import RunContext
 from ..protectors import build_protector
 from ..recognizers.base import contract_of, weights_path
 from .cache import OutcomeCache, array_digest
-from .classifiers import CLASSIFIERS, build_classifier
+from .classifiers import CLASSIFIERS, IdentificationClassifier, build_classifier
 from .identification import FeatureSet, IdentificationResult, identify_many
 from .splits import IdentificationSplits, sample_splits, select_identities
 
@@ -84,7 +85,9 @@ class ProtocolConfig:
     classifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], **defaults: Any) -> "ProtocolConfig":
+    def from_spec(cls, spec: dict[str, Any]) -> "ProtocolConfig":
+        defaults = {"classifiers": ["nearest", "linear"], "galleries": ["raw"]}
+
         def strings(key: str) -> list[str]:
             value = spec.get(key, defaults.get(key))
             if isinstance(value, str):
@@ -174,6 +177,64 @@ def _row(cfg: ProtocolConfig, dataset: str, protector: str, classifier: str, gal
     }
 
 
+def _embed(get: Callable[..., Embeddings], dataset: str, model: str, specs: Sequence[str],
+           reference: Embeddings | None, options: dict[str, Any], ctx: RunContext) -> tuple[dict[str, FeatureSet], Embeddings]:
+    """Cached embeddings of every image type for one (dataset, model), recorded in the manifest."""
+    feats: dict[str, FeatureSet] = {}
+    with ctx.manifest.timer("embedding"):
+        for spec in specs:
+            emb = get(dataset, model, spec, **options)
+            reference = reference or emb
+            _check_same_images(reference, emb, f"{dataset}/{model}/{spec}")
+            feats[spec] = _features(emb)
+            ctx.manifest.notes["embeddings"][f"{dataset}|{model}|{spec}"] = {
+                "detection_rate": float(feats[spec].detected.mean()),
+                "provenance": emb.provenance,
+            }
+    ctx.manifest.models[model] = {k: v for k, v in emb.provenance.items() if k in ("model", "weights_id", "contract")}
+    return feats, reference
+
+
+def _draw(cfg: ProtocolConfig, dataset: str, reference: Embeddings, ctx: RunContext) -> IdentificationSplits:
+    """The dataset's splits (same for every model and protector), recorded in the manifest."""
+    with ctx.manifest.timer("protocol/splits"):
+        kept = select_identities(reference.labels, reference.identity_names, min_images=cfg.min_images,
+                                 max_identities=cfg.max_identities or None)
+        splits = sample_splits(reference.labels, repeats=cfg.repeats, seed=cfg.seed, identities=kept)
+    ctx.manifest.seeds[f"splits/{dataset}"] = {
+        "base_seed": cfg.seed,
+        "repeat_seeds": list(splits.seeds),
+        "generator": "numpy.random.default_rng(base_seed + repeat)",
+        "identities": splits.n_identities,
+        "splits_sha256": array_digest(splits.gallery, splits.probe),
+    }
+    ctx.manifest.data.setdefault("datasets", {})[dataset] = {
+        "images": len(reference.image_ids),
+        "identities_used": splits.n_identities,
+        "image_ids_sha256": array_digest(np.array(reference.image_ids), reference.labels),
+        "provenance": {k: v for k, v in reference.provenance.items() if "dataset" in k},
+    }
+    return splits
+
+
+def _classify(cfg: ProtocolConfig, clf: IdentificationClassifier, feats: dict[str, FeatureSet], raw_spec: str,
+              is_raw: dict[str, bool], splits: IdentificationSplits, cache: OutcomeCache,
+              ctx: RunContext) -> dict[tuple[str, str], IdentificationResult]:
+    """Results by (image type, gallery kind): one fit on the raw gallery serves every probe set;
+    a protected gallery is fitted per protector."""
+    outcome: dict[tuple[str, str], IdentificationResult] = {}
+    if "raw" in cfg.galleries:
+        probes = {spec: feats[spec] for spec in cfg.protectors}
+        for spec, res in identify_many(clf, feats[raw_spec], probes, splits, device=ctx.device, cache=cache).items():
+            outcome[(spec, "raw")] = res
+    if "protected" in cfg.galleries:
+        for spec in (s for s in cfg.protectors if not is_raw[s]):  # a raw "protected" gallery is the raw one
+            outcome[(spec, "protected")] = identify_many(
+                clf, feats[spec], {spec: feats[spec]}, splits, device=ctx.device, cache=cache
+            )[spec]
+    return outcome
+
+
 def run_protocol(
     cfg: ProtocolConfig,
     ctx: RunContext,
@@ -182,90 +243,44 @@ def run_protocol(
 ) -> ProtocolOutcome:
     """Run closed-set identification for every (dataset, model, protector, classifier, gallery)."""
     get = embeddings or load_embeddings
-    protector_names = {spec: build_protector(spec).name for spec in cfg.protectors}  # fail fast
-    raw_spec = next((s for s, n in protector_names.items() if n == "raw"), "raw")
+    is_raw = {spec: build_protector(spec).name == "raw" for spec in cfg.protectors}  # fail fast on bad specs
+    raw_spec = next((s for s, raw in is_raw.items() if raw), "raw")
     classifiers = {name: build_classifier(name, cfg.classifier_options.get(name)) for name in cfg.classifiers}
     cache = OutcomeCache(ctx.cache_dir / "identification")
-    manifest = ctx.manifest
-    manifest.notes["classifiers"] = {name: clf.config() for name, clf in classifiers.items()}
-    manifest.notes.setdefault("embeddings", {})
-    rows: list[dict[str, Any]] = []
-    results: dict[tuple[str, str, str, str, str], IdentificationResult] = {}
-    splits_by_dataset: dict[str, IdentificationSplits] = {}
-    skipped: dict[str, str] = {}
+    ctx.manifest.notes["classifiers"] = {name: clf.config() for name, clf in classifiers.items()}
+    ctx.manifest.notes.setdefault("embeddings", {})
+    out = ProtocolOutcome([], {}, {}, {})
     options = dict(pipeline=cfg.pipeline, detector=cfg.detector, data_root=ctx.data_root_option,
                    cache_dir=ctx.cache_dir, models_dir=ctx.models_dir, device=str(ctx.device),
                    min_images_per_identity=cfg.min_images, batch_size=cfg.batch_size, progress=ctx.progress)
     for dataset in cfg.datasets:
         reference: Embeddings | None = None
+        options.pop("image_ids", None)
         if cfg.max_identities:
-            ids = subset_image_ids(dataset_index(dataset, ctx.data_root_option), cfg.min_images, cfg.max_identities)
-            options["image_ids"] = ids
-        else:
-            options.pop("image_ids", None)
+            index = dataset_index(dataset, ctx.data_root_option)
+            options["image_ids"] = subset_image_ids(index, cfg.min_images, cfg.max_identities)
         for model in cfg.models:
-            if cfg.skip_missing_models and model not in skipped:
+            if cfg.skip_missing_models and model not in out.skipped_models:
                 reason = missing_weights(model, ctx)
                 if reason:
-                    skipped[model] = reason
+                    out.skipped_models[model] = reason
                     ctx.log(f"[yellow]skipping model {model}[/]: {reason}")
-            if model in skipped:
+            if model in out.skipped_models:
                 continue
-            feats: dict[str, FeatureSet] = {}
-            with manifest.timer("embedding"):
-                for spec in dict.fromkeys([raw_spec, *cfg.protectors]):
-                    emb = get(dataset, model, spec, **options)
-                    if reference is None:
-                        reference = emb
-                    _check_same_images(reference, emb, f"{dataset}/{model}/{spec}")
-                    feats[spec] = _features(emb)
-                    manifest.notes["embeddings"][f"{dataset}|{model}|{spec}"] = {
-                        "detection_rate": float(feats[spec].detected.mean()),
-                        "provenance": emb.provenance,
-                    }
-            manifest.models[model] = {k: v for k, v in emb.provenance.items()
-                                      if k in ("model", "weights_id", "contract")}
-            assert reference is not None
-            if dataset not in splits_by_dataset:
-                with manifest.timer("protocol/splits"):
-                    kept = select_identities(reference.labels, reference.identity_names, min_images=cfg.min_images,
-                                             max_identities=cfg.max_identities or None)
-                    splits = sample_splits(reference.labels, repeats=cfg.repeats, seed=cfg.seed, identities=kept)
-                splits_by_dataset[dataset] = splits
-                manifest.seeds[f"splits/{dataset}"] = {
-                    "base_seed": cfg.seed,
-                    "repeat_seeds": list(splits.seeds),
-                    "generator": "numpy.random.default_rng(base_seed + repeat)",
-                    "identities": splits.n_identities,
-                    "splits_sha256": array_digest(splits.gallery, splits.probe),
-                }
-                manifest.data.setdefault("datasets", {})[dataset] = {
-                    "images": len(reference.image_ids),
-                    "identities_used": splits.n_identities,
-                    "image_ids_sha256": array_digest(np.array(reference.image_ids), reference.labels),
-                    "provenance": {k: v for k, v in reference.provenance.items() if "dataset" in k},
-                }
-            splits = splits_by_dataset[dataset]
+            specs = list(dict.fromkeys([raw_spec, *cfg.protectors]))
+            feats, reference = _embed(get, dataset, model, specs, reference, options, ctx)
+            if dataset not in out.splits:
+                out.splits[dataset] = _draw(cfg, dataset, reference, ctx)
             for cname, clf in classifiers.items():
-                with manifest.timer(f"protocol/{cname}"):
-                    outcome: dict[tuple[str, str], IdentificationResult] = {}
-                    if "raw" in cfg.galleries:
-                        probes = {spec: feats[spec] for spec in cfg.protectors}
-                        for spec, res in identify_many(clf, feats[raw_spec], probes, splits,
-                                                       device=ctx.device, cache=cache).items():
-                            outcome[(spec, "raw")] = res
-                    if "protected" in cfg.galleries:
-                        for spec in cfg.protectors:
-                            if protector_names[spec] == "raw":
-                                continue  # a protected gallery of raw images is the raw gallery
-                            outcome[(spec, "protected")] = identify_many(
-                                clf, feats[spec], {spec: feats[spec]}, splits, device=ctx.device, cache=cache
-                            )[spec]
+                start = time.perf_counter()
+                with ctx.manifest.timer(f"protocol/{cname}"):
+                    outcome = _classify(cfg, clf, feats, raw_spec, is_raw, out.splits[dataset], cache, ctx)
+                ctx.log(f"{dataset} / {model} / {cname}: {len(outcome)} rows in {time.perf_counter() - start:.1f} s")
                 for (spec, gallery), res in outcome.items():
-                    results[(dataset, spec, cname, gallery, model)] = res
-                    rows.append(_row(cfg, dataset, spec, cname, gallery, model, res))
-    manifest.notes["skipped_models"] = skipped
-    return ProtocolOutcome(rows, results, splits_by_dataset, skipped)
+                    out.results[(dataset, spec, cname, gallery, model)] = res
+                    out.rows.append(_row(cfg, dataset, spec, cname, gallery, model, res))
+    ctx.manifest.notes["skipped_models"] = out.skipped_models
+    return out
 
 
 def sort_rows(rows: Sequence[dict[str, Any]], cfg: ProtocolConfig) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ class AccuracySummary:
     """Top-1 accuracy over repeats.
 
     ``ci_low``/``ci_high`` form a two-sided Student-t interval over the repeats
-    (``mean +- t_{(1+confidence)/2, R-1} * std / sqrt(R)``): it describes the variation due to the
-    random gallery/probe draws for the fixed dataset and models, not sampling of new identities.
-    With one repeat the standard deviation and interval are NaN.
+    (``mean +- t_{(1+confidence)/2, R-1} * std / sqrt(R)``), clipped to [0, 1]: it describes the
+    variation due to the random gallery/probe draws for the fixed dataset and models, not sampling
+    of new identities. With one repeat the standard deviation and interval are NaN.
     """
 
     mean: float
@@ -43,4 +43,5 @@ def summarize(accuracies: np.ndarray | list[float], confidence: float = 0.95) ->
         return AccuracySummary(mean, math.nan, math.nan, math.nan, 1, confidence)
     std = float(values.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, values.size - 1)) * std / math.sqrt(values.size)
-    return AccuracySummary(mean, std, mean - half, mean + half, int(values.size), confidence)
+    low, high = max(0.0, mean - half), min(1.0, mean + half)
+    return AccuracySummary(mean, std, low, high, int(values.size), confidence)

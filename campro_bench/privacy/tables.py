@@ -30,8 +30,9 @@ def table1_wide(long: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     ``long``'s order.
     """
     present = [m for m in models if m in set(long["model"])]
-    wide = long.pivot_table(index=ROW_KEYS, columns="model", values="accuracy_mean", sort=False)
-    wide = wide.reindex(columns=present) * 100.0
+    wide = long.pivot_table(index=ROW_KEYS, columns="model", values="accuracy_mean")
+    order = pd.MultiIndex.from_frame(long[ROW_KEYS].drop_duplicates())  # pivoting sorts; restore
+    wide = wide.reindex(index=order, columns=present) * 100.0
     wide["Average"] = wide.mean(axis=1)
     wide = wide.reset_index()
     wide["image_type"] = wide["image_type"].map(image_type_label)

@@ -223,7 +223,8 @@ def list_presets() -> list[str]:
     """Names of the ISP parameter presets shipped in the package."""
     root = _preset_root()
     builtin = ["identity", "standard"]
-    files = sorted(p.stem for p in root.glob("*.json")) if root.is_dir() else []
+    # <name>.manifest.json beside a preset records how it was trained; it is not a preset
+    files = sorted(p.stem for p in root.glob("*.json") if not p.name.endswith(".manifest.json")) if root.is_dir() else []
     return builtin + files
 
 

@@ -1,0 +1,202 @@
+"""Privacy-utility trade-off sweep (paper Sec. VI-F, Fig. 11).
+
+Every method level of the spec (low resolution x4/x8/x16, defocus 9/3, 13/5, 15/7, 25/7, each
+CamPro ISP preset, the raw reference) becomes one point:
+
+* privacy (x): closed-set face identification accuracy on the face dataset, averaged over the
+  offline recognisers — the E1 protocol (:func:`campro_bench.privacy.evaluate.run_protocol`,
+  cached embeddings), probes protected, gallery raw by default;
+* utility (y): person-detection AP on the protected val images — the E3 functions (a detector
+  fine-tuned per protector, cached, or the pretrained one with ``finetune_epochs = 0``).
+
+Outputs: ``tradeoff.csv`` (one row per point, per-model accuracies, AP and the other detection
+metrics, whether the point is on the Pareto front), ``tradeoff.png`` (accuracy vs AP, one marker
+and line per method, the Pareto front drawn and circled) and the manifest. Presets that are not
+shipped are skipped when their row says ``optional = true``. ``--compare paper`` adds only the
+points the paper states in its text (no values read off Fig. 11), in a separate panel and table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..datasets.coco import load_person_dataset
+from ..detection import create_person_detector
+from ..errors import CamproError, UnknownNameError
+from ..privacy.evaluate import ProtocolConfig, run_protocol
+from ..protectors import build_protector
+from ..registries import EXPERIMENTS
+from ..utility.detection_eval import METRICS, evaluate_detector
+from .base import ExperimentResult, RunContext
+from .e1 import check_compare
+from .e3 import finetune_config, finetuned_detector
+
+PAPER_POINTS = [
+    {"method": "Raw", "accuracy_pct": 84.3, "AP": 0.578,
+     "source": "Table I (CelebA, Raw, Nearest, average of 10 models) and Table III (Raw Images AP)"},
+    {"method": "CamPro (omega = 0.2)", "accuracy_pct": 0.3, "AP": 0.475,
+     "source": "Sec. VI-F: 'the AP increases from 0.475 to 0.540 ... while the face identification accuracy "
+               "increases from 0.3% to 11.8%' (start point)"},
+    {"method": "CamPro (larger omega)", "accuracy_pct": 11.8, "AP": 0.540,
+     "source": "Sec. VI-F, same sentence (end point; the text does not say which omega)"},
+]
+"""The only Fig. 11 coordinates the paper gives as numbers (its models: 10 FR models on CelebA,
+YOLOv5m on COCO; not comparable in absolute value with ours)."""
+
+
+def pareto_front(accuracy: Sequence[float], ap: Sequence[float]) -> np.ndarray:
+    """Bool mask of the points no other point dominates (lower or equal accuracy AND higher or
+    equal AP, strictly better in one). NaN points are never on the front."""
+    acc, util = np.asarray(accuracy, float), np.asarray(ap, float)
+    valid = ~(np.isnan(acc) | np.isnan(util))
+    front = np.zeros(len(acc), bool)
+    for i in np.flatnonzero(valid):
+        others = valid.copy()
+        others[i] = False
+        dominated = others & (acc <= acc[i]) & (util >= util[i]) & ((acc < acc[i]) | (util > util[i]))
+        front[i] = not dominated.any()
+    return front
+
+
+def _methods(spec: dict[str, Any], ctx: RunContext) -> list[dict[str, str]]:
+    items = spec.get("methods") or []
+    if not items:
+        raise CamproError("the tradeoff spec lists no methods")
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not {"method", "spec"} <= set(item):
+            raise CamproError(f"bad tradeoff method {item!r}: need method and spec (and a label)")
+        try:
+            build_protector(str(item["spec"]))
+        except UnknownNameError as exc:
+            if not item.get("optional", False):
+                raise
+            ctx.log(f"[yellow]skipping {item['method']} {item.get('label', '')}[/]: {exc}")
+            ctx.manifest.notes.setdefault("skipped", {})[str(item["spec"])] = str(exc)
+            continue
+        out.append({"method": str(item["method"]), "label": str(item.get("label", item["spec"])),
+                    "spec": str(item["spec"])})
+    return out
+
+
+def privacy_points(methods: list[dict[str, str]], spec: dict[str, Any], ctx: RunContext) -> pd.DataFrame:
+    """Per protector spec: accuracy of each model and their mean (the E1 protocol)."""
+    privacy = dict(spec.get("privacy", {}))
+    gallery = str(privacy.pop("gallery", "raw"))
+    classifier = str(privacy.pop("classifier", "nearest"))
+    specs = list(dict.fromkeys(m["spec"] for m in methods))
+    cfg = ProtocolConfig.from_spec({"repeats": 10, "seed": int(spec.get("seed", 0)), **privacy, "protectors": specs,
+                                    "classifiers": [classifier], "galleries": [gallery]})
+    outcome = run_protocol(cfg, ctx)
+    long = pd.DataFrame(outcome.rows)
+    long = long[long["gallery"] == gallery]
+    per_model = long.pivot_table(index="image_type", columns="model", values="accuracy_mean", aggfunc="mean")
+    per_model.columns = [f"accuracy/{m}" for m in per_model.columns]
+    per_model["accuracy"] = per_model.mean(axis=1)
+    std = long.groupby("image_type")["accuracy_std"].mean().rename("accuracy_std_mean_over_models")
+    return per_model.join(std)
+
+
+def utility_points(methods: list[dict[str, str]], spec: dict[str, Any], ctx: RunContext) -> pd.DataFrame:
+    """Per protector spec: the E3 metrics (detector fine-tuned per protector unless epochs = 0)."""
+    utility = dict(spec.get("utility", {}))
+    seed = int(spec.get("seed", 0))
+    config = finetune_config({**utility, "seed": seed})
+    eval_set = load_person_dataset(str(utility.get("dataset", "coco128")), ctx.data_root, "val").subset(
+        int(utility.get("max_images", 0)), seed)
+    train_set = None
+    if config.epochs > 0:
+        train_set = load_person_dataset(str(utility.get("train_dataset", "coco128")), ctx.data_root, "train").subset(
+            int(utility.get("max_train_images", 0)), seed)
+        ctx.manifest.data["utility_train"] = train_set.fingerprint()
+    ctx.manifest.data["utility_eval"] = eval_set.fingerprint()
+    name = str(utility.get("detector", "ssdlite-mobilenetv2-coco"))
+    base = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device)
+    ctx.manifest.models[name] = {"weights_sha256": base.weights_hash}
+    rows = {}
+    for protector_spec in dict.fromkeys(m["spec"] for m in methods):
+        protector = build_protector(protector_spec).to(ctx.device).eval()
+        detector, cached = base, None
+        if train_set is not None:
+            with ctx.manifest.timer(f"utility/finetune {protector_spec}"):
+                detector, report = finetuned_detector(base, protector, train_set, config, ctx)
+            cached = report["cached"]
+        with ctx.manifest.timer(f"utility/evaluate {protector_spec}"), \
+                ctx.progress(f"AP {protector_spec}", len(eval_set)) as advance:
+            metrics = evaluate_detector(detector, eval_set, protector, int(utility.get("batch_size", 8)), ctx.device,
+                                        on_progress=advance)
+        rows[protector_spec] = {**{m: metrics[m] for m in METRICS}, "detector_cached": cached}
+    ctx.manifest.notes["utility"] = {"detector": name, "finetune": config.to_dict(), "eval_images": len(eval_set),
+                                     "eval_persons": eval_set.num_persons}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> Any:
+    """Accuracy (x, %) vs AP (y): one marker style and line per method, the Pareto front circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if paper is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
+    ax = axes[0, 0]
+    markers = iter(["*", "s", "^", "o", "D", "v", "P", "X"])
+    for method, part in table.groupby("method", sort=False):
+        part = part.sort_values("accuracy")
+        style = next(markers, "o")
+        ax.plot(100 * part["accuracy"], part["AP"], marker=style, markersize=9 if style == "*" else 6,
+                linewidth=1.2, label=method)
+        for r in part.itertuples():
+            ax.annotate(r.label, (100 * r.accuracy, r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = table[table["pareto"]].sort_values("accuracy")
+    ax.step(100 * front["accuracy"], front["AP"], where="post", color="black", linestyle="--", linewidth=0.9,
+            label="Pareto front")
+    ax.scatter(100 * front["accuracy"], front["AP"], s=160, facecolors="none", edgecolors="black", linewidths=1.0)
+    ax.set(xlabel="face identification accuracy (%, mean over models; lower = more private)",
+           ylabel="person detection AP (higher = more useful)", title="ours (this run)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if paper is not None:
+        pax = axes[0, 1]
+        pax.scatter(paper["accuracy_pct"], paper["AP"], facecolors="none", edgecolors="grey", s=60)
+        for r in paper.itertuples():
+            pax.annotate(r.method, (r.accuracy_pct, r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        pax.set(xlabel="face identification accuracy (%)", ylabel="AP",
+                title="paper: the only Fig. 11 values stated in its text")
+        pax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@EXPERIMENTS.register("tradeoff", protocol="tradeoff", description="Fig. 11: privacy-utility trade-off sweep")
+def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
+    check_compare(ctx)
+    methods = _methods(spec, ctx)
+    if not methods:
+        raise CamproError("no tradeoff method is available (all optional presets are missing)")
+    with ctx.manifest.timer("privacy"):
+        privacy = privacy_points(methods, spec, ctx)
+    with ctx.manifest.timer("utility"):
+        utility = utility_points(methods, spec, ctx)
+    rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
+    table = pd.DataFrame(rows)
+    table["pareto"] = pareto_front(table["accuracy"], table["AP"])
+    tables = {"tradeoff": table}
+    paper = None
+    if ctx.compare == "paper":
+        paper = pd.DataFrame(PAPER_POINTS)
+        tables["paper_points"] = paper
+    privacy_spec = spec.get("privacy", {})
+    notes = (
+        f"x: top-1 closed-set accuracy ({privacy_spec.get('classifier', 'nearest')}, gallery "
+        f"{privacy_spec.get('gallery', 'raw')}, {privacy_spec.get('repeats', 10)} draws) on "
+        f"{', '.join(privacy_spec.get('datasets', []))}, mean over {', '.join(privacy_spec.get('models', []))}; "
+        f"y: person AP (COCOeval) on {ctx.manifest.notes['utility']['eval_images']} protected "
+        f"{spec.get('utility', {}).get('dataset', 'coco128')} val images. pareto: no other point has lower-or-equal "
+        "accuracy and higher-or-equal AP (one strictly)."
+    )
+    return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)

@@ -1,0 +1,732 @@
+"""Adversarial training of the CamPro ISP parameters (paper Sec. V-C, Eq. 3-6, Algorithm 1).
+
+Three players:
+
+* **C**, the camera: :class:`~campro_bench.protectors.isp.CamproISP` (3x3 CCM + 32-point gamma LUT,
+  41 parameters), Adam (paper: lr 1e-3), projected back into range after every step (LUT in
+  [0, 1], every CCM entry in ``[-ccm_bound, ccm_bound]``);
+* **F**, the attacker: any differentiable registered face recogniser (``facenet-casia`` by
+  default) plus a proxy classification head **H** over the training identities;
+* **P**, the person detector (``ssdlite-mobilenetv2-coco``; the paper: YOLOv5m), trained jointly
+  with C on the detection loss (paper: SGD lr 1e-4).
+
+Algorithm 1, as implemented:
+
+1. *Warm-up* (lines 1-10). Line 1, initialise H: a linear probe on F's embeddings of the raw
+   training crops (F fixed, ``head_init_epochs`` epochs; ``0`` leaves H at zero). Lines 2-10: F
+   and H are trained together with cross-entropy on **raw** training crops, epoch after epoch
+   (at least one), until the epoch's running training accuracy (predictions made before each
+   update) reaches ``warmup_threshold`` or ``warmup_max_epochs`` is used up. (Without the probe,
+   a zero head's gradients disturb the pretrained F: measured on celeba-subset, 2 epochs reached
+   only 66% running accuracy.)
+   The result is cached (keyed by everything that determines it) so that a second run with the
+   same attacker, data, seed and warm-up settings (e.g. the protector-only ablation) reuses it.
+2. *Adversarial iterations* (lines 11-32), each:
+
+   * ``m`` attacker steps: cross-entropy ``L_ce = -log p_y`` on protected crops ``C(x)``
+     (C fixed), SGD on F and H; skipped with ``protector_only`` (the Table II ablation: F and H
+     stay exactly as the warm-up left them);
+   * ``n`` protector steps: ``L_ns = -log(1 - p_y)`` on a protected face batch (F, H fixed) and
+     ``L_det = L_cls + L_box`` on a protected person batch; C moves along
+     ``grad(L_ns + omega * L_det)`` and P along ``grad(L_det)`` (Eq. 6; the two gradients are
+     taken separately, so P's step does not depend on omega).
+
+F is kept in eval mode throughout: dropout off, batch-norm statistics frozen (facenet-casia's
+convolutions have batch-norm folded in; its final embedding batch-norm keeps its statistics).
+P trains with frozen batch-norm statistics (its ``train()``). Face batches and person batches come
+from independent seeded samplers (:class:`~campro_bench.training.data.EpochSampler`), the
+attacker and protector steps from different streams, so a protector-only run sees the same
+protector batches as the full run.
+
+Held-out honesty: validation images are other images of the training identities (split by image,
+:func:`~campro_bench.training.data.split_by_image`); the attacker's accuracy on them (8-bit
+protected and raw) is logged every ``val_every`` iterations and never used to choose anything.
+**The parameters reported are the last iterate.** Evaluation on unseen identities is E1/E2 on LFW.
+
+Resuming: a checkpoint (``checkpoint.pt``, atomic) every ``checkpoint_every`` iterations and at
+the end holds C, F, H, P, every optimiser and sampler state, the RNG states, the counters and the
+logs; a resumed run continues bit-identically to an uninterrupted one (same device and threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CamproError, MissingFileError
+from ..io import tensor_to_uint8
+from ..io.atomic import atomic_write_json
+from ..protectors.isp import CamproISP, ISPParams, load_preset
+from .checkpoint import (
+    config_mismatch,
+    load_module_state,
+    load_training_checkpoint,
+    rng_state,
+    save_training_checkpoint,
+    set_rng_state,
+)
+from .data import EpochSampler, FaceTrainingData, PersonTrainingData
+from .report import Panel, moving_average, plot_panels, save_image_grid, training_manifest, write_csv
+
+TRAINER = "isp"
+WARMUP_VERSION = 2
+CHECKPOINT_NAME = "checkpoint.pt"
+RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "val_every", "log_every")
+"""Configuration keys a resumed run may change; any other difference refuses to resume."""
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``: phase ``"head-init"`` (crops embedded), ``"warmup"`` (steps, out of
+the most the warm-up may take) or ``"train"`` (iterations)."""
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+# ----------------------------------------------------------------------------------------
+@dataclass
+class ISPTrainConfig:
+    """Everything that determines a training run (recorded in the manifest and the checkpoint).
+
+    Learning rates: ``lr_isp`` (Adam, paper 1e-3) and ``lr_detector`` (SGD, paper 1e-4) are the
+    paper's; ``lr_attacker`` (SGD on F, paper 1e-1) defaults lower because 1e-1 diverges for the
+    pretrained facenet-casia (measured; see docs/training.md); ``lr_head`` is H's own SGD rate.
+    """
+
+    attacker: str = "facenet-casia"
+    face_dataset: str = "celeba-subset"
+    person_dataset: str = "coco128"
+    person_detector: str = "ssdlite-mobilenetv2-coco"
+    face_detector: str = "mtcnn"
+    init: str = "standard"
+    omega: float = 0.2
+    m: int = 1
+    n: int = 1
+    iterations: int = 300
+    batch_size: int = 16
+    person_batch_size: int = 4
+    protector_only: bool = False
+    seed: int = 0
+    lr_isp: float = 1e-3
+    lr_attacker: float = 1e-3
+    lr_head: float = 1e-1
+    momentum: float = 0.9
+    lr_detector: float = 1e-4
+    detector_momentum: float = 0.0
+    head_scale: float = 16.0
+    head_init_epochs: int = 20
+    ccm_bound: float = 8.0
+    warmup_threshold: float = 0.9
+    warmup_max_epochs: int = 6
+    val_per_identity: int = 1
+    max_identities: int = 0
+    max_person_images: int = 0
+    hflip: bool = True
+    checkpoint_every: int = 50
+    val_every: int = 50
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ISPTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CamproError(f"unknown ISP training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def check(self) -> None:
+        """One-line :class:`CamproError` for the first invalid value."""
+        rules: list[tuple[bool, str]] = [
+            (math.isfinite(self.omega) and self.omega >= 0, f"omega must be a finite number >= 0, got {self.omega}"),
+            (self.m >= 1, f"m (attacker steps per iteration) must be >= 1, got {self.m}"),
+            (self.n >= 1, f"n (protector steps per iteration) must be >= 1, got {self.n}"),
+            (self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.person_batch_size >= 1, f"person batch size must be >= 1, got {self.person_batch_size}"),
+            (0.0 < self.warmup_threshold <= 1.0, f"warm-up threshold must be in (0, 1], got {self.warmup_threshold}"),
+            (self.warmup_max_epochs >= 0, f"warm-up max epochs must be >= 0, got {self.warmup_max_epochs}"),
+            (self.ccm_bound > 0, f"CCM bound must be > 0, got {self.ccm_bound}"),
+            (self.head_scale > 0, f"head scale must be > 0, got {self.head_scale}"),
+            (self.head_init_epochs >= 0, f"head_init_epochs must be >= 0, got {self.head_init_epochs}"),
+            (self.val_per_identity >= 1, f"val_per_identity must be >= 1, got {self.val_per_identity}"),
+            (self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
+            (self.val_every >= 0 and self.log_every >= 1, "val_every must be >= 0 and log_every >= 1"),
+            (0.0 <= self.momentum < 1.0 and 0.0 <= self.detector_momentum < 1.0, "momentum must be in [0, 1)"),
+        ]
+        for name in ("lr_isp", "lr_attacker", "lr_head", "lr_detector"):
+            value = getattr(self, name)
+            rules.append((math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value}"))
+        for ok, message in rules:
+            if not ok:
+                raise CamproError(message)
+
+
+def initial_params(init: str) -> ISPParams:
+    """The starting ISP: a preset name (``standard``, ``identity``, a shipped preset) or a JSON file."""
+    if init.endswith(".json") or "/" in init:
+        return ISPParams.load(init)
+    return load_preset(init)
+
+
+# ----------------------------------------------------------------------------------------
+# pieces of the objective
+# ----------------------------------------------------------------------------------------
+class ProxyHead(nn.Module):
+    """H: a linear classifier over the proxy identities, ``logits = W (s * e) + b``.
+
+    Face recognisers return unit-length embeddings ``e``; the fixed scale ``s`` lets softmax
+    probabilities approach 1 without huge weights (as cosine-softmax heads do). W and b start at
+    zero (uniform prediction), so the head needs no random initialisation.
+    """
+
+    def __init__(self, embedding_size: int, num_classes: int, scale: float = 16.0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise CamproError(f"the proxy head needs at least 2 identities, got {num_classes}")
+        self.scale = float(scale)
+        self.linear = nn.Linear(embedding_size, num_classes)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.linear(embeddings * self.scale)
+
+
+def non_saturating_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``L_ns = -log(1 - p_y)`` per example, computed stably as
+    ``logsumexp(z) - logsumexp(z without z_y)``."""
+    mask = F.one_hot(labels, logits.shape[1]).bool()
+    return torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(mask, float("-inf")), 1)
+
+
+def quantize8(images: torch.Tensor) -> torch.Tensor:
+    """Round to 8-bit levels, as a camera outputs its images."""
+    return images.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Parameters of ``modules`` do not require grad inside the block (input gradients still flow)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+# ----------------------------------------------------------------------------------------
+# the trainer
+# ----------------------------------------------------------------------------------------
+class ISPTrainer:
+    """Algorithm 1 on given data and models (see the module docstring).
+
+    Build it with prepared data and models (tests use tiny ones), then :meth:`run`. ``out``
+    receives ``checkpoint.pt``, the logs and, from :meth:`finish`, the parameters and reports.
+    """
+
+    def __init__(
+        self,
+        config: ISPTrainConfig,
+        face_data: FaceTrainingData,
+        person_data: PersonTrainingData,
+        attacker: nn.Module,  # FaceRecognizer
+        detector: nn.Module,  # PersonDetector
+        out: Path,
+        device: torch.device | str = "cpu",
+        init_params: ISPParams | None = None,
+        warmup_cache: Path | None = None,
+    ) -> None:
+        config.check()
+        if not getattr(attacker, "differentiable", False):
+            raise CamproError(f"attacker '{getattr(attacker, 'name', '?')}' is not differentiable; "
+                              "choose a torch face recogniser such as facenet-casia")
+        if not getattr(detector, "differentiable", False):
+            raise CamproError(f"person detector '{getattr(detector, 'name', '?')}' is not differentiable; "
+                              "choose a torch detector such as ssdlite-mobilenetv2-coco")
+        size = tuple(attacker.contract.input_size)
+        if face_data.crop_size != size:
+            raise CamproError(f"face crops are {face_data.crop_size[0]}x{face_data.crop_size[1]} but attacker "
+                              f"'{attacker.name}' takes {size[0]}x{size[1]} ({attacker.contract.alignment})")
+        self.config, self.out, self.device = config, Path(out), torch.device(device)
+        self.face_data, self.person_data, self.warmup_cache = face_data, person_data, warmup_cache
+        self.init_params = init_params if init_params is not None else initial_params(config.init)
+        self.isp = CamproISP(isp=self.init_params).to(self.device)
+        self.attacker = attacker.to(self.device).eval()
+        self.head = ProxyHead(attacker.contract.embedding_size, face_data.num_classes, config.head_scale).to(self.device)
+        self.detector = detector.to(self.device).train()
+        self.det_params = [p for p in self.detector.parameters() if p.requires_grad]
+        c = config
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "isp": torch.optim.Adam(self.isp.parameters(), lr=c.lr_isp),
+            "attacker": torch.optim.SGD(self.attacker.parameters(), lr=c.lr_attacker, momentum=c.momentum),
+            "head": torch.optim.SGD(self.head.parameters(), lr=c.lr_head, momentum=c.momentum),
+            "detector": torch.optim.SGD(self.det_params, lr=c.lr_detector, momentum=c.detector_momentum),
+        }
+        n_train = len(face_data.train_labels)
+        self.samplers = {
+            "warmup": EpochSampler(n_train, c.batch_size, c.seed, 0, c.hflip),
+            "attack": EpochSampler(n_train, c.batch_size, c.seed, 1, c.hflip),
+            "protect": EpochSampler(n_train, c.batch_size, c.seed, 2, c.hflip),
+            "person": EpochSampler(len(person_data), c.person_batch_size, c.seed, 3, c.hflip),
+        }
+        self.phase = "warmup" if c.warmup_max_epochs > 0 else "adversarial"
+        self.iteration = 0
+        self.rows: list[dict[str, Any]] = []
+        self.val_rows: list[dict[str, Any]] = []
+        self.warmup_rows: list[dict[str, Any]] = []
+        self.warmup_source = "trained" if self.phase == "warmup" else "skipped"
+        self.head_init: dict[str, Any] = {}
+        self.elapsed = 0.0
+        self._started = time.perf_counter()
+
+    # steps ------------------------------------------------------------------------------
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attacker(images))
+
+    def attacker_step(self, protected: bool = True) -> dict[str, float]:
+        """One SGD step of F and H on a face batch (protected by the current, fixed C, or raw)."""
+        sampler = self.samplers["attack" if protected else "warmup"]
+        x, y = self.face_data.batch(*sampler.next(), device=self.device)
+        if protected:
+            with torch.no_grad():
+                x = self.isp(x)
+        logits = self._logits(x)
+        loss = F.cross_entropy(logits, y)
+        for name in ("attacker", "head"):
+            self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers["attacker"].step()
+        self.optimizers["head"].step()
+        return {"ce": float(loss.detach()), "acc": float((logits.argmax(1) == y).float().mean())}
+
+    def protector_step(self) -> dict[str, float]:
+        """One step of C (on L_ns + omega L_det) and P (on L_det), F and H fixed."""
+        c = self.config
+        x, y = self.face_data.batch(*self.samplers["protect"].next(), device=self.device)
+        with frozen(self.attacker, self.head):
+            logits = self._logits(self.isp(x))
+        l_ns = non_saturating_loss(logits, y).mean()
+        images, boxes = self.person_data.batch(*self.samplers["person"].next(), device=self.device)
+        from ..detection import person_targets
+
+        det = self.detector.loss_components(self.isp(images), person_targets(boxes))
+        isp_params = [self.isp.ccm, self.isp.lut]
+        g_ns = torch.autograd.grad(l_ns, isp_params)
+        g_det = torch.autograd.grad(det["total"], isp_params + self.det_params, allow_unused=True)
+        for p, a, b in zip(isp_params, g_ns, g_det[:2]):
+            p.grad = a + c.omega * b
+        for p, g in zip(self.det_params, g_det[2:]):
+            p.grad = torch.zeros_like(p) if g is None else g
+        self.optimizers["isp"].step()
+        self.isp.project_(c.ccm_bound)
+        self.optimizers["detector"].step()
+        with torch.no_grad():
+            ce = F.cross_entropy(logits, y)
+            p_y = torch.softmax(logits, 1).gather(1, y[:, None]).mean()
+        return {
+            "l_ns": float(l_ns.detach()), "ce_protected": float(ce), "p_y": float(p_y),
+            "acc_protected": float((logits.argmax(1) == y).float().mean()),
+            "l_det": float(det["total"].detach()), "l_cls": float(det["cls"].detach()),
+            "l_box": float(det["box"].detach()),
+            "objective": float(l_ns.detach()) + c.omega * float(det["total"].detach()),
+        }
+
+    # phases -----------------------------------------------------------------------------
+    def init_head(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Line 1 of Algorithm 1: initialise H by a linear probe on F's embeddings of the raw
+        training crops (F fixed; ``head_init_epochs`` seeded epochs of SGD, flips as in training)."""
+        c, data, start = self.config, self.face_data, time.perf_counter()
+        n = len(data.train_labels)
+        plain, flipped = [], []
+        with torch.no_grad():
+            for s in range(0, n, 64):
+                x, _ = data.batch(np.arange(s, min(s + 64, n)), device=self.device)
+                plain.append(self.attacker(x))
+                flipped.append(self.attacker(x.flip(-1)) if c.hflip else plain[-1])
+                if progress is not None:
+                    progress("head-init", min(s + 64, n), n)
+        emb, emb_flipped = torch.cat(plain), torch.cat(flipped)
+        labels = torch.from_numpy(data.train_labels).to(self.device)
+        sampler = EpochSampler(n, c.batch_size, c.seed, 4, c.hflip)
+        optimizer = torch.optim.SGD(self.head.parameters(), lr=c.lr_head, momentum=c.momentum)
+        for _ in range(c.head_init_epochs * sampler.batches_per_epoch):
+            idx, flips = sampler.next()
+            mask = torch.from_numpy(flips).to(self.device)[:, None]
+            loss = F.cross_entropy(self.head(torch.where(mask, emb_flipped[idx], emb[idx])), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            acc = float((self.head(emb).argmax(1) == labels).float().mean())
+        self.head_init = {"epochs": c.head_init_epochs, "train_acc": acc, "seconds": time.perf_counter() - start}
+        return self.head_init
+
+    def warmup_epoch(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """One epoch of F + H on raw training crops; ends the warm-up at the threshold."""
+        start = time.perf_counter()
+        per_epoch = self.samplers["warmup"].batches_per_epoch
+        steps = []
+        for _ in range(per_epoch):
+            steps.append(self.attacker_step(protected=False))
+            if progress is not None:  # in steps, against the most the warm-up may take
+                progress("warmup", len(self.warmup_rows) * per_epoch + len(steps), self.config.warmup_max_epochs * per_epoch)
+        row = {"epoch": len(self.warmup_rows) + 1, "train_acc": _mean(steps)["acc"],
+               "train_ce": _mean(steps)["ce"], "seconds": time.perf_counter() - start}
+        self.warmup_rows.append(row)
+        c = self.config
+        if row["train_acc"] >= c.warmup_threshold or row["epoch"] >= c.warmup_max_epochs:
+            self.phase = "adversarial"
+        return row
+
+    def iterate(self) -> dict[str, Any]:
+        """One adversarial iteration: m attacker steps (unless protector-only), n protector steps."""
+        start = time.perf_counter()
+        row: dict[str, Any] = {"iteration": self.iteration + 1}
+        if not self.config.protector_only:
+            attack = _mean([self.attacker_step() for _ in range(self.config.m)])
+            row.update(attacker_ce=attack["ce"], attacker_acc=attack["acc"])
+        row.update(_mean([self.protector_step() for _ in range(self.config.n)]))
+        row["seconds"] = time.perf_counter() - start
+        self.iteration += 1
+        self.rows.append(row)
+        return row
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, Any]:
+        """Attacker (F + H) top-1 accuracy on held-out images: 8-bit protected and raw."""
+        data, result = self.face_data, {"iteration": self.iteration}
+        if len(data.val_labels) == 0:
+            return result
+        for name, protect in (("protected", True), ("raw", False)):
+            correct, ce = 0, 0.0
+            for s in range(0, len(data.val_labels), 64):
+                idx = np.arange(s, min(s + 64, len(data.val_labels)))
+                x, y = data.batch(idx, split="val", device=self.device)
+                logits = self._logits(quantize8(self.isp(x)) if protect else x)
+                correct += int((logits.argmax(1) == y).sum())
+                ce += float(F.cross_entropy(logits, y, reduction="sum"))
+            result[f"val_acc_{name}"] = correct / len(data.val_labels)
+            result[f"val_ce_{name}"] = ce / len(data.val_labels)
+        self.val_rows.append(result)
+        return result
+
+    # warm-up cache ----------------------------------------------------------------------
+    def warmup_key(self) -> dict[str, Any]:
+        """Everything that determines the warm-up's result."""
+        c = self.config
+        return {
+            "version": WARMUP_VERSION, "attacker": getattr(self.attacker, "name", "?"),
+            "weights": getattr(self.attacker, "weights_hash", "?"), "faces": self.face_data.info,
+            "classes": self.face_data.num_classes, "device": self.device.type,
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            **{k: getattr(c, k) for k in ("seed", "batch_size", "hflip", "lr_attacker", "lr_head", "momentum",
+                                          "head_scale", "head_init_epochs", "warmup_threshold",
+                                          "warmup_max_epochs")},
+        }
+
+    def _warmup_file(self) -> Path | None:
+        if self.warmup_cache is None:
+            return None
+        digest = hashlib.sha256(json.dumps(self.warmup_key(), sort_keys=True, default=str).encode()).hexdigest()[:24]
+        return self.warmup_cache / f"{digest}.pt"
+
+    def _warmup_state(self) -> dict[str, Any]:
+        return {"attacker": self.attacker.state_dict(), "head": self.head.state_dict(),
+                "optimizers": {k: self.optimizers[k].state_dict() for k in ("attacker", "head")},
+                "sampler": self.samplers["warmup"].state_dict(), "rows": self.warmup_rows,
+                "head_init": self.head_init}
+
+    def _load_warmup(self, state: dict[str, Any], source: str) -> None:
+        load_module_state(self.attacker, state["attacker"], source)
+        load_module_state(self.head, state["head"], source)
+        for k in ("attacker", "head"):
+            self.optimizers[k].load_state_dict(state["optimizers"][k])
+        self.samplers["warmup"].load_state_dict(state["sampler"])
+        self.warmup_rows, self.head_init = list(state["rows"]), dict(state["head_init"])
+
+    def run_warmup(self, progress: ProgressCallback | None = None) -> None:
+        """Lines 1-10 of Algorithm 1, or load their cached result."""
+        if self.phase != "warmup":
+            return
+        cached = self._warmup_file()
+        if cached is not None and cached.is_file():
+            _, state = load_training_checkpoint(cached, "isp-warmup")
+            self._load_warmup(state, str(cached))
+            self.phase, self.warmup_source = "adversarial", f"cache {cached.name}"
+            return
+        if not self.warmup_rows and not self.head_init and self.config.head_init_epochs > 0:
+            self.init_head(progress)
+        while self.phase == "warmup":
+            self.warmup_epoch(progress)
+            self.save_checkpoint()
+        if cached is not None:
+            save_training_checkpoint(cached, "isp-warmup", self.warmup_key(), self._warmup_state())
+
+    # checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "phase": self.phase, "iteration": self.iteration, "warmup_source": self.warmup_source,
+            "isp": self.isp.state_dict(), "attacker": self.attacker.state_dict(), "head": self.head.state_dict(),
+            "detector": self.detector.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
+            "rng": rng_state(), "rows": self.rows, "val_rows": self.val_rows, "warmup_rows": self.warmup_rows,
+            "head_init": self.head_init,
+            "elapsed": self.elapsed + time.perf_counter() - self._started,
+        }
+        save_training_checkpoint(self.checkpoint_path, TRAINER, self.config.to_dict(), state)
+        self.write_logs()
+
+    def resume(self) -> None:
+        """Continue from ``out/checkpoint.pt`` (its configuration must match, see RESUME_MAY_CHANGE)."""
+        path = self.checkpoint_path
+        saved, state = load_training_checkpoint(path, TRAINER)
+        diff = config_mismatch(saved, self.config.to_dict(), RESUME_MAY_CHANGE)
+        if diff:
+            raise CamproError(f"cannot resume {path}: configuration differs ({'; '.join(diff)})")
+        for name, module in (("isp", self.isp), ("attacker", self.attacker), ("head", self.head),
+                             ("detector", self.detector)):
+            load_module_state(module, state[name], f"{path} ({name})")
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, sampler in self.samplers.items():
+            sampler.load_state_dict(state["samplers"][k])
+        set_rng_state(state["rng"])
+        self.phase, self.iteration = state["phase"], int(state["iteration"])
+        self.rows = list(state["rows"])
+        # the end-of-run validation of a stopped run is off the schedule: drop it, as a run that
+        # had not stopped there would not have it (it is made again when this run ends)
+        every = self.config.val_every
+        self.val_rows = [r for r in state["val_rows"] if r["iteration"] == 0 or (every and r["iteration"] % every == 0)]
+        self.warmup_rows, self.warmup_source = list(state["warmup_rows"]), state["warmup_source"]
+        self.head_init = dict(state["head_init"])
+        self.elapsed, self._started = float(state["elapsed"]), time.perf_counter()
+
+    def write_logs(self) -> None:
+        if self.rows:
+            write_csv(self.out / "log.csv", self.rows)
+        if self.val_rows:
+            write_csv(self.out / "val.csv", self.val_rows)
+        if self.warmup_rows:
+            write_csv(self.out / "warmup.csv", self.warmup_rows)
+
+    # the whole run ----------------------------------------------------------------------
+    def run(self, progress: ProgressCallback | None = None) -> None:
+        """Warm-up (unless done), then iterations up to ``config.iterations``, checkpointing."""
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.run_warmup(progress)
+        if self.iteration == 0 and not any(r["iteration"] == 0 for r in self.val_rows):
+            self.validate()  # the starting point: warmed-up attacker, initial ISP
+        while self.iteration < c.iterations:
+            self.iterate()
+            i = self.iteration
+            if c.val_every and i % c.val_every == 0:
+                self.validate()
+            if i % c.checkpoint_every == 0 and i < c.iterations:
+                self.save_checkpoint()
+            elif i % c.log_every == 0:
+                self.write_logs()
+            if progress is not None:
+                progress("train", i, c.iterations)
+        if not self.val_rows or self.val_rows[-1]["iteration"] != self.iteration:
+            self.validate()  # always end with a validation of the final parameters
+        self.save_checkpoint()
+
+    # outputs ----------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Final metrics: last validation, means over the last 10% of iterations, warm-up."""
+        tail = self.rows[-max(1, len(self.rows) // 10):] if self.rows else []
+        keys = ("acc_protected", "attacker_acc", "l_ns", "ce_protected", "l_det", "l_cls", "l_box")
+        last = {f"train_last10pct_{k}": float(np.mean([r[k] for r in tail])) for k in keys if tail and k in tail[0]}
+        first_det = float(np.mean([r["l_det"] for r in self.rows[:max(1, len(self.rows) // 10)]])) if self.rows else None
+        val = self.val_rows[-1] if self.val_rows else {}
+        initial = next((r for r in self.val_rows if r["iteration"] == 0), {})
+        return {
+            "iterations": self.iteration,
+            "final_val": val, "initial_val": initial,
+            **last, "train_first10pct_l_det": first_det,
+            "head_init": self.head_init,
+            "warmup_epochs": len(self.warmup_rows),
+            "warmup_final_train_acc": self.warmup_rows[-1]["train_acc"] if self.warmup_rows else None,
+            "warmup_reached_threshold": bool(self.warmup_rows and self.warmup_rows[-1]["train_acc"] >= self.config.warmup_threshold),
+            "warmup_source": self.warmup_source,
+            "wall_seconds": self.elapsed + time.perf_counter() - self._started,
+            "seconds_per_iteration": float(np.mean([r["seconds"] for r in self.rows])) if self.rows else None,
+        }
+
+    def params(self) -> ISPParams:
+        """The learned parameters (last iterate) with how they were made in the metadata."""
+        c = self.config
+        meta = {
+            "trainer": "campro-bench train isp (Algorithm 1)", "attacker": c.attacker,
+            "scheme": "protector-only" if c.protector_only else "protector+attacker",
+            "omega": c.omega, "m": c.m, "n": c.n, "iterations": self.iteration, "seed": c.seed,
+            "face_dataset": c.face_dataset, "person_dataset": c.person_dataset,
+            "person_detector": c.person_detector, "init": c.init, "ccm_bound": c.ccm_bound,
+            "selection": "last iterate",
+        }
+        return ISPParams.from_tensors(self.isp.ccm, self.isp.lut, self.isp.degamma_exponent, **meta)
+
+    def finish(self, data_info: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write ``isp.json``, ``detector.pt``, ``report.json/png``, ``samples.png`` and ``manifest.json``."""
+        from ..detection.checkpoint import save_checkpoint as save_detector
+
+        out = self.out
+        params = self.params()
+        params.save(out / "isp.json")
+        self.detector.eval()
+        det_sha = save_detector(self.detector, out / "detector.pt", {"trained_with": "campro-bench train isp",
+                                                                     "isp_digest": params.digest()})
+        self.detector.train()
+        summary = self.summary()
+        self.write_logs()
+        report = {"config": self.config.to_dict(), "summary": summary, "head_init": self.head_init,
+                  "warmup": self.warmup_rows,
+                  "validation": self.val_rows, "isp": params.to_dict()}
+        atomic_write_json(out / "report.json", report)
+        self.plot(out / "report.png")
+        self.samples(out / "samples.png")
+        c = self.config
+        manifest = training_manifest(
+            "isp", config=c.to_dict(),
+            seeds={"seed": c.seed, "split_seed": c.seed, "samplers": "numpy default_rng([seed, stream, epoch]); "
+                   "streams: 0 warm-up, 1 attacker, 2 protector faces, 3 persons"},
+            data=data_info or {"faces": self.face_data.info, "persons": self.person_data.info},
+            models=models or {"attacker": getattr(self.attacker, "name", "?"), "detector": getattr(self.detector, "name", "?")},
+            timings={"wall": summary["wall_seconds"],
+                     "warmup": sum(r["seconds"] for r in self.warmup_rows),
+                     "iterations": sum(r["seconds"] for r in self.rows)},
+            metrics=summary,
+            outputs={"isp": "isp.json", "isp_digest": params.digest(), "detector": "detector.pt",
+                     "detector_sha256": det_sha, "log": "log.csv", "validation": "val.csv", "report": "report.json"},
+            notes=["Parameters are the last iterate; validation accuracy is logged only, never used for selection.",
+                   "Validation images are held-out images of the training identities (split by image)."],
+        )
+        atomic_write_json(out / "manifest.json", manifest)
+        return manifest
+
+    def plot(self, path: Path) -> None:
+        rows, val = self.rows, self.val_rows
+        it = [r["iteration"] for r in rows]
+        window = max(1, len(rows) // 20)
+        acc = Panel("attacker accuracy (train batches, moving average; validation)", ylabel="top-1", ylim=(0, 1))
+        acc.series["protected, protector-step batches"] = (it, moving_average([r["acc_protected"] for r in rows], window))
+        if rows and "attacker_acc" in rows[0]:
+            acc.series["protected, attacker-step batches"] = (it, moving_average([r["attacker_acc"] for r in rows], window))
+        for name in ("protected", "raw"):
+            if val and f"val_acc_{name}" in val[0]:
+                acc.series[f"validation, {name}"] = ([v["iteration"] for v in val], [v[f"val_acc_{name}"] for v in val])
+        loss = Panel("privacy losses (moving average)", ylabel="loss", logy=True)
+        loss.series["L_ns = -log(1 - p_y)"] = (it, moving_average([r["l_ns"] for r in rows], window))
+        loss.series["L_ce on protected"] = (it, moving_average([r["ce_protected"] for r in rows], window))
+        det = Panel("person detection loss L_det (moving average)", ylabel="loss")
+        for key in ("l_det", "l_cls", "l_box"):
+            det.series[key] = (it, moving_average([r[key] for r in rows], window))
+        xs = np.linspace(0, 1, self.isp.lut_points).tolist()
+        lut = Panel("gamma LUT", xlabel="input (after CCM)", ylabel="output", ylim=(0, 1))
+        lut.series["initial"] = (xs, self.init_params.lut)
+        lut.series["learned"] = (xs, self.isp.lut.detach().cpu().tolist())
+        c = self.config
+        title = (f"train isp: {c.attacker}, omega {c.omega}, m {c.m}, n {c.n}, "
+                 f"{'protector-only' if c.protector_only else 'protector+attacker'}, {self.iteration} iterations")
+        plot_panels(path, [acc, loss, det, lut], title=title)
+
+    @torch.inference_mode()
+    def samples(self, path: Path, faces: int = 8, persons: int = 3) -> None:
+        """Raw vs protected (8-bit) validation faces and person images, one PNG."""
+        data = self.face_data
+        split = "val" if len(data.val_labels) else "train"
+        count = min(faces, len(data.val_labels) if split == "val" else len(data.train_labels))
+        x, _ = data.batch(np.arange(count), split=split, device=self.device)
+        people = self.person_data.images[: min(persons, len(self.person_data))].to(self.device)
+        save_image_grid(path, [
+            ("raw faces", list(tensor_to_uint8(x))),
+            ("protected", list(tensor_to_uint8(self.isp(x)))),
+            ("raw persons", list(tensor_to_uint8(people))),
+            ("protected", list(tensor_to_uint8(self.isp(people)))),
+        ])
+
+
+# ----------------------------------------------------------------------------------------
+# from names: what `campro-bench train isp` runs
+# ----------------------------------------------------------------------------------------
+def train_isp(
+    config: ISPTrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    data_root: str | None = None,
+    cache_dir: str | None = None,
+    models_dir: str | None = None,
+    device: torch.device | str = "cpu",
+    progress: ProgressCallback | None = None,
+    crop_progress: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Build the attacker, detector and data by name, train (or resume) and write the outputs.
+
+    Returns the manifest. Refuses (one line) to overwrite a run in ``out`` without ``resume``.
+    """
+    from .. import paths
+    from ..detection import create_person_detector
+    from ..recognizers import create_face_recognizer
+    from .data import load_face_training_data, load_person_training_data
+
+    config.check()
+    out = Path(out)
+    checkpoint = out / CHECKPOINT_NAME
+    if resume and not checkpoint.is_file():
+        raise MissingFileError(f"--resume: no checkpoint {checkpoint}; start without --resume")
+    if not resume and checkpoint.exists():
+        raise CamproError(f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to continue it "
+                          "or choose another --out")
+    init = initial_params(config.init)
+    attacker = create_face_recognizer(config.attacker, models_dir, cache_dir, device)
+    if not attacker.differentiable:
+        raise CamproError(f"attacker '{config.attacker}' is not differentiable; choose a torch face recogniser "
+                          "such as facenet-casia")
+    detector = create_person_detector(config.person_detector, models_dir, cache_dir, device)
+    if not detector.differentiable:
+        raise CamproError(f"person detector '{config.person_detector}' is not differentiable; choose a torch "
+                          "detector such as ssdlite-mobilenetv2-coco")
+    faces = load_face_training_data(
+        config.face_dataset, attacker.contract.alignment, val_per_identity=config.val_per_identity,
+        seed=config.seed, max_identities=config.max_identities, detector=config.face_detector,
+        data_root=data_root, cache_dir=cache_dir, progress=crop_progress, device=device,
+    )
+    persons = load_person_training_data(config.person_dataset, detector, data_root, "train",
+                                        config.max_person_images, config.seed)
+    trainer = ISPTrainer(config, faces, persons, attacker, detector, out, device, init,
+                         warmup_cache=paths.cache_dir(cache_dir) / "training" / "isp-warmup")
+    if resume:
+        trainer.resume()
+    trainer.run(progress)
+    models = {
+        "attacker": {"name": config.attacker, "weights": attacker.weights_hash, "contract": attacker.contract.to_dict()},
+        "person_detector": {"name": config.person_detector, "weights": detector.weights_hash},
+    }
+    return trainer.finish({"faces": faces.info, "persons": persons.info}, models)

@@ -1,0 +1,90 @@
+"""Fig. 11 trade-off sweep: the Pareto front and a real end-to-end run at tiny scale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from campro_bench.errors import CamproError, UnknownNameError
+from campro_bench.experiments.tradeoff import PAPER_POINTS, pareto_front
+
+
+def test_pareto_front_on_a_hand_made_set() -> None:
+    # (accuracy, AP): lower accuracy and higher AP are better
+    points = [
+        (0.80, 0.60),  # A: most useful -> front
+        (0.10, 0.45),  # B: front
+        (0.20, 0.40),  # C: dominated by B
+        (0.01, 0.30),  # D: most private -> front
+        (0.10, 0.40),  # E: dominated by B (same accuracy, lower AP)
+        (0.50, 0.60),  # F: dominates A? same AP, lower accuracy -> A is dominated, F on the front
+        (0.01, 0.30),  # G: duplicate of D: neither dominates the other -> both on the front
+        (np.nan, 0.9),  # H: incomplete -> never on the front
+    ]
+    acc, ap = zip(*points)
+    assert pareto_front(acc, ap).tolist() == [False, True, False, True, False, True, True, False]
+    assert pareto_front([0.5], [0.5]).tolist() == [True]
+    assert pareto_front([], []).tolist() == []
+
+
+def test_paper_points_are_only_the_text_values() -> None:
+    assert [(p["accuracy_pct"], p["AP"]) for p in PAPER_POINTS] == [(84.3, 0.578), (0.3, 0.475), (11.8, 0.540)]
+    assert all(p["source"] for p in PAPER_POINTS)
+
+
+@pytest.mark.realdata
+def test_tradeoff_runs_end_to_end_at_tiny_scale(tmp_path: Path, data_root: Path, cache_dir: Path) -> None:
+    """Everything real, tiny: sface on 5 celeba-subset identities, pretrained SSDLite on 4 images."""
+    from campro_bench.experiments.runner import run_experiment
+
+    methods = ('methods=[{method="Raw", label="raw", spec="raw"}, '
+               '{method="Low-Resolution", label="x8", spec="lowres:factor=8"}, '
+               '{method="Low-Resolution", label="x16", spec="lowres:factor=16"}, '
+               '{method="Defocused", label="9/3", spec="defocus:kernel=9,sigma=3"}, '
+               '{method="CamPro", label="missing", spec="campro-isp:preset=no-such-preset", optional=true}]')
+    overrides = [methods, 'privacy.models=["sface"]', "privacy.max_identities=5", "privacy.repeats=3",
+                 "utility.finetune_epochs=0", "utility.max_images=4"]
+    out, result = run_experiment("tradeoff", overrides=overrides, out=tmp_path / "t", cache_dir=str(cache_dir),
+                                 device="cpu", quiet=True, compare="paper")
+    table = result.tables["tradeoff"]
+    assert list(table["label"]) == ["raw", "x8", "x16", "9/3"]  # the missing optional preset is skipped
+    assert ((table["accuracy"] >= 0) & (table["accuracy"] <= 1)).all()
+    assert ((table["AP"] >= 0) & (table["AP"] <= 1)).all()
+    assert np.allclose(table["accuracy"], table["accuracy/sface"])  # one model: the mean is that model
+    raw = table[table["label"] == "raw"].iloc[0]
+    x16 = table[table["label"] == "x16"].iloc[0]
+    assert raw["accuracy"] > x16["accuracy"]  # x16 low resolution hides identities from sface
+    assert raw["AP"] == table["AP"].max() and raw["pareto"]  # the most useful point is on the front
+    assert table["pareto"].tolist() == pareto_front(table["accuracy"], table["AP"]).tolist()
+    assert (out / "tradeoff.png").is_file() and (out / "tradeoff.csv").is_file()
+    assert "paper_points" in result.tables
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "campro-isp:preset=no-such-preset" in manifest["notes"]["skipped"]
+    assert manifest["notes"]["utility"]["eval_images"] == 4
+
+
+def test_tradeoff_spec_errors(tmp_path: Path) -> None:
+    from campro_bench.experiments.runner import run_experiment
+
+    with pytest.raises(CamproError, match="need method and spec"):
+        run_experiment("tradeoff", overrides=['methods=[{label="x"}]'], out=tmp_path / "a", quiet=True)
+    with pytest.raises(UnknownNameError, match="unknown ISP preset"):
+        run_experiment("tradeoff", overrides=['methods=[{method="CamPro", spec="campro-isp:preset=nope"}]'],
+                       out=tmp_path / "b", quiet=True)
+    with pytest.raises(CamproError, match="compare"):
+        run_experiment("tradeoff", out=tmp_path / "c", quiet=True, compare="arxiv")
+
+
+def test_shipped_protocol_lists_the_papers_levels() -> None:
+    from campro_bench.experiments.spec import load_spec
+
+    spec = load_spec("tradeoff")
+    specs = [m["spec"] for m in spec["methods"]]
+    assert [s for s in specs if s.startswith("lowres")] == [f"lowres:factor={f}" for f in (4, 8, 16)]
+    assert [s for s in specs if s.startswith("defocus")] == [
+        "defocus:kernel=9,sigma=3", "defocus:kernel=13,sigma=5", "defocus:kernel=15,sigma=7", "defocus:kernel=25,sigma=7"]
+    assert all(m.get("optional") for m in spec["methods"] if m["method"] == "CamPro")
+    assert spec["privacy"]["gallery"] == "raw" and spec["utility"]["finetune_epochs"] == 5
