@@ -24,7 +24,6 @@ Targets:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Sequence
 
 import numpy as np

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import torch
 
 from .errors import CamproError, MissingFileError
-from .io import list_images, load_image_tensor, save_image_tensor
+from .io import load_image_tensor, save_image_tensor
 from .protectors import Protector
 
 

@@ -110,7 +110,7 @@ def test_bad_specs_fail_with_one_clear_line() -> None:
         build_protector("blur")
     with pytest.raises(CamproError, match="has no option 'fac'; its options: factor"):
         build_protector("lowres:fac=3")
-    with pytest.raises(CamproError, match="not a valid int"):
+    with pytest.raises(CamproError, match="has the wrong type \\(expected int\\)"):
         build_protector("lowres:factor=big")
     with pytest.raises(CamproError, match="positive odd"):
         build_protector("defocus:kernel=10,sigma=3")

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from .. import paths
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
 from ..io import IMAGE_SUFFIXES
-from ..protectors.base import parse_spec
+from ..specs import parse_spec
 from ..registries import DATASETS
 from .fingerprint import fingerprint
 
@@ -219,7 +219,7 @@ def load_face_dataset(spec: str | FaceDataset, data_root: str | os.PathLike[str]
     """Build a registered face dataset from ``name`` or ``name:key=value`` and the data root."""
     if isinstance(spec, FaceDataset):
         return spec
-    name, options = parse_spec(spec)
+    name, options = parse_spec(spec, "dataset")
     factory = DATASETS.get(name)
     if not (isinstance(factory, type) and issubclass(factory, FaceDataset)):
         raise CamproError(f"dataset '{name}' is not a face identity dataset")

@@ -12,15 +12,12 @@ tries on images where the normal one finds nothing (see :mod:`campro_bench.faces
 
 from __future__ import annotations
 
-import inspect
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import CamproError
-from ..protectors.base import parse_spec
+from ..specs import build_from_spec
 from ..registries import FACE_DETECTORS
 
 
@@ -114,39 +111,11 @@ def primary_face(faces: Faces, shape: tuple[int, ...]) -> int | None:
     return int(np.argmax(area - 2.0 * (cx**2 + cy**2)))
 
 
-def _convert_option(value: str, annotation: Any, key: str, spec: str) -> Any:
-    for cand in typing.get_args(annotation) or (annotation,):
-        try:
-            if cand is bool:
-                return value.lower() in ("1", "true", "yes", "on")
-            if cand in (int, float, str):
-                return cand(value)
-        except ValueError:
-            continue
-    return value if annotation in (inspect.Parameter.empty, str, Any) else _bad(key, value, spec)
-
-
-def _bad(key: str, value: str, spec: str) -> Any:
-    raise CamproError(f"face detector option {key}={value!r} in '{spec}' has the wrong type")
-
-
 def build_face_detector(spec: str | FaceDetector) -> FaceDetector:
     """Build a registered detector from ``name`` or ``name:key=value,...``."""
     if isinstance(spec, FaceDetector):
         return spec
-    name, options = parse_spec(spec)
-    factory = FACE_DETECTORS.get(name)
-    hints = typing.get_type_hints(factory.__init__) if inspect.isclass(factory) else {}
-    accepted = [p for p in inspect.signature(factory).parameters]
-    kwargs = {}
-    for key, value in options.items():
-        if key not in accepted:
-            raise CamproError(f"face detector '{name}' has no option '{key}'; its options: {', '.join(accepted) or '(none)'}")
-        kwargs[key] = _convert_option(value, hints.get(key, inspect.Parameter.empty), key, spec)
-    detector = factory(**kwargs)
-    if not isinstance(detector, FaceDetector):
-        raise CamproError(f"'{name}' ({FACE_DETECTORS.origin(name)}) did not build a FaceDetector")
-    return detector
+    return build_from_spec(FACE_DETECTORS, spec, FaceDetector, "face detector")
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

@@ -13,18 +13,16 @@ annotated on the protector's ``__init__``.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-import types
-import typing
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..errors import CamproError
 from ..registries import PROTECTORS
+from ..specs import build_from_spec, parse_spec
+
+__all__ = ["Protector", "build_protector", "check_image_batch", "parse_spec"]
 
 
 class Protector(nn.Module):
@@ -89,49 +87,6 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """Split ``name:key=value,key=value`` into the name and a dict of string options."""
-    name, _, rest = spec.strip().partition(":")
-    options: dict[str, str] = {}
-    if rest:
-        for item in rest.split(","):
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise CamproError(
-                    f"bad protector option '{item}' in '{spec}': expected key=value, "
-                    "e.g. lowres:factor=16"
-                )
-            options[key.strip()] = value.strip()
-    if not name:
-        raise CamproError(f"empty protector name in '{spec}'")
-    return name, options
-
-
-def _convert(value: Any, annotation: Any, key: str, spec: str) -> Any:
-    if not isinstance(value, str) or annotation in (inspect.Parameter.empty, Any, str):
-        return value
-    origin = typing.get_origin(annotation)
-    candidates = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
-    candidates = tuple(c for c in candidates if c is not type(None))
-    for cand in candidates:
-        try:
-            if cand is bool:
-                low = value.lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            if cand in (int, float, str):
-                return cand(value)
-            if cand is Path:
-                return Path(value)
-        except ValueError:
-            continue
-    expected = " or ".join(getattr(c, "__name__", str(c)) for c in candidates)
-    raise CamproError(f"protector option {key}={value!r} in '{spec}' is not a valid {expected}")
-
-
 def build_protector(spec: str | dict[str, Any] | Protector) -> Protector:
     """Build a protector from a spec string, a config dict (``{"name": ..., **params}``) or as-is.
 
@@ -139,34 +94,4 @@ def build_protector(spec: str | dict[str, Any] | Protector) -> Protector:
     """
     if isinstance(spec, Protector):
         return spec
-    if isinstance(spec, dict):
-        options = dict(spec)
-        name = str(options.pop("name", ""))
-        text = json.dumps(spec)
-    else:
-        name, options = parse_spec(spec)
-        text = spec
-    factory = PROTECTORS.get(name)
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable annotations: pass option values through as strings
-        hints = {}
-    signature = inspect.signature(target)
-    accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
-    has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    kwargs: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in accepted and not has_var_kw:
-            known = ", ".join(accepted) or "(none)"
-            raise CamproError(f"protector '{name}' has no option '{key}'; its options: {known}")
-        kwargs[key] = _convert(value, hints.get(key, inspect.Parameter.empty), key, text)
-    try:
-        protector = factory(**kwargs)
-    except CamproError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise CamproError(f"cannot build protector '{text}': {exc}") from exc
-    if not isinstance(protector, Protector):
-        raise CamproError(f"'{name}' ({PROTECTORS.origin(name)}) did not build a Protector")
-    return protector
+    return build_from_spec(PROTECTORS, spec, Protector, "protector")

@@ -1,7 +1,10 @@
 """MTCNN (Zhang et al. 2016), the paper's face detector, as implemented by facenet-pytorch.
 
-The P/R/O-Net weights ship inside the ``facenet-pytorch`` wheel. Images of equal size are detected
-in one batch. Thresholds are the three cascade stages' (defaults 0.6, 0.7, 0.7, as in Sandberg's
+The P/R/O-Net weights ship inside the ``facenet-pytorch`` wheel. Images are detected one at a time:
+facenet-pytorch's batched mode gives results that depend (in the last float bits, enough to move a
+rounded crop pixel) on which images share a batch, which would make cached crops depend on the order
+in which datasets were first processed; one image per call costs ~10% more time and is exactly
+reproducible. Thresholds are the three cascade stages' (defaults 0.6, 0.7, 0.7, as in Sandberg's
 ``align_dataset_mtcnn.py``); the lenient variant lowers them to 0.5, 0.5, 0.5.
 
 On CPU, detection runs with one torch thread: MTCNN spends most of its time in thousands of tiny
@@ -54,14 +57,9 @@ class MTCNNDetector(FaceDetector):
         return self._model
 
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
-        out: list[Faces | None] = [None] * len(images)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, img in enumerate(images):
-            groups.setdefault(img.shape, []).append(i)
-        for indices in groups.values():
-            batch = np.stack([images[i] for i in indices])
-            with torch_threads(1 if str(self.device) == "cpu" else None):
-                boxes, probs, points = self._net().detect(batch, landmarks=True)
-            for j, i in enumerate(indices):
-                out[i] = Faces.empty() if boxes[j] is None else Faces.of(boxes[j], probs[j], points[j])
-        return [f if f is not None else Faces.empty() for f in out]
+        out: list[Faces] = []
+        with torch_threads(1 if str(self.device) == "cpu" else None):
+            for image in images:
+                boxes, probs, points = self._net().detect(image[None], landmarks=True)
+                out.append(Faces.empty() if boxes[0] is None else Faces.of(boxes[0], probs[0], points[0]))
+        return out
