@@ -20,7 +20,7 @@ import torch
 
 from .. import paths
 from ..errors import CamproError
-from ..io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
 from .manifest import Manifest
@@ -88,6 +88,7 @@ def run_experiment(
     manifest.seeds["seed"] = spec.get("seed", 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    work.chmod(0o777 & ~_umask())  # mkdtemp makes an owner-only folder; results are for sharing
     ctx = RunContext(
         manifest=manifest,
         data_root_option=data_root,
