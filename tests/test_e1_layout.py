@@ -16,6 +16,7 @@ import pytest
 from campro_bench.errors import CamproError, UnknownNameError
 from campro_bench.experiments.runner import run_experiment
 from campro_bench.privacy import evaluate
+from campro_bench.privacy.evaluate import ProtocolConfig, subset_image_ids
 from campro_bench.privacy.tables import blackbox_summary, table2_long, table2_wide
 
 # 12 identities: 10 with 2-4 images, two with a single image (dropped by the protocol)
@@ -226,3 +227,34 @@ def test_e2_end_to_end(tmp_path: Path) -> None:
     assert result.tables["table2_paper"]["Protector-Only"].iloc[0] == pytest.approx(1.5)
     with pytest.raises(CamproError, match="different protectors"):
         run(tmp_path / "again", "e2", overrides[:-1] + ['sources={"A" = "invert", "B" = "invert"}'])
+
+
+def test_max_images_per_identity_caps_each_identity_with_a_stable_subset(tmp_path: Path) -> None:
+    index = [(f"p{p}_{i}", f"p{p}") for p in range(6) for i in range(2 + p)] + [("solo_0", "solo")]
+    capped = subset_image_ids(index, 2, 0, max_images_per_identity=3, seed=0)
+    per_name: dict[str, list[str]] = {}
+    for image_id in capped:
+        per_name.setdefault(image_id.split("_")[0], []).append(image_id)
+    assert sorted(per_name) == [f"p{p}" for p in range(6)]  # "solo" has one image: dropped
+    assert {n: len(v) for n, v in per_name.items()} == {"p0": 2, "p1": 3, "p2": 3, "p3": 3, "p4": 3, "p5": 3}
+    assert capped == [i for i, _ in index if i in set(capped)]  # dataset order kept
+    first_two = subset_image_ids(index, 2, 2, max_images_per_identity=3, seed=0)
+    assert set(first_two) <= set(capped)  # the same images whatever else is kept
+    other_seed = subset_image_ids(index, 2, 0, max_images_per_identity=3, seed=1)
+    assert other_seed != capped and len(other_seed) == len(capped)
+
+
+def test_max_images_per_identity_reaches_the_embedder_and_the_notes(tmp_path: Path) -> None:
+    _, result = run(tmp_path, "e1", BASE + ["max_images_per_identity=2", 'datasets=["lfw"]'])
+    counts: dict[str, int] = {}
+    names = dict(IDS)
+    for image_id in calls[0][3]:
+        counts[names[image_id]] = counts.get(names[image_id], 0) + 1
+    assert set(counts.values()) == {2}
+    assert "at most 2 images per identity" in result.notes
+
+
+def test_max_images_per_identity_below_min_images_is_refused() -> None:
+    with pytest.raises(CamproError, match="max_images_per_identity"):
+        ProtocolConfig.from_spec({"datasets": ["lfw"], "models": ["m"], "protectors": ["raw"],
+                                  "min_images": 3, "max_images_per_identity": 2})

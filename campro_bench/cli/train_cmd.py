@@ -147,7 +147,7 @@ def train_isp_command(
     init: str = typer.Option("standard", help="starting ISP: preset name or parameter JSON file"),
     seed: int = typer.Option(0, help="seed of the split, batch order and flips"),
     lr_isp: float = typer.Option(1e-3, help="Adam learning rate of the 41 ISP parameters (paper 1e-3)"),
-    lr_attacker: float = typer.Option(1e-3, help="SGD learning rate of F (paper 1e-1 diverges here; see docs)"),
+    lr_attacker: float = typer.Option(1e-4, help="SGD learning rate of F (paper 1e-1 diverges here; see docs)"),
     lr_head: float = typer.Option(1e-1, help="SGD learning rate of the proxy head H"),
     lr_detector: float = typer.Option(1e-4, help="SGD learning rate of P (paper 1e-4)"),
     momentum: float = typer.Option(0.9, help="SGD momentum of F and H"),

@@ -41,7 +41,9 @@ def describe_protocol(cfg: ProtocolConfig, clf_configs: dict[str, Any]) -> str:
         f"Closed-set identification (paper Sec. VI-A): per identity with >= {cfg.min_images} images, one gallery "
         f"and one different probe image; {cfg.repeats} repeats, seeds {cfg.seed}..{cfg.seed + cfg.repeats - 1}; "
         f"pipeline '{cfg.pipeline}', detector '{cfg.detector}'"
-        + (f"; first {cfg.max_identities} identities by name" if cfg.max_identities else "") + ".",
+        + (f"; first {cfg.max_identities} identities by name" if cfg.max_identities else "")
+        + (f"; at most {cfg.max_images_per_identity} images per identity (a seeded uniform subset, drawn "
+           "before the repeats)" if cfg.max_images_per_identity else "") + ".",
         "Gallery 'raw': enrolled with unprotected images (Table I); 'protected': gray-box re-enrolment with "
         "protected images (Sec. VII-B). Probes are always protected by the row's image type.",
         "Probes with no detected face count as wrong; identities whose gallery image has no face keep their "

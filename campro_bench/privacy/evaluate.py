@@ -10,6 +10,7 @@ detection rates, seeds and stage timings go into the run manifest.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
@@ -54,14 +55,33 @@ def dataset_index(dataset: str, data_root: str | None) -> list[tuple[str, str]]:
     return [(it.image_id, it.identity) for it in load_face_dataset(dataset, data_root).items()]
 
 
-def subset_image_ids(index: Sequence[tuple[str, str]], min_images: int, max_identities: int) -> list[str]:
-    """Image ids of the first ``max_identities`` identities by name among those with >= ``min_images``
-    images: the subset is chosen before embedding, so a small protocol embeds only what it uses."""
+def subset_image_ids(index: Sequence[tuple[str, str]], min_images: int, max_identities: int,
+                     max_images_per_identity: int = 0, seed: int = 0) -> list[str]:
+    """Image ids of the first ``max_identities`` identities by name (0 = all) among those with >=
+    ``min_images`` images, at most ``max_images_per_identity`` of each (0 = all): the subset is
+    chosen before embedding, so a small protocol embeds only what it uses.
+
+    The capped images of an identity are a uniform random subset drawn by
+    ``numpy.random.default_rng([seed, crc32(identity)])``: the same whatever other identities are
+    kept, so a smaller run's images are a subset of a larger run's (and share its embedding cache).
+    A uniform subset keeps each repeat's gallery/probe pair uniform over the identity's images."""
     counts: dict[str, int] = {}
-    for _, name in index:
+    members: dict[str, list[str]] = {}
+    for image_id, name in index:
         counts[name] = counts.get(name, 0) + 1
-    kept = set(sorted(n for n, c in counts.items() if c >= min_images)[:max_identities])
-    return [image_id for image_id, name in index if name in kept]
+        members.setdefault(name, []).append(image_id)
+    eligible = sorted(n for n, c in counts.items() if c >= min_images)
+    kept = set(eligible[:max_identities] if max_identities else eligible)
+    allowed: set[str] | None = None
+    if max_images_per_identity:
+        allowed = set()
+        for name in kept:
+            ids = members[name]
+            if len(ids) > max_images_per_identity:
+                rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+                ids = [ids[i] for i in sorted(rng.choice(len(ids), max_images_per_identity, replace=False))]
+            allowed.update(ids)
+    return [image_id for image_id, name in index if name in kept and (allowed is None or image_id in allowed)]
 
 
 @dataclass
@@ -79,6 +99,7 @@ class ProtocolConfig:
     detector: str = "mtcnn"
     min_images: int = 2
     max_identities: int = 0
+    max_images_per_identity: int = 0
     skip_missing_models: bool = False
     batch_size: int = 64
     confidence: float = 0.95
@@ -102,6 +123,12 @@ class ProtocolConfig:
                 raise CamproError(f"protocol key '{key}' must be an integer >= {minimum}, got {value!r}")
             return value
 
+        def images_cap() -> int:
+            cap = integer("max_images_per_identity", 0, 0)
+            if 0 < cap < integer("min_images", 2, 2):
+                raise CamproError(f"protocol key 'max_images_per_identity' ({cap}) must be 0 (all) or >= min_images")
+            return cap
+
         classifiers = strings("classifiers")
         for name in classifiers:
             CLASSIFIERS.entry(name)  # unknown names fail here, listing the known ones
@@ -122,6 +149,7 @@ class ProtocolConfig:
             detector=str(spec.get("detector", "mtcnn")),
             min_images=integer("min_images", 2, 2),
             max_identities=integer("max_identities", 0, 0),
+            max_images_per_identity=images_cap(),
             skip_missing_models=bool(spec.get("skip_missing_models", False)),
             batch_size=integer("batch_size", 64, 1),
             confidence=float(spec.get("confidence", 0.95)),
@@ -256,9 +284,10 @@ def run_protocol(
     for dataset in cfg.datasets:
         reference: Embeddings | None = None
         options.pop("image_ids", None)
-        if cfg.max_identities:
+        if cfg.max_identities or cfg.max_images_per_identity:
             index = dataset_index(dataset, ctx.data_root_option)
-            options["image_ids"] = subset_image_ids(index, cfg.min_images, cfg.max_identities)
+            options["image_ids"] = subset_image_ids(index, cfg.min_images, cfg.max_identities,
+                                                    cfg.max_images_per_identity, cfg.seed)
         for model in cfg.models:
             if cfg.skip_missing_models and model not in out.skipped_models:
                 reason = missing_weights(model, ctx)

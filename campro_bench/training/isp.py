@@ -99,7 +99,8 @@ class ISPTrainConfig:
 
     Learning rates: ``lr_isp`` (Adam, paper 1e-3) and ``lr_detector`` (SGD, paper 1e-4) are the
     paper's; ``lr_attacker`` (SGD on F, paper 1e-1) defaults lower because 1e-1 diverges for the
-    pretrained facenet-casia (measured; see docs/training.md); ``lr_head`` is H's own SGD rate.
+    pretrained facenet-casia, and 1e-3 still degrades its features during the warm-up (measured;
+    see docs/training.md); ``lr_head`` is H's own SGD rate.
     """
 
     attacker: str = "facenet-casia"
@@ -117,7 +118,7 @@ class ISPTrainConfig:
     protector_only: bool = False
     seed: int = 0
     lr_isp: float = 1e-3
-    lr_attacker: float = 1e-3
+    lr_attacker: float = 1e-4
     lr_head: float = 1e-1
     momentum: float = 0.9
     lr_detector: float = 1e-4
@@ -354,25 +355,23 @@ class ISPTrainer:
     # phases -----------------------------------------------------------------------------
     def init_head(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Line 1 of Algorithm 1: initialise H by a linear probe on F's embeddings of the raw
-        training crops (F fixed; ``head_init_epochs`` seeded epochs of SGD, flips as in training)."""
+        training crops (F fixed, no flips; ``head_init_epochs`` seeded epochs of SGD)."""
         c, data, start = self.config, self.face_data, time.perf_counter()
         n = len(data.train_labels)
-        plain, flipped = [], []
+        parts = []
         with torch.no_grad():
             for s in range(0, n, 64):
                 x, _ = data.batch(np.arange(s, min(s + 64, n)), device=self.device)
-                plain.append(self.attacker(x))
-                flipped.append(self.attacker(x.flip(-1)) if c.hflip else plain[-1])
+                parts.append(self.attacker(x))
                 if progress is not None:
                     progress("head-init", min(s + 64, n), n)
-        emb, emb_flipped = torch.cat(plain), torch.cat(flipped)
+        emb = torch.cat(parts)
         labels = torch.from_numpy(data.train_labels).to(self.device)
-        sampler = EpochSampler(n, c.batch_size, c.seed, 4, c.hflip)
+        sampler = EpochSampler(n, c.batch_size, c.seed, 4, hflip=False)
         optimizer = torch.optim.SGD(self.head.parameters(), lr=c.lr_head, momentum=c.momentum)
         for _ in range(c.head_init_epochs * sampler.batches_per_epoch):
-            idx, flips = sampler.next()
-            mask = torch.from_numpy(flips).to(self.device)[:, None]
-            loss = F.cross_entropy(self.head(torch.where(mask, emb_flipped[idx], emb[idx])), labels[idx])
+            idx, _ = sampler.next()
+            loss = F.cross_entropy(self.head(emb[idx]), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -413,11 +412,21 @@ class ISPTrainer:
 
     @torch.inference_mode()
     def validate(self) -> dict[str, Any]:
-        """Attacker (F + H) top-1 accuracy on held-out images: 8-bit protected and raw."""
+        """Attacker (F + H) top-1 accuracy and CE on held-out faces (8-bit protected and raw), and
+        the detection loss of the current P on all person images, 8-bit protected."""
+        from ..detection import person_targets
+
         data, result = self.face_data, {"iteration": self.iteration}
-        if len(data.val_labels) == 0:
-            return result
+        persons, total = self.person_data, 0.0
+        self.detector.eval()
+        for s in range(0, len(persons), 8):
+            images, boxes = persons.batch(np.arange(s, min(s + 8, len(persons))), device=self.device)
+            total += float(self.detector.loss(quantize8(self.isp(images)), person_targets(boxes))) * len(boxes)
+        self.detector.train()
+        result["person_l_det"] = total / len(persons)
         for name, protect in (("protected", True), ("raw", False)):
+            if len(data.val_labels) == 0:
+                break
             correct, ce = 0, 0.0
             for s in range(0, len(data.val_labels), 64):
                 idx = np.arange(s, min(s + 64, len(data.val_labels)))
@@ -646,7 +655,10 @@ class ISPTrainer:
         loss.series["L_ce on protected"] = (it, moving_average([r["ce_protected"] for r in rows], window))
         det = Panel("person detection loss L_det (moving average)", ylabel="loss")
         for key in ("l_det", "l_cls", "l_box"):
-            det.series[key] = (it, moving_average([r[key] for r in rows], window))
+            det.series[f"{key} (train batches)"] = (it, moving_average([r[key] for r in rows], window))
+        if val and "person_l_det" in val[0]:
+            det.series["l_det, all person images (validation)"] = ([v["iteration"] for v in val],
+                                                                   [v["person_l_det"] for v in val])
         xs = np.linspace(0, 1, self.isp.lut_points).tolist()
         lut = Panel("gamma LUT", xlabel="input (after CCM)", ylabel="output", ylim=(0, 1))
         lut.series["initial"] = (xs, self.init_params.lut)
