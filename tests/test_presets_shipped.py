@@ -1,0 +1,62 @@
+"""The shipped CamPro presets are outputs of this repository's training code, with their manifests."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+
+from campro_bench.protectors import build_protector
+from campro_bench.protectors.isp import ISPParams, list_presets
+
+PRESETS = Path(str(resources.files("campro_bench") / "presets"))
+TRAINED_ISP = ["casia-adv", "casia-protector-only"]
+
+
+@pytest.mark.parametrize("name", TRAINED_ISP)
+def test_trained_isp_preset_matches_its_training_manifest(name: str) -> None:
+    assert name in list_presets()
+    params = ISPParams.load(PRESETS / "isp" / f"{name}.json")
+    manifest = json.loads((PRESETS / "isp" / f"{name}.manifest.json").read_text())
+    assert manifest["trainer"] == "isp"
+    assert manifest["outputs"]["isp_digest"] == params.digest()  # the file is the run's output, unedited
+    config = manifest["config"]
+    assert config["protector_only"] is (name == "casia-protector-only")
+    assert config["attacker"] == params.metadata["attacker"] == "facenet-casia"
+    assert params.metadata["iterations"] == config["iterations"] == manifest["metrics"]["iterations"]
+    assert params.metadata["selection"] == "last iterate"
+    assert all(0.0 <= v <= 1.0 for v in params.lut)
+    assert all(abs(v) <= config["ccm_bound"] for row in params.ccm for v in row)
+
+
+def test_the_ablation_pair_differs_only_in_the_attacker_step() -> None:
+    configs = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"] for n in TRAINED_ISP]
+    differing = {k for k in configs[0] if configs[0][k] != configs[1][k]}
+    assert differing == {"protector_only"}
+
+
+def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 48)
+    for name in TRAINED_ISP:
+        with torch.no_grad():
+            y = build_protector(f"campro-isp:preset={name}")(x)
+        assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+        assert float((y - x).abs().mean()) > 0.05  # a trained ISP is far from the identity
+
+
+def test_enhancer_preset_pairs_with_its_isp() -> None:
+    path = PRESETS / "enhancer" / "casia-adv.pt"
+    if not path.is_file():
+        pytest.fail(f"{path} is not shipped")
+    manifest = json.loads((PRESETS / "enhancer" / "casia-adv.manifest.json").read_text())
+    protector = build_protector("campro-enhanced:preset=casia-adv")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = protector(x)
+    assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    isp_digest = ISPParams.load(PRESETS / "isp" / "casia-adv.json").digest()
+    assert isp_digest in json.dumps(manifest)
