@@ -62,7 +62,7 @@ def main() -> None:
     copy_s = median_seconds(lambda: frames.clone(), args.repeats, device)
     copy_rate = megapixels / copy_s
     print(f"device={device} threads={torch.get_num_threads()} batch={args.frames}x3x1080x1920 float32")
-    print(f"{'protector':32s} {'ms/batch':>10s} {'MP/s':>10s} {'copy/protector':>15s}")
+    print(f"{'protector':32s} {'ms/batch':>10s} {'MP/s':>10s} {'x copy time':>15s}")
     print(f"{'(tensor copy: memory floor)':32s} {copy_s * 1e3:10.1f} {copy_rate:10.1f} {1.0:15.2f}")
     for spec in SPECS:
         protector = build_protector(spec).to(device).eval()
