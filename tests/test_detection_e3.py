@@ -105,3 +105,24 @@ def test_train_detector_command(tmp_path: Path, cache: Path, data_root: Path) ->
     assert detector.weights_hash == report["checkpoint_sha256"]
     # bad input: one error line, status 2
     assert main(["train", "detector", "--protector", "no-such-protector", "--data-root", str(data_root)]) == 2
+
+
+def test_e3_row_with_a_checkpoint_is_evaluated_without_finetuning(tmp_path: Path, cache: Path, data_root: Path) -> None:
+    ckpt = tmp_path / "ckpt" / "joint.pt"
+    assert main([
+        "train", "detector", "--protector", "lowres:factor=8", "--epochs", "1", "--max-images", "3",
+        "--batch-size", "3", "--no-evaluate", "--out", str(ckpt), "--data-root", str(data_root),
+        "--cache-dir", str(cache), "--device", "cpu",
+    ]) == 0
+    sha = json.loads(ckpt.with_suffix(".json").read_text())["checkpoint_sha256"]
+    overrides = ["max_images=3", "max_train_images=3", "finetune_epochs=1", "batch_size=3",
+                 f'protectors=[{{label="Given P", spec="lowres:factor=8", checkpoint="{ckpt}"}}]']
+    folder, result = run_experiment(
+        "e3", overrides=overrides, out=tmp_path / "run", data_root=str(data_root), cache_dir=str(cache),
+        device="cpu", quiet=True,
+    )
+    row = result.tables["table3"].iloc[0]
+    assert "joint.pt, not fine-tuned" in row["source"]
+    assert not (cache / "detectors").exists()  # nothing was fine-tuned
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["models"][f"ssdlite-mobilenetv2-coco from {ckpt}"]["weights_sha256"] == sha

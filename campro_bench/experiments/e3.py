@@ -79,6 +79,12 @@ def finetuned_detector(
     return detector.eval(), {**report, "cached": False}
 
 
+def _weights_label(checkpoint: Any, train_set: PersonDataset | None, epochs: int) -> str:
+    if checkpoint:
+        return f"weights {Path(str(checkpoint)).name}, not fine-tuned"
+    return f"fine-tuned {epochs} ep" if train_set is not None else "pretrained"
+
+
 def paper_rows() -> pd.DataFrame:
     """The paper's Table III, as transcribed in ``baselines/paper``."""
     if not PAPER_TABLE.is_file():
@@ -124,7 +130,11 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         label, protector_spec = str(item["label"]), str(item["spec"])
         protector = build_protector(protector_spec).to(ctx.device).eval()
         detector = base
-        if train_set is not None:
+        checkpoint = item.get("checkpoint")
+        if checkpoint:  # a given detector, e.g. the P that `train isp` trained jointly: evaluated as is
+            detector = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device, checkpoint=str(checkpoint))
+            ctx.manifest.models[f"{name} from {checkpoint}"] = {"weights_sha256": detector.weights_hash}
+        elif train_set is not None:
             with ctx.manifest.timer(f"finetune {label}"):
                 detector, report = finetuned_detector(base, protector, train_set, config, ctx)
             reports[label] = report
@@ -140,7 +150,7 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
                 **{m: metrics[m] for m in METRICS},
                 "threshold": metrics["threshold"],
                 "protector": protector.spec(),
-                "source": f"ours ({name}, {'fine-tuned ' + str(config.epochs) + ' ep' if train_set else 'pretrained'}, "
+                "source": f"ours ({name}, {_weights_label(checkpoint, train_set, config.epochs)}, "
                 f"{eval_set.name} val {len(eval_set)} img)",
             }
         )
