@@ -13,7 +13,8 @@ from campro_bench.protectors import build_protector
 from campro_bench.protectors.isp import ISPParams, list_presets
 
 PRESETS = Path(str(resources.files("campro_bench") / "presets"))
-TRAINED_ISP = ["casia-adv", "casia-protector-only"]
+TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1"]
+ABLATION_PAIR = ["casia-adv", "casia-protector-only"]
 
 
 @pytest.mark.parametrize("name", TRAINED_ISP)
@@ -33,9 +34,16 @@ def test_trained_isp_preset_matches_its_training_manifest(name: str) -> None:
 
 
 def test_the_ablation_pair_differs_only_in_the_attacker_step() -> None:
-    configs = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"] for n in TRAINED_ISP]
+    configs = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"] for n in ABLATION_PAIR]
     differing = {k for k in configs[0] if configs[0][k] != configs[1][k]}
     assert differing == {"protector_only"}
+
+
+def test_omega_preset_differs_from_the_main_one_only_in_omega() -> None:
+    configs = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
+               for n in ("casia-adv", "casia-adv-w1")]
+    assert {k for k in configs[0] if configs[0][k] != configs[1][k]} == {"omega"}
+    assert configs[1]["omega"] == 1.0
 
 
 def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
