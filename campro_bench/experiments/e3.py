@@ -56,6 +56,13 @@ def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[s
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def detector_from_checkpoint(base: PersonDetector, path: Path) -> PersonDetector:
+    """A copy of ``base`` (already built on its device) with the weights of a detector checkpoint."""
+    detector = copy.deepcopy(base)
+    load_checkpoint(detector, path)
+    return detector.eval()
+
+
 def finetuned_detector(
     base: PersonDetector,
     protector,
@@ -67,11 +74,10 @@ def finetuned_detector(
     data = train_set.fingerprint()
     key = cache_key(base, protector.fingerprint(), data, config)
     path = ctx.cache_dir / "detectors" / f"{base.name}-{key}.pt"
-    detector = copy.deepcopy(base)
     if path.is_file() and path.with_suffix(".json").is_file():
-        load_checkpoint(detector, path)
         report = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        return detector.eval(), {**report, "cached": True}
+        return detector_from_checkpoint(base, path), {**report, "cached": True}
+    detector = copy.deepcopy(base)
     steps = config.epochs * len(train_set)
     with ctx.progress(f"fine-tune {protector.spec()}", steps) as advance:
         report = train_detector(detector, train_set, protector, config, out=path, device=ctx.device, on_step=advance)
@@ -132,7 +138,7 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         detector = base
         checkpoint = item.get("checkpoint")
         if checkpoint:  # a given detector, e.g. the P that `train isp` trained jointly: evaluated as is
-            detector = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device, checkpoint=str(checkpoint))
+            detector = detector_from_checkpoint(base, Path(str(checkpoint)))
             ctx.manifest.models[f"{name} from {checkpoint}"] = {"weights_sha256": detector.weights_hash}
         elif train_set is not None:
             with ctx.manifest.timer(f"finetune {label}"):
