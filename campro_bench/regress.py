@@ -1,10 +1,33 @@
-"""Compare a result table with a baseline table, cell by cell, within an absolute tolerance.
+"""Compare a result table with a baseline table, cell by cell, with a tolerance per column.
 
 Generic over CSVs: rows are matched on key columns (by default every column that is not numeric
 in either file; or the columns given with ``--key``), and every other column present in both files
-is compared numerically. A cell *moved* when ``|result - baseline| > tol``, or when exactly one of
-them is missing (NaN). Rows or columns present on one side only are reported too; any finding
-makes the comparison fail. Used by ``campro-bench regress`` and the CI regression tests.
+is compared numerically. A cell *moved* when ``|result - baseline|`` exceeds that cell's tolerance,
+or when exactly one of them is missing (NaN). Rows or columns present on one side only are reported
+too; any finding makes the comparison fail. Used by ``campro-bench regress`` and the CI tests.
+
+Two rules set the tolerances (:class:`AbsoluteRule`, :class:`ProbeFlipRule`):
+
+* **absolute** (``--tol X`` alone): every numeric cell may move by at most ``X``. ``--tol 0`` asks
+  for a bit-identical rerun, which holds on the machine that produced the baseline.
+* **probe flips** (the default for identification tables, i.e. tables with ``accuracy_mean``,
+  ``identities`` and ``repeats`` columns such as ``e1.csv``): tolerances are stated in *flipped
+  probe decisions*. A row's accuracy is the mean over ``R`` repeats of ``correct / N`` with one
+  probe per identity (``N`` = ``identities``), so a different CPU that rounds one protected pixel
+  differently and flips one nearest-neighbour decision moves the mean by exactly ``1 / (N R)``.
+  With a budget of ``k`` flips per repeat (``--flips k``, default 1, i.e. ``k R`` flips in all):
+
+  - ``accuracy_mean`` (and the per-image ``*_detect_rate`` columns) may move by ``k / N``;
+  - ``accuracy_std`` by ``k R / (N sqrt(R - 1))``, the largest change of a sample standard
+    deviation when ``k R`` flips fall anywhere among the repeats (``||delta||_2 <= ||delta||_1``);
+  - ``ci_low`` / ``ci_high`` are derived columns (``mean +- t std / sqrt(R)``, clipped to [0, 1]),
+    so they may move by the mean's tolerance plus ``t`` times the std's over ``sqrt(R)``; this is
+    what used to make one flip fail a 0.01 tolerance;
+  - structural columns (``identities``, ``repeats``, ``chance``) must match exactly;
+  - any other numeric column is held to ``--tol`` (default 0.01).
+
+  A real change (another protector, model, alignment or classifier) moves many probes, far more
+  than one per repeat, and still fails: see ``tests/test_regress_rule.py``.
 """
 
 from __future__ import annotations
@@ -12,11 +35,128 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import pandas as pd
+from scipy import stats
 
 from .errors import CamproError, InvalidFileError, MissingFileError
+
+
+IDENTIFICATION_COLUMNS = ("accuracy_mean", "identities", "repeats")
+STRUCTURAL_COLUMNS = ("identities", "repeats", "chance")
+DEFAULT_TOL = 0.01
+DEFAULT_FLIPS = 1.0
+# Tables are written with 6 significant digits; a flip budget met exactly must not fail on that rounding.
+CSV_ROUNDING = 1e-6
+
+
+class ToleranceRule(Protocol):
+    """How far one cell may move: ``tolerance(column, baseline_row)``."""
+
+    def describe(self) -> str: ...
+
+    def tolerance(self, column: str, row: pd.Series) -> float: ...
+
+
+@dataclass(frozen=True)
+class AbsoluteRule:
+    """Every numeric cell may move by at most ``tol`` (``tol = 0``: bit-identical)."""
+
+    tol: float = DEFAULT_TOL
+
+    def __post_init__(self) -> None:
+        if not self.tol >= 0:  # also rejects NaN
+            raise CamproError(f"tolerance must be >= 0, got {self.tol}")
+
+    def describe(self) -> str:
+        return f"absolute tol {self.tol:g}"
+
+    def tolerance(self, column: str, row: pd.Series) -> float:
+        return self.tol
+
+
+@dataclass(frozen=True)
+class ProbeFlipRule:
+    """Tolerances of an identification table in flipped probe decisions (see the module docstring).
+
+    Attributes:
+        flips: flipped probe decisions allowed per repeat, on average (``flips * R`` in all).
+        other_tol: absolute tolerance of the numeric columns the rule does not know.
+        confidence: the level of the t-interval in ``ci_low`` / ``ci_high``.
+    """
+
+    flips: float = DEFAULT_FLIPS
+    other_tol: float = DEFAULT_TOL
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not self.flips >= 0:
+            raise CamproError(f"--flips must be >= 0, got {self.flips}")
+        if not self.other_tol >= 0:
+            raise CamproError(f"tolerance must be >= 0, got {self.other_tol}")
+        if not 0 < self.confidence < 1:
+            raise CamproError(f"confidence must be in (0, 1), got {self.confidence}")
+
+    def describe(self) -> str:
+        return f"{self.flips:g} flipped probe(s) per repeat, other columns tol {self.other_tol:g}"
+
+    def mean_tolerance(self, identities: int) -> float:
+        return self.flips / identities
+
+    def std_tolerance(self, identities: int, repeats: int) -> float:
+        if repeats < 2:
+            return 0.0  # one repeat: the std is NaN on both sides
+        return self.flips * repeats / (identities * math.sqrt(repeats - 1))
+
+    def interval_tolerance(self, identities: int, repeats: int) -> float:
+        if repeats < 2:
+            return 0.0
+        t = float(stats.t.ppf((1 + self.confidence) / 2, repeats - 1))
+        return self.mean_tolerance(identities) + t * self.std_tolerance(identities, repeats) / math.sqrt(repeats)
+
+    def tolerance(self, column: str, row: pd.Series) -> float:
+        if column in STRUCTURAL_COLUMNS:
+            return 0.0
+        return self._budget(column, row) + CSV_ROUNDING
+
+    def _budget(self, column: str, row: pd.Series) -> float:
+        identities, repeats = int(row["identities"]), int(row["repeats"])
+        if identities < 1 or repeats < 1:
+            raise CamproError(f"identities and repeats must be >= 1 in every row, got {identities}, {repeats}")
+        if column == "accuracy_mean" or column.endswith("_detect_rate"):
+            return self.mean_tolerance(identities)
+        if column == "accuracy_std":
+            return self.std_tolerance(identities, repeats)
+        if column in ("ci_low", "ci_high"):
+            return self.interval_tolerance(identities, repeats)
+        return self.other_tol
+
+
+def is_identification_table(table: pd.DataFrame) -> bool:
+    """Whether ``table`` has the columns the probe-flip rule needs (as ``e1.csv`` does)."""
+    return all(c in table.columns for c in IDENTIFICATION_COLUMNS)
+
+
+def choose_rule(
+    baseline: pd.DataFrame, *, tol: float | None = None, flips: float | None = None
+) -> ToleranceRule:
+    """The rule ``campro-bench regress`` applies.
+
+    ``--tol`` alone means an absolute tolerance everywhere (``--tol 0``: bit-identical). Otherwise an
+    identification table gets the probe-flip rule (``--flips``, default 1 per repeat; ``--tol`` then
+    applies to its other columns), and any other table the absolute rule with ``--tol`` (default 0.01).
+    """
+    if flips is not None:
+        if not is_identification_table(baseline):
+            raise CamproError(
+                f"--flips needs an identification table with columns {list(IDENTIFICATION_COLUMNS)}; "
+                f"the baseline has {list(baseline.columns)}: use --tol"
+            )
+        return ProbeFlipRule(flips=flips, other_tol=DEFAULT_TOL if tol is None else tol)
+    if tol is not None or not is_identification_table(baseline):
+        return AbsoluteRule(DEFAULT_TOL if tol is None else tol)
+    return ProbeFlipRule()
 
 
 @dataclass(frozen=True)
@@ -25,6 +165,7 @@ class CellChange:
     column: str
     result: float
     baseline: float
+    tol: float
 
     @property
     def delta(self) -> float:
@@ -38,7 +179,7 @@ class RegressionReport:
     keys: list[str]
     compared_columns: list[str]
     rows_compared: int
-    tol: float
+    rule: str
     changed: list[CellChange] = field(default_factory=list)
     missing_rows: list[tuple[str, ...]] = field(default_factory=list)  # in baseline only
     extra_rows: list[tuple[str, ...]] = field(default_factory=list)  # in result only
@@ -60,7 +201,7 @@ class RegressionReport:
 
         for c in self.changed:
             out.append(f"changed: [{name(c.key)}] {c.column}: {c.baseline:.6g} -> {c.result:.6g} "
-                       f"(delta {c.delta:+.6g}, tol {self.tol:g})")
+                       f"(delta {c.delta:+.6g}, tol {c.tol:.6g})")
         out += [f"missing row (in baseline only): [{name(k)}]" for k in self.missing_rows]
         out += [f"extra row (in result only): [{name(k)}]" for k in self.extra_rows]
         out += [f"missing column (in baseline only): {c}" for c in self.missing_columns]
@@ -68,7 +209,7 @@ class RegressionReport:
         verdict = "OK" if self.ok else "FAILED"
         out.append(
             f"{verdict}: {self.rows_compared} rows x {len(self.compared_columns)} numeric columns compared "
-            f"on keys ({', '.join(self.keys) or 'none'}); max |delta| {self.max_abs_delta:.3g}, tol {self.tol:g}; "
+            f"on keys ({', '.join(self.keys) or 'none'}); rule: {self.rule}; max |delta| {self.max_abs_delta:.3g}; "
             f"{len(self.changed)} cells moved, {len(self.missing_rows)} rows missing, {len(self.extra_rows)} extra, "
             f"{len(self.missing_columns)} columns missing, {len(self.extra_columns)} extra"
         )
@@ -114,13 +255,19 @@ def compare_tables(
     result: pd.DataFrame,
     baseline: pd.DataFrame,
     *,
-    tol: float = 0.01,
+    tol: float | None = None,
+    flips: float | None = None,
+    rule: ToleranceRule | None = None,
     keys: Sequence[str] | None = None,
     ignore: Sequence[str] = (),
 ) -> RegressionReport:
-    """Compare ``result`` with ``baseline``; see the module docstring."""
-    if tol < 0 or math.isnan(tol):
-        raise CamproError(f"tolerance must be >= 0, got {tol}")
+    """Compare ``result`` with ``baseline``; see the module docstring.
+
+    The tolerances come from ``rule`` when given, else from :func:`choose_rule` (``tol``, ``flips``).
+    The probe-flip rule reads ``identities`` and ``repeats`` from the baseline row.
+    """
+    if rule is None:
+        rule = choose_rule(baseline, tol=tol, flips=flips)
     ignored = set(ignore)
     keys = [k for k in (list(keys) if keys else infer_keys(result, baseline)) if k not in ignored]
     base_idx, res_idx = _index(baseline, keys, "baseline"), _index(result, keys, "result")
@@ -132,7 +279,8 @@ def compare_tables(
         for table, which in ((baseline, "baseline"), (result, "result")):
             if not _is_numeric(table[c]):
                 raise CamproError(f"column '{c}' is not numeric in the {which} table; make it a --key or --ignore it")
-    report = RegressionReport(keys, compared, 0, tol, missing_columns=missing_cols, extra_columns=extra_cols)
+    report = RegressionReport(keys, compared, 0, rule.describe(), missing_columns=missing_cols,
+                              extra_columns=extra_cols)
     report.missing_rows = [k for k in base_idx if k not in res_idx]
     report.extra_rows = [k for k in res_idx if k not in base_idx]
     for key, bi in base_idx.items():
@@ -140,17 +288,19 @@ def compare_tables(
         if ri is None:
             continue
         report.rows_compared += 1
+        base_row = baseline.iloc[bi]
         for c in compared:
             b, r = float(baseline.at[bi, c]), float(result.at[ri, c])
+            cell_tol = rule.tolerance(c, base_row)
             if math.isnan(b) and math.isnan(r):
                 continue
             if math.isnan(b) or math.isnan(r):
-                report.changed.append(CellChange(key, c, r, b))
+                report.changed.append(CellChange(key, c, r, b, cell_tol))
                 continue
             delta = abs(r - b)
             report.max_abs_delta = max(report.max_abs_delta, delta)
-            if delta > tol:
-                report.changed.append(CellChange(key, c, r, b))
+            if delta > cell_tol:
+                report.changed.append(CellChange(key, c, r, b, cell_tol))
     return report
 
 
