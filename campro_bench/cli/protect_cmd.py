@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import CamproError
 from ..protect_files import collect_inputs, protect_files, same_folder
+from ..progress import stage_progress
 from ..protectors import build_protector
 
 
@@ -27,15 +27,7 @@ def protect(
     if source.is_dir() and same_folder(source, output):
         raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]protect[/] " + protector.spec()),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("protect", total=len(files))
+    with stage_progress(console, "protect " + protector.spec(), len(files)) as advance:
         report = protect_files(
             protector,
             files,
@@ -43,7 +35,7 @@ def protect(
             device=device,
             batch_size=batch_size,
             jpeg_quality=jpeg_quality,
-            on_progress=lambda n: progress.advance(task, n),
+            on_progress=advance,
         )
     for path, reason in report.failed.items():
         console.print(f"[yellow]skipped[/] {path.name}: {reason}", highlight=False, soft_wrap=True)

@@ -28,6 +28,10 @@ def run(
     compare: Optional[str] = typer.Option(None, help="'paper': add the paper's numbers beside ours"),
     overwrite: bool = typer.Option(False, help="replace an existing output folder"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    executor: str = typer.Option(
+        "local", help="local (in this process) or ray (independent cells as Ray tasks; pip install -e '.[ray]')"),
+    address: Optional[str] = typer.Option(
+        None, help="with --executor ray: auto (a running cluster), local (start a private one), or HOST:PORT"),
 ) -> None:
     """Run an experiment and write its tables, figures and manifest."""
     folder, result = run_experiment(
@@ -43,6 +47,8 @@ def run(
         compare=compare,
         quiet=quiet,
         overwrite=overwrite,
+        executor=executor,
+        address=address,
     )
     console = Console()
     for name, table in result.tables.items():

@@ -13,16 +13,17 @@ images, as the paper does once per protection method before Table III.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import paths
 from ..experiments.runner import resolve_device
+from ..progress import stage_progress
 
 train_app = typer.Typer(
     name="train",
@@ -70,15 +71,8 @@ def train_detector_command(
     console = Console(stderr=True)
     val_set = load_person_dataset(dataset, root, "val") if evaluate else None
     before = evaluate_detector(model, val_set, prot, batch_size, torch_device) if val_set else None
-    with Progress(
-        TextColumn(f"[bold]train detector[/] {prot.spec()}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console,
-    ) as progress:
-        task = progress.add_task("train", total=epochs * len(train_set))
-        report = train_detector(
-            model, train_set, prot, config, out=out, device=torch_device,
-            on_step=lambda n: progress.advance(task, n),
-        )
+    with stage_progress(console, f"train detector {prot.spec()}", epochs * len(train_set)) as advance:
+        report = train_detector(model, train_set, prot, config, out=out, device=torch_device, on_step=advance)
     if val_set is not None:
         report["val_before"] = before
         report["val_after"] = evaluate_detector(model, val_set, prot, batch_size, torch_device)
@@ -181,15 +175,18 @@ def train_isp_command(
     )
     config.check()
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]train isp[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console) as bar:
-        tasks: dict[str, int] = {}
+    labels = {"head-init": "head init: embed raw crops", "warmup": "warm-up steps (at most)"}
+    with contextlib.ExitStack() as stages:
+        current: dict[str, object] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                labels = {"head-init": "head init: embed raw crops", "warmup": "warm-up steps (at most)"}
-                tasks[phase] = bar.add_task(labels.get(phase, "iterations"), total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+            if current.get("phase") != phase:  # a new phase closes the previous one's bar or log
+                stages.close()
+                advance = stages.enter_context(
+                    stage_progress(console, f"train isp {labels.get(phase, 'iterations')}", total))
+                current.update(phase=phase, advance=advance, done=0)
+            current["advance"](done - current["done"])  # type: ignore[operator]
+            current["done"] = done
 
         manifest = train_isp(config, out, resume=resume, data_root=data_root, cache_dir=cache_dir,
                              models_dir=models_dir, device=resolve_device(device), progress=progress)

@@ -20,16 +20,10 @@ from typing import Any, Callable, Iterator, Protocol
 import pandas as pd
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from .. import paths
+from ..executors import Executor, LocalExecutor
+from ..progress import stage_progress
 from .manifest import Manifest
 
 
@@ -46,6 +40,7 @@ class RunContext:
     work_dir: Path | None = None
     console: Console = field(default_factory=lambda: Console(stderr=True))
     quiet: bool = False
+    executor: Executor = field(default_factory=LocalExecutor)
 
     @property
     def data_root(self) -> Path:
@@ -54,21 +49,10 @@ class RunContext:
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        """A progress bar; yields ``advance(n)``."""
-        if self.quiet:
-            yield lambda n=1: None
-            return
-        with Progress(
-            TextColumn(f"[bold]{description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        ) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task, n)
+        """A progress bar on a terminal, log lines otherwise (:mod:`campro_bench.progress`);
+        yields ``advance(n)``."""
+        with stage_progress(self.console, description, total, quiet=self.quiet) as advance:
+            yield advance
 
     def log(self, message: str) -> None:
         if not self.quiet:

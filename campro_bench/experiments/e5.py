@@ -37,7 +37,8 @@ from ..errors import CamproError
 from ..faces.pipeline import aligned_crops
 from ..io import atomic_write_json
 from ..privacy.classifiers import build_classifier
-from ..privacy.evaluate import ProtocolConfig, dataset_index, run_protocol, subset_image_ids
+from ..privacy import evaluate
+from ..privacy.evaluate import ProtocolConfig, run_protocol, subset_image_ids
 from ..privacy.identification import FeatureSet, identify_many
 from ..privacy.splits import IdentificationSplits, sample_splits, select_identities
 from ..privacy.stats import summarize
@@ -152,7 +153,7 @@ class IdentitySplit:
 def split_identities(cfg: E5Config, ctx: RunContext) -> IdentitySplit:
     """EVAL: the first ``eval_identities`` identities by name (the E1 protocol's subset rule);
     TRAIN: every other identity (the first ``max_train_identities`` of them by name, if > 0)."""
-    index = dataset_index(cfg.dataset, ctx.data_root_option)
+    index = evaluate.dataset_index(cfg.dataset, ctx.data_root_option)  # looked up per call (tests replace it)
     eval_ids = subset_image_ids(index, cfg.min_images, cfg.eval_identities)
     chosen = set(eval_ids)
     eval_names = sorted({name for image_id, name in index if image_id in chosen})

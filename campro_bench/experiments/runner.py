@@ -20,6 +20,7 @@ import torch
 
 from .. import paths
 from ..errors import CamproError
+from ..executors import build_executor
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
@@ -75,8 +76,13 @@ def run_experiment(
     compare: str | None = None,
     quiet: bool = False,
     overwrite: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ) -> tuple[Path, ExperimentResult]:
-    """Run experiment ``name`` with its protocol (or ``protocol``) and write the outputs."""
+    """Run experiment ``name`` with its protocol (or ``protocol``) and write the outputs.
+
+    ``executor``: ``local`` (in this process) or ``ray`` (independent cells as Ray tasks on the
+    cluster at ``address``; see :mod:`campro_bench.executors`)."""
     entry = EXPERIMENTS.entry(name)
     experiment = entry.load()
     spec = apply_overrides(load_spec(protocol or entry.metadata.get("protocol", name)), overrides or [])
@@ -101,6 +107,8 @@ def run_experiment(
     )
     manifest.notes["device"] = str(ctx.device)
     try:
+        ctx.executor = build_executor(executor, address)
+        manifest.notes["executor"] = ctx.executor.describe()
         with manifest.timer("total"):
             result = experiment(spec, ctx)
         write_result(result, manifest, work)
@@ -110,6 +118,8 @@ def run_experiment(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        ctx.executor.close()
     return out, result
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from ..errors import CamproError
+from ..executors import Resources
 from ..experiments.base import RunContext
 from ..protectors import build_protector
 from ..recognizers.base import contract_of, weights_path
@@ -82,6 +83,39 @@ def subset_image_ids(index: Sequence[tuple[str, str]], min_images: int, max_iden
                 ids = [ids[i] for i in sorted(rng.choice(len(ids), max_images_per_identity, replace=False))]
             allowed.update(ids)
     return [image_id for image_id, name in index if name in kept and (allowed is None or image_id in allowed)]
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """The images a protocol works on, in dataset order, labelled as the face pipeline labels them.
+
+    ``labels`` number identities by first appearance among ``image_ids`` (exactly as
+    :func:`campro_bench.faces.pipeline.select_items` does), so splits drawn from this layout are the
+    splits that embedding the whole layout would give: they can be drawn *before* embedding, and
+    only the images some draw uses need a face crop and a forward pass.
+    """
+
+    image_ids: list[str]
+    labels: np.ndarray
+    identity_names: list[str]
+
+    @classmethod
+    def build(cls, index: Sequence[tuple[str, str]], min_images: int,
+              image_ids: Sequence[str] | None = None) -> "DatasetLayout":
+        counts: dict[str, int] = {}
+        for _, name in index:
+            counts[name] = counts.get(name, 0) + 1
+        wanted = None if image_ids is None else set(image_ids)
+        kept = [(i, n) for i, n in index if counts[n] >= min_images and (wanted is None or i in wanted)]
+        slots: dict[str, int] = {}
+        for _, name in kept:
+            slots.setdefault(name, len(slots))
+        return cls([i for i, _ in kept], np.array([slots[n] for _, n in kept], np.int64), list(slots))
+
+    def used_by(self, splits: IdentificationSplits) -> list[str]:
+        """Ids of the images some draw uses as gallery or probe, in dataset order."""
+        used = np.unique(np.concatenate([splits.gallery.ravel(), splits.probe.ravel()]))
+        return [self.image_ids[i] for i in used]
 
 
 @dataclass
@@ -174,14 +208,19 @@ def missing_weights(model: str, ctx: RunContext) -> str | None:
     return None
 
 
-def _features(emb: Embeddings) -> FeatureSet:
-    return FeatureSet(np.asarray(emb.embeddings, dtype=np.float32), np.asarray(emb.detected, dtype=bool))
-
-
-def _check_same_images(reference: Embeddings, other: Embeddings, where: str) -> None:
-    if list(other.image_ids) != list(reference.image_ids) or not np.array_equal(other.labels, reference.labels):
-        raise CamproError(f"{where}: image list or labels differ from the first model's; "
-                          "the face pipeline must return every dataset in one order")
+def _scatter(layout: DatasetLayout, emb: Embeddings, used: Sequence[str], where: str) -> FeatureSet:
+    """Whole-layout features from the embeddings of the ``used`` images: rows no draw uses stay
+    all-zero and undetected (they are never read)."""
+    if list(emb.image_ids) != list(used):
+        raise CamproError(f"{where}: the face pipeline returned other images than the ones asked for "
+                          f"({len(emb.image_ids)} vs {len(used)})")
+    position = {image_id: n for n, image_id in enumerate(layout.image_ids)}
+    rows = np.array([position[i] for i in used], dtype=np.int64)
+    embeddings = np.asarray(emb.embeddings, dtype=np.float32)
+    full = np.zeros((len(layout.image_ids), embeddings.shape[1]), np.float32)
+    detected = np.zeros(len(layout.image_ids), bool)
+    full[rows], detected[rows] = embeddings, np.asarray(emb.detected, dtype=bool)
+    return FeatureSet(full, detected)
 
 
 def _row(cfg: ProtocolConfig, dataset: str, protector: str, classifier: str, gallery: str, model: str,
@@ -205,25 +244,51 @@ def _row(cfg: ProtocolConfig, dataset: str, protector: str, classifier: str, gal
     }
 
 
-def _embed(get: Callable[..., Embeddings], dataset: str, model: str, specs: Sequence[str],
-           reference: Embeddings | None, options: dict[str, Any], ctx: RunContext) -> tuple[dict[str, FeatureSet], Embeddings]:
-    """Cached embeddings of every image type for one (dataset, model), recorded in the manifest."""
-    feats: dict[str, FeatureSet] = {}
+def _embed_cell(get: Callable[..., Embeddings], dataset: str, model: str, spec: str,
+                options: dict[str, Any]) -> Embeddings:
+    """One independent unit of work: the embeddings of one (dataset, model, image type)."""
+    return get(dataset, model, spec, **options)
+
+
+def _embed_all(get: Callable[..., Embeddings], dataset: str, models: Sequence[str], specs: Sequence[str],
+               layout: DatasetLayout, used: list[str], options: dict[str, Any],
+               ctx: RunContext) -> dict[str, dict[str, FeatureSet]]:
+    """Embeddings of the ``used`` images for every (model, image type) of one dataset, through the
+    run's executor, scattered into whole-layout features and recorded in the manifest.
+
+    Locally the cells run in order. Elsewhere the first cell (it detects and aligns every used
+    image) runs alone and the others then run in parallel, reading its detections from the cache.
+    """
+    cells = [(model, spec) for model in models for spec in specs]
+    cell_options = {**options, "image_ids": used, "min_images_per_identity": 1}
+    local = ctx.executor.name == "local"
+    if not local:
+        cell_options["progress"] = None  # workers report through the driver's progress below
+    calls = [(get, dataset, model, spec, cell_options) for model, spec in cells]
+    resources = Resources(cpus=1, gpus=1 if ctx.device.type == "cuda" else 0)
     with ctx.manifest.timer("embedding"):
-        for spec in specs:
-            emb = get(dataset, model, spec, **options)
-            reference = reference or emb
-            _check_same_images(reference, emb, f"{dataset}/{model}/{spec}")
-            feats[spec] = _features(emb)
-            ctx.manifest.notes["embeddings"][f"{dataset}|{model}|{spec}"] = {
-                "detection_rate": float(feats[spec].detected.mean()),
-                "provenance": emb.provenance,
-            }
-    ctx.manifest.models[model] = {k: v for k, v in emb.provenance.items() if k in ("model", "weights_id", "contract")}
-    return feats, reference
+        if local:
+            results = ctx.executor.map(_embed_cell, calls)
+        else:
+            with ctx.progress(f"embed {dataset}: {len(calls)} cells on {ctx.executor.name}", len(calls)) as advance:
+                results = ctx.executor.map(_embed_cell, calls[:1], resources=resources, on_done=advance)
+                results += ctx.executor.map(_embed_cell, calls[1:], resources=resources, on_done=advance)
+    feats: dict[str, dict[str, FeatureSet]] = {}
+    for (model, spec), emb in zip(cells, results):
+        feats.setdefault(model, {})[spec] = _scatter(layout, emb, used, f"{dataset}/{model}/{spec}")
+        ctx.manifest.notes["embeddings"][f"{dataset}|{model}|{spec}"] = {
+            "images_embedded": len(used),
+            "detection_rate": float(np.asarray(emb.detected, dtype=bool).mean()),
+            "provenance": emb.provenance,
+        }
+        ctx.manifest.data["datasets"][dataset].setdefault(
+            "provenance", {k: v for k, v in emb.provenance.items() if "dataset" in k})
+        ctx.manifest.models[model] = {k: v for k, v in emb.provenance.items()
+                                      if k in ("model", "weights_id", "contract")}
+    return feats
 
 
-def _draw(cfg: ProtocolConfig, dataset: str, reference: Embeddings, ctx: RunContext) -> IdentificationSplits:
+def _draw(cfg: ProtocolConfig, dataset: str, reference: DatasetLayout, ctx: RunContext) -> IdentificationSplits:
     """The dataset's splits (same for every model and protector), recorded in the manifest."""
     with ctx.manifest.timer("protocol/splits"):
         kept = select_identities(reference.labels, reference.identity_names, min_images=cfg.min_images,
@@ -238,9 +303,9 @@ def _draw(cfg: ProtocolConfig, dataset: str, reference: Embeddings, ctx: RunCont
     }
     ctx.manifest.data.setdefault("datasets", {})[dataset] = {
         "images": len(reference.image_ids),
+        "images_used_by_draws": len(reference.used_by(splits)),
         "identities_used": splits.n_identities,
         "image_ids_sha256": array_digest(np.array(reference.image_ids), reference.labels),
-        "provenance": {k: v for k, v in reference.provenance.items() if "dataset" in k},
     }
     return splits
 
@@ -280,30 +345,35 @@ def run_protocol(
     out = ProtocolOutcome([], {}, {}, {})
     options = dict(pipeline=cfg.pipeline, detector=cfg.detector, data_root=ctx.data_root_option,
                    cache_dir=ctx.cache_dir, models_dir=ctx.models_dir, device=str(ctx.device),
-                   min_images_per_identity=cfg.min_images, batch_size=cfg.batch_size, progress=ctx.progress)
+                   batch_size=cfg.batch_size, progress=ctx.progress)
     for dataset in cfg.datasets:
-        reference: Embeddings | None = None
-        options.pop("image_ids", None)
+        index = dataset_index(dataset, ctx.data_root_option)
+        subset = None
         if cfg.max_identities or cfg.max_images_per_identity:
-            index = dataset_index(dataset, ctx.data_root_option)
-            options["image_ids"] = subset_image_ids(index, cfg.min_images, cfg.max_identities,
-                                                    cfg.max_images_per_identity, cfg.seed)
+            subset = subset_image_ids(index, cfg.min_images, cfg.max_identities, cfg.max_images_per_identity,
+                                      cfg.seed)
+        layout = DatasetLayout.build(index, cfg.min_images, subset)
+        out.splits[dataset] = _draw(cfg, dataset, layout, ctx)
+        used = layout.used_by(out.splits[dataset])  # only what some draw needs is embedded
+        n_types = len(dict.fromkeys([raw_spec, *cfg.protectors]))
+        ctx.log(f"{dataset}: the {cfg.repeats} draws over {out.splits[dataset].n_identities} identities use "
+                f"{len(used)} of {len(layout.image_ids)} images; expected cost: {len(used)} images x {n_types} "
+                f"image types x {len(cfg.models)} models = {len(used) * n_types * len(cfg.models)} face "
+                "embeddings (cached ones are read, not recomputed)")
         for model in cfg.models:
             if cfg.skip_missing_models and model not in out.skipped_models:
                 reason = missing_weights(model, ctx)
                 if reason:
                     out.skipped_models[model] = reason
                     ctx.log(f"[yellow]skipping model {model}[/]: {reason}")
-            if model in out.skipped_models:
-                continue
-            specs = list(dict.fromkeys([raw_spec, *cfg.protectors]))
-            feats, reference = _embed(get, dataset, model, specs, reference, options, ctx)
-            if dataset not in out.splits:
-                out.splits[dataset] = _draw(cfg, dataset, reference, ctx)
+        models = [m for m in cfg.models if m not in out.skipped_models]
+        specs = list(dict.fromkeys([raw_spec, *cfg.protectors]))
+        features = _embed_all(get, dataset, models, specs, layout, used, options, ctx)
+        for model in models:
             for cname, clf in classifiers.items():
                 start = time.perf_counter()
                 with ctx.manifest.timer(f"protocol/{cname}"):
-                    outcome = _classify(cfg, clf, feats, raw_spec, is_raw, out.splits[dataset], cache, ctx)
+                    outcome = _classify(cfg, clf, features[model], raw_spec, is_raw, out.splits[dataset], cache, ctx)
                 ctx.log(f"{dataset} / {model} / {cname}: {len(outcome)} rows in {time.perf_counter() - start:.1f} s")
                 for (spec, gallery), res in outcome.items():
                     out.results[(dataset, spec, cname, gallery, model)] = res

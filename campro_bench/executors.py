@@ -1,0 +1,141 @@
+"""Where independent units of work run: in this process, or as tasks on a Ray cluster.
+
+A protocol splits its work into independent *cells* (E1: one dataset x model x image type
+embedding job) and hands them to an :class:`Executor` as ``(function, args)`` calls. The
+:class:`LocalExecutor` (the default; no extra service) runs them one after another in this process.
+The :class:`RayExecutor` submits each as a Ray task with its CPU/GPU request, on a local Ray
+instance or a running cluster (``--executor ray --address auto|HOST:PORT``), and returns the
+results in submission order, so the driver merges them into the same tables whatever order the
+tasks finished in. Workers write into the cache folder they are given: on one machine or with a
+cache folder on a shared filesystem, a later run, local or distributed, reads what they computed.
+
+Ray is an optional dependency: ``pip install -e ".[ray]"``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from .errors import CamproError
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one task asks a cluster for."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+class Executor(Protocol):
+    """Runs independent calls and returns their results in submission order."""
+
+    name: str
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *, resources: Resources = Resources(),
+            on_done: Callable[[int], None] | None = None) -> list[Any]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """In-process, one call after another: the default."""
+
+    name = "local"
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *, resources: Resources = Resources(),
+            on_done: Callable[[int], None] | None = None) -> list[Any]:
+        results = []
+        for args in calls:
+            results.append(fn(*args))
+            if on_done:
+                on_done(1)
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": "local"}
+
+    def close(self) -> None:
+        return None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise CamproError("--executor ray needs Ray, an optional extra: pip install -e \".[ray]\" "
+                          "(or pip install 'campro-bench[ray]')") from exc
+    return ray
+
+
+def _run_with_threads(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
+    """Run ``fn`` in a Ray worker with as many torch threads as CPUs the task asked for."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    return fn(*args)
+
+
+class RayExecutor:
+    """Ray tasks with CPU/GPU requests, on ``address`` (``auto``: a running cluster; ``local``: a
+    private single-machine instance started here and stopped by :meth:`close`; ``HOST:PORT``)."""
+
+    name = "ray"
+
+    def __init__(self, address: str = "auto") -> None:
+        self.ray = _import_ray()
+        self.address = address
+        self._started_here = not self.ray.is_initialized()
+        if self._started_here:
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                       "logging_level": "WARNING"}
+            # workers import campro_bench from the driver's environment; the same code everywhere
+            options["runtime_env"] = {"env_vars": {k: v for k, v in os.environ.items()
+                                                   if k.startswith("CAMPRO_BENCH_")}}
+            try:
+                self.ray.init(address=address, **options)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise CamproError(f"cannot connect to a Ray cluster at '{address}': {exc}") from exc
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *, resources: Resources = Resources(),
+            on_done: Callable[[int], None] | None = None) -> list[Any]:
+        remote = self.ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus)(_run_with_threads)
+        threads = max(1, int(resources.cpus))
+        refs = [remote.remote(fn, threads, *args) for args in calls]
+        position = {ref: n for n, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            for ref in done:
+                results[position[ref]] = self.ray.get(ref)  # a task's exception is raised here
+                if on_done:
+                    on_done(1)
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        resources = self.ray.cluster_resources()
+        return {"executor": "ray", "address": self.address, "ray_version": self.ray.__version__,
+                "cluster_cpus": resources.get("CPU", 0.0), "cluster_gpus": resources.get("GPU", 0.0),
+                "nodes": len(self.ray.nodes())}
+
+    def close(self) -> None:
+        if self._started_here and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def build_executor(name: str = "local", address: str | None = None) -> Executor:
+    """The executor called ``name`` (``local`` or ``ray``); ``address`` only applies to Ray."""
+    if name == "local":
+        if address:
+            raise CamproError("--address applies to --executor ray only")
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address or "auto")
+    raise CamproError(f"unknown executor '{name}'; known executors: {', '.join(EXECUTORS)}")
