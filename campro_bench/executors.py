@@ -14,9 +14,16 @@ Ray is an optional dependency: ``pip install -e ".[ray]"``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .errors import CamproError
 
@@ -128,6 +135,42 @@ class RayExecutor:
     def close(self) -> None:
         if self._started_here and self.ray.is_initialized():
             self.ray.shutdown()
+
+
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+"""Environment of a single-machine Ray head that stays on the loopback address: Ray otherwise
+advertises the machine's own interface address, and a private head needs no token."""
+
+
+@contextlib.contextmanager
+def local_ray_head(num_cpus: int, num_gpus: int = 0) -> Iterator[str]:
+    """Start a Ray head on 127.0.0.1 with ``num_cpus`` CPUs, yield its ``HOST:PORT``, stop it.
+
+    Used by the tests and ``bench/scale.py``; every Ray process of this head listens on the
+    loopback address only. Sets :data:`LOOPBACK_ENV` in this process too (before Ray is imported,
+    which reads it at import), so a driver here connects over loopback.
+    """
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.is_file():
+        _import_ray()  # names the extra when Ray is missing
+        raise CamproError(f"the 'ray' command is not beside {sys.executable}")
+    os.environ.update(LOOPBACK_ENV)
+    env = {**os.environ, **LOOPBACK_ENV}
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+             f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp}"]
+    started = subprocess.run(start, capture_output=True, text=True, timeout=300, env=env)
+    try:
+        if started.returncode != 0:
+            raise CamproError(f"ray start failed: {(started.stderr or started.stdout).strip().splitlines()[-1:]}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=180, env=env)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def build_executor(name: str = "local", address: str | None = None) -> Executor:

@@ -3,17 +3,15 @@ Ray head on the loopback address equal to the local run, bit for bit."""
 
 from __future__ import annotations
 
+import json
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from campro_bench.errors import CamproError
-from campro_bench.executors import LocalExecutor, build_executor
+from campro_bench.executors import LocalExecutor, build_executor, local_ray_head
 from campro_bench.experiments.runner import run_experiment
 from campro_bench.regress import regress_files
 
@@ -37,35 +35,12 @@ def test_ray_executor_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatc
         build_executor("ray", "auto")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# Keep every Ray component on the loopback address (Ray otherwise advertises the machine's own
-# interface address) and use no token authentication on this private, single-machine head.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-
-
 @pytest.fixture
-def ray_head(monkeypatch: pytest.MonkeyPatch):
-    """A Ray head on 127.0.0.1 started for this test and stopped after it."""
-    for key, value in LOOPBACK_ENV.items():
-        monkeypatch.setenv(key, value)  # before ray is imported: it reads them at import
+def ray_head():
+    """A Ray head on 127.0.0.1 (2 CPUs) started for this test and stopped after it."""
     pytest.importorskip("ray")
-    ray_cli = Path(sys.executable).with_name("ray")
-    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    port = _free_port()
-    start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-             "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
-    started = subprocess.run(start, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+    with local_ray_head(num_cpus=2) as address:
+        yield address
 
 
 @pytest.mark.realdata
@@ -86,8 +61,6 @@ def test_e1_through_ray_equals_the_local_run(ray_head: str, data_root: Path, cac
                                     executor="ray", address=ray_head)
     report = regress_files(remote / "e1.csv", local / "e1.csv", tol=0.0)
     assert report.ok, "\n".join(report.lines())
-    import json
-
     manifest = json.loads((remote / "manifest.json").read_text())
     assert manifest["notes"]["executor"]["executor"] == "ray" and manifest["notes"]["executor"]["cluster_cpus"] == 2
     assert any((fresh / "faces").rglob("*")), "the Ray workers wrote their embeddings into the cache they were given"
