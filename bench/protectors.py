@@ -8,6 +8,10 @@ For each protector the batch is processed ``repeats`` times after one warm-up; t
 time gives megapixels per second. The same batch is copied (``torch.clone``) in the same run:
 a protector cannot beat that rate, so ``copy / protector`` says how far each one is from the
 memory floor.
+
+Then the CamPro ISP on 8-bit frames (``uint8 [N, 1080, 1920, 3]``, what a camera delivers) through
+the fused 8-bit path (:mod:`campro_bench.protectors.isp_uint8`), beside a copy of the same 8-bit
+frames and beside the float path on the same frames (convert to float, protect, round to 8 bits).
 """
 
 from __future__ import annotations
@@ -74,6 +78,35 @@ def main() -> None:
         seconds = median_seconds(run, args.repeats, device)
         rate = megapixels / seconds
         print(f"{spec:32s} {seconds * 1e3:10.1f} {rate:10.1f} {copy_rate / rate:15.2f}")
+    if device.type == "cpu":
+        eight_bit(args.frames, args.repeats, megapixels)
+
+
+def eight_bit(count: int, repeats: int, megapixels: float) -> None:
+    """The CamPro ISP on uint8 HWC frames: fused 8-bit path vs float path, against a uint8 copy."""
+    import numpy as np
+
+    from campro_bench.protectors.isp import campro_isp, load_preset
+    from campro_bench.protectors.isp_uint8 import campro_isp_uint8
+
+    params = load_preset("casia-adv")
+    frames = np.random.default_rng(0).integers(0, 256, (count, 1080, 1920, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    copy_s = median_seconds(lambda: frames.copy(), repeats, cpu)
+    ccm, lut = params.ccm_tensor(), params.lut_tensor()
+
+    def float_path() -> np.ndarray:
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)
+        y = campro_isp(x, ccm, lut, params.degamma)
+        return y.mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+    print(f"\n8-bit frames: {count}x1080x1920x3 uint8, campro-isp:preset=casia-adv")
+    print(f"{'path':32s} {'ms/batch':>10s} {'MP/s':>10s} {'x copy time':>15s}")
+    print(f"{'(uint8 copy: memory floor)':32s} {copy_s * 1e3:10.1f} {megapixels / copy_s:10.1f} {1.0:15.2f}")
+    for name, fn in (("float path (to float and back)", float_path),
+                     ("fused 8-bit path", lambda: campro_isp_uint8(frames, params))):
+        seconds = median_seconds(fn, repeats, cpu)
+        print(f"{name:32s} {seconds * 1e3:10.1f} {megapixels / seconds:10.1f} {seconds / copy_s:15.2f}")
 
 
 if __name__ == "__main__":

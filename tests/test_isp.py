@@ -166,3 +166,35 @@ def test_projection_restores_valid_ranges() -> None:
 
 def test_presets_are_listed() -> None:
     assert {"identity", "standard"} <= set(list_presets())
+
+
+@pytest.mark.parametrize("preset", ["identity", "standard", "casia-adv", "casia-adv-w1"])
+def test_fused_8bit_path_equals_the_float_path_rounded(preset: str) -> None:
+    """The camera path on uint8 frames gives the float path's output rounded to 8 bits."""
+    import numpy as np
+
+    from campro_bench.protectors.isp import campro_isp, load_preset
+    from campro_bench.protectors.isp_uint8 import campro_isp_uint8
+
+    params = load_preset(preset)
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    frames[0, 0, :, :] = np.arange(64)[:, None] * 4  # grey ramp: every LUT segment, both clip ends
+    ours = campro_isp_uint8(frames, params)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    ref = campro_isp(x, params.ccm_tensor(), params.lut_tensor(), params.degamma)
+    ref = (ref * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    difference = np.abs(ours.astype(int) - ref.astype(int))
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.999
+    assert campro_isp_uint8(frames[0], params).shape == (48, 64, 3)
+
+
+def test_fused_8bit_path_rejects_float_frames() -> None:
+    import numpy as np
+
+    from campro_bench.errors import CamproError
+    from campro_bench.protectors.isp import load_preset
+    from campro_bench.protectors.isp_uint8 import campro_isp_uint8
+
+    with pytest.raises(CamproError, match="uint8"):
+        campro_isp_uint8(np.zeros((4, 4, 3), np.float32), load_preset("standard"))

@@ -1,0 +1,83 @@
+"""The CamPro ISP on 8-bit frames, as a camera delivers them: one fused pass per pixel.
+
+The float path (:func:`campro_bench.protectors.isp.campro_isp`) stays the reference and the one
+training differentiates; this path is for deployment and benchmarks. Per pixel it reads the three
+8-bit values, takes their de-gammed values from a 256-entry table (``(v / 255) ** degamma``, computed
+in float32 like the float path), applies the 3x3 CCM and the clip to [0, 1], interpolates the LUT and
+rounds to 8 bits: the float path's operations in float32, fused in one compiled loop (numba,
+parallel over rows) instead of seven full-frame tensor passes. Equal to ``round(255 *
+campro_isp(frames / 255))`` up to float32 rounding order (tests: at most one level on any pixel,
+and on almost all pixels exactly).
+
+Frames are ``uint8 [N, H, W, 3]`` (interleaved RGB, the layout of camera buffers and decoded
+images) or a single ``[H, W, 3]`` frame; the output has the same shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CamproError
+from .isp import ISPParams
+
+try:  # numba is a dependency; this keeps the module importable while it is being installed
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+
+def _kernel(frames: np.ndarray, table: np.ndarray, ccm: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+    rows = frames.shape[0]
+    width = frames.shape[1]
+    last = lut.shape[0] - 1
+    scale = np.float32(last)
+    for row in numba.prange(rows):  # type: ignore[union-attr]
+        for col in range(width):
+            r = table[frames[row, col, 0]]
+            g = table[frames[row, col, 1]]
+            b = table[frames[row, col, 2]]
+            for i in range(3):
+                value = ccm[i, 0] * r + ccm[i, 1] * g + ccm[i, 2] * b
+                if value < np.float32(0.0):
+                    value = np.float32(0.0)
+                elif value > np.float32(1.0):
+                    value = np.float32(1.0)
+                position = value * scale
+                index = min(int(position), last - 1)
+                fraction = position - np.float32(index)
+                y = lut[index] + (lut[index + 1] - lut[index]) * fraction
+                level = np.float32(255.0) * y
+                out[row, col, i] = np.uint8(min(max(np.rint(level), 0.0), 255.0))
+
+
+_compiled = None
+
+
+def _compiled_kernel():  # type: ignore[no-untyped-def]
+    global _compiled
+    if _compiled is None:
+        if numba is None:
+            raise CamproError("the 8-bit ISP path needs numba: pip install numba")
+        _compiled = numba.njit(parallel=True, fastmath=False, cache=False)(_kernel)
+    return _compiled
+
+
+def degamma_table(exponent: float) -> np.ndarray:
+    """``(v / 255) ** exponent`` for v = 0..255, in float32 as the float path computes it."""
+    import torch
+
+    values = torch.arange(256, dtype=torch.float32) / 255.0
+    return values.clamp(0.0, 1.0).pow(float(exponent)).numpy()
+
+
+def campro_isp_uint8(frames: np.ndarray, params: ISPParams) -> np.ndarray:
+    """Apply the CamPro ISP with ``params`` to 8-bit RGB frames ``[N, H, W, 3]`` or ``[H, W, 3]``."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3:
+        raise CamproError(f"8-bit ISP frames must be uint8 [N, H, W, 3] or [H, W, 3], got {frames.dtype} "
+                          f"{list(frames.shape)}")
+    flat = np.ascontiguousarray(frames).reshape(-1, frames.shape[-2], 3)
+    out = np.empty_like(flat)
+    _compiled_kernel()(flat, degamma_table(params.degamma), np.asarray(params.ccm, np.float32),
+                       np.asarray(params.lut, np.float32), out)
+    return out.reshape(frames.shape)
