@@ -21,6 +21,7 @@ import torch
 
 from ..errors import CheckpointError, MissingFileError
 from ..io.atomic import atomic_write_bytes
+from ..io.torchfile import load_torch_file
 from .base import PersonDetector
 
 FORMAT = "campro-person-detector"
@@ -73,10 +74,7 @@ def load_checkpoint(detector: PersonDetector, path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"detector checkpoint {path} does not exist")
     data = path.read_bytes()
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a torch checkpoint ({exc})") from exc
+    payload = load_torch_file(data, "detector checkpoint", name=str(path))
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a campro-bench detector checkpoint (no format '{FORMAT}')")
     if payload.get("detector") != detector.name:

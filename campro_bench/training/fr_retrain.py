@@ -88,11 +88,12 @@ FACENET_CONTRACT = dict(alignment="facenet-160", input_size=(160, 160), mean=0.5
                      recognizer="facenet-casia",
                      description="the offline FaceNet (CASIA-WebFace), pretrained: for finetune")
 def facenet_casia_network(cache_dir: Path) -> nn.Module:
+    from ..io.torchfile import load_torch_file
     from ..recognizers.facenet_casia import build_architecture, converted_weights
 
     path, _ = converted_weights(cache_dir)
     network = build_architecture()
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    network.load_state_dict(load_torch_file(path, "cached conversion"))
     return _inception_unnormalised(network)
 
 
