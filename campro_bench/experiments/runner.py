@@ -105,6 +105,9 @@ def run_experiment(
     remove_stale_partials(out.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
     work.chmod(0o777 & ~_umask())  # mkdtemp makes an owner-only folder; results are for sharing
+    from ..recognizers.onnx_generic import register_onnx_models
+
+    register_onnx_models(paths.models_dir(models_dir))  # <models-dir>/onnx/*.onnx, as the variable does
     ctx = RunContext(
         manifest=manifest,
         data_root_option=data_root,
