@@ -28,6 +28,7 @@ from ..errors import CamproError
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
+from ..provenance import default_roots
 from .manifest import Manifest, written_by_campro_bench
 from .spec import apply_overrides, check_keys, list_protocols, load_spec
 
@@ -99,7 +100,7 @@ def run_experiment(
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = out or results_root / f"{name}-{stamp}"
     check_output_folder(out, overwrite)
-    manifest = Manifest(experiment=name, spec=spec)
+    manifest = Manifest(experiment=name, spec=spec, path_roots=default_roots(data_root, cache_dir, models_dir))
     manifest.seeds["seed"] = spec.get("seed", 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out.parent)
