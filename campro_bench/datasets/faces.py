@@ -100,7 +100,6 @@ def _scan_identity_folders(root: Path, prefix: str = "") -> list[FaceItem]:
 
 @DATASETS.register("lfw", kind="faces", description="Labeled Faces in the Wild (13,233 images, 5,749 people)")
 class LFW(FaceDataset):
-    name = "lfw"
     default_folder = "lfw"
     layout = "lfw/images/<Name>/<Name>_NNNN.jpg with pairs.txt and people.txt (the official LFW layout)"
 
@@ -160,7 +159,6 @@ def lfw_pairs(dataset: LFW) -> list[Pair]:
 
 @DATASETS.register("celeba", kind="faces", description="CelebA in-the-wild images with identity_CelebA.txt")
 class CelebA(FaceDataset):
-    name = "celeba"
     default_folder = "celeba"
     layout = "<folder>/identity_CelebA.txt ('file identity' per line) and <folder>/images/<file>"
 
@@ -197,13 +195,11 @@ class CelebA(FaceDataset):
 
 @DATASETS.register("celeba-subset", kind="faces", description="CelebA subset (folder celeba-subset/)")
 class CelebASubset(CelebA):
-    name = "celeba-subset"
     default_folder = "celeba-subset"
 
 
 @DATASETS.register("identity-folder", kind="faces", description="generic <folder>/<identity>/<image> (option folder=)")
 class IdentityFolder(FaceDataset):
-    name = "identity-folder"
     layout = "<folder>/<identity>/<image> (jpg, png, bmp, tif, webp, pgm, ...)"
 
     def __init__(self, root: Path | None, folder: str | None = None) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from ..config import option, parse_config
-from ..registry import Registry
+from ..registries import IDENTIFICATION_CLASSIFIERS
 
 
 class FittedClassifier(Protocol):
@@ -38,9 +38,7 @@ class IdentificationClassifier(Protocol):
         ...
 
 
-CLASSIFIERS: Registry[Callable[..., IdentificationClassifier]] = Registry(
-    "identification classifier", "campro_bench.identification_classifiers"
-)
+CLASSIFIERS = IDENTIFICATION_CLASSIFIERS
 
 
 def build_classifier(name: str, options: dict[str, Any] | None = None) -> IdentificationClassifier:
