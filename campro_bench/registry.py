@@ -177,6 +177,19 @@ class Registry(Generic[T]):
         self._plugins_loaded = False
         self._load_plugins()
 
+    # building ---------------------------------------------------------------------------
+    def build(self, spec: str | dict[str, Any], base: type | None = None, **context: Any) -> Any:
+        """The one way to build a registered object: ``REGISTRY.build("lowres:factor=16", Protector)``.
+
+        ``spec`` is ``name`` or ``name:key=value,...`` (or ``{"name": ..., **options}``); options
+        are converted to the factory's annotated types and unknown ones are refused; ``context``
+        keywords (``models_dir=...``, ``device=...``) go to the factory unchanged. See
+        :func:`campro_bench.specs.build_from_spec`.
+        """
+        from .specs import build_from_spec
+
+        return build_from_spec(self, spec, base, self.kind, **context)
+
     # lookup -----------------------------------------------------------------------------
     def entry(self, name: str) -> RegistryEntry[T]:
         """The entry for ``name`` (or an alias of it); unknown names list the known ones."""

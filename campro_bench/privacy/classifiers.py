@@ -43,7 +43,7 @@ CLASSIFIERS = IDENTIFICATION_CLASSIFIERS
 
 def build_classifier(name: str, options: dict[str, Any] | None = None) -> IdentificationClassifier:
     """Build a registered classifier from its name and its options table."""
-    return CLASSIFIERS.get(name)(**(options or {}))
+    return CLASSIFIERS.build({"name": name, **(options or {})})
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
