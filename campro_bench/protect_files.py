@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import torch
 
 from .errors import CamproError, MissingFileError
-from .io import load_image_tensor, save_image_tensor
+from .io import IMAGE_SUFFIXES, load_image_tensor, save_image_tensor
 from .protectors import Protector
 
 
@@ -47,6 +47,21 @@ def collect_inputs(source: Path) -> list[Path]:
     return files
 
 
+def check_outputs(files: Iterable[Path], out_dir: Path) -> None:
+    """Refuse, before anything is written, an output that would replace an input.
+
+    ``out_dir`` must be a folder (or not exist yet), and no ``out_dir/<name>`` may be the input
+    file it comes from (the input's own folder, the same folder through a link, a hard link).
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CamproError(f"output {out_dir} is a file, not a folder: give a folder for the protected copies "
+                          "(inputs are never overwritten)")
+    for path in files:
+        if same_file(path, out_dir / path.name):
+            raise CamproError(f"output {out_dir / path.name} would overwrite the input {path}; "
+                              "give an output folder other than the input's folder")
+
+
 def protect_files(
     protector: Protector,
     files: Iterable[Path],
@@ -56,7 +71,12 @@ def protect_files(
     jpeg_quality: int = 95,
     on_progress: Callable[[int], None] | None = None,
 ) -> ProtectReport:
-    """Protect ``files`` into ``out_dir`` (same names); never raises for one bad image."""
+    """Protect ``files`` into ``out_dir`` (same names); never raises for one bad image.
+
+    An output that would replace an input raises a :class:`CamproError` before anything is written.
+    """
+    files = list(files)
+    check_outputs(files, out_dir)
     report = ProtectReport()
     out_dir.mkdir(parents=True, exist_ok=True)
     protector = protector.to(device).eval()
@@ -80,8 +100,8 @@ def protect_files(
         pending.clear()
 
     for path in files:
-        if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
-            report.failed[path] = "not a JPEG or PNG file"
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.failed[path] = f"not an image file (suffixes read: {' '.join(IMAGE_SUFFIXES)})"
             if on_progress:
                 on_progress(1)
             continue
@@ -99,8 +119,12 @@ def protect_files(
     return report
 
 
-def same_folder(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same existing file or folder (links and ``..`` resolved)."""
     try:
         return os.path.samefile(a, b)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
+
+
+same_folder = same_file

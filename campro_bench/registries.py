@@ -81,6 +81,21 @@ EXPERIMENTS: Registry[Any] = Registry(
     ),
 )
 
+IDENTIFICATION_CLASSIFIERS: Registry[Any] = Registry(
+    "identification classifier", "campro_bench.identification_classifiers",
+    builtins=("campro_bench.privacy.classifiers",),
+)
+
+ALIGNMENTS: Registry[Any] = Registry("alignment", "campro_bench.alignments", builtins=("campro_bench.faces.align",))
+
+RETRAIN_EXTRACTORS: Registry[Any] = Registry(
+    "re-trainable face extractor", "campro_bench.retrain_extractors", builtins=("campro_bench.training.fr_retrain",)
+)
+
+RETRAIN_HEADS: Registry[Any] = Registry(
+    "re-training loss head", "campro_bench.retrain_heads", builtins=("campro_bench.training.fr_retrain",)
+)
+
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
     "face-detectors": FACE_DETECTORS,
@@ -90,5 +105,9 @@ ALL: dict[str, Registry[Any]] = {
     "captioners": CAPTIONERS,
     "datasets": DATASETS,
     "experiments": EXPERIMENTS,
+    "classifiers": IDENTIFICATION_CLASSIFIERS,
+    "alignments": ALIGNMENTS,
+    "retrain-extractors": RETRAIN_EXTRACTORS,
+    "retrain-heads": RETRAIN_HEADS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""

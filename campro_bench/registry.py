@@ -11,7 +11,11 @@ three places, all loaded lazily so that ``campro-bench list`` stays cheap:
       my-protector = "my_package.module:MyProtector"
 
 An unknown name raises :class:`~campro_bench.errors.UnknownNameError` whose one-line message
-lists the known names.
+lists the known names. A name registered twice by different code is an error (a plugin cannot
+silently replace a built-in, nor two built-ins share a name); :meth:`Registry.add` with
+``replace=True`` is the explicit way to re-register (a rescanned models folder). A registered
+class gets its registry name as its ``name`` attribute, so the name is written once, in the
+decorator; a class that writes a different ``name`` itself is refused.
 """
 
 from __future__ import annotations
@@ -94,6 +98,12 @@ class Registry(Generic[T]):
                 raise ValueError("a registered object needs a name")
             module = getattr(obj, "__module__", "?")
             qualname = getattr(obj, "__qualname__", repr(obj))
+            if isinstance(obj, type):
+                written = obj.__dict__.get("name")
+                if isinstance(written, str) and written != key:
+                    raise CamproError(f"{self.kind} {module}:{qualname} is registered as '{key}' but names itself "
+                                      f"'{written}'; leave the name to the registry")
+                obj.name = key  # type: ignore[attr-defined]
             self.add(key, obj, origin=f"{module}:{qualname}", aliases=aliases, **metadata)
             return obj
 
@@ -106,18 +116,28 @@ class Registry(Generic[T]):
         *,
         origin: str = "",
         aliases: tuple[str, ...] = (),
+        replace: bool = False,
         **metadata: Any,
     ) -> None:
-        """Register ``obj`` eagerly. Re-registering the same name replaces the entry."""
-        self._entries[name] = RegistryEntry(name, origin or repr(obj), dict(metadata), _obj=obj)
+        """Register ``obj`` eagerly; a name already registered from elsewhere is an error unless ``replace``."""
+        origin = origin or repr(obj)
+        self._check_free(name, origin, replace)
+        self._entries[name] = RegistryEntry(name, origin, dict(metadata), _obj=obj)
         for alias in aliases:
             self._aliases[alias] = name
 
     def add_lazy(self, name: str, target: str, **metadata: Any) -> None:
         """Register ``"module:attribute"``, imported only when the entry is first used."""
+        self._check_free(name, target, replace=False)
         self._entries[name] = RegistryEntry(
             name, target, dict(metadata), _loader=lambda: _import_string(target)
         )
+
+    def _check_free(self, name: str, origin: str, replace: bool) -> None:
+        """Refuse a second registration of ``name`` (the same origin again, e.g. a re-import, is allowed)."""
+        existing = self._entries.get(name)
+        if existing is not None and not replace and existing.origin != origin:
+            raise CamproError(f"{self.kind} '{name}' is registered twice: by {existing.origin} and by {origin}")
 
     def remove(self, name: str) -> None:
         """Forget an entry (used by tests that register temporary objects)."""
@@ -156,6 +176,19 @@ class Registry(Generic[T]):
         """Look for entry points again (after installing a plugin in the same process)."""
         self._plugins_loaded = False
         self._load_plugins()
+
+    # building ---------------------------------------------------------------------------
+    def build(self, spec: str | dict[str, Any], base: type | None = None, **context: Any) -> Any:
+        """The one way to build a registered object: ``REGISTRY.build("lowres:factor=16", Protector)``.
+
+        ``spec`` is ``name`` or ``name:key=value,...`` (or ``{"name": ..., **options}``); options
+        are converted to the factory's annotated types and unknown ones are refused; ``context``
+        keywords (``models_dir=...``, ``device=...``) go to the factory unchanged. See
+        :func:`campro_bench.specs.build_from_spec`.
+        """
+        from .specs import build_from_spec
+
+        return build_from_spec(self, spec, base, self.kind, **context)
 
     # lookup -----------------------------------------------------------------------------
     def entry(self, name: str) -> RegistryEntry[T]:

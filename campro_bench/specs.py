@@ -64,12 +64,18 @@ def convert_option(value: Any, annotation: Any, key: str, spec: str, kind: str =
     raise CamproError(f"{kind} option {key}={value!r} in '{spec}' has the wrong type (expected {expected})")
 
 
-def build_from_spec(registry: Registry[Any], spec: str | dict[str, Any], base: type[T], kind: str) -> T:
-    """Build the registered object a spec names (string, or ``{"name": ..., **options}``)."""
+def build_from_spec(registry: Registry[Any], spec: str | dict[str, Any], base: type[T] | None, kind: str,
+                    **context: Any) -> T:
+    """Build the registered object a spec names (string, or ``{"name": ..., **options}``).
+
+    ``context`` (e.g. ``models_dir``, ``cache_dir``, ``device``) is passed to the factory as it is;
+    spec options are converted to the factory's annotated types. With ``base``, the result must
+    be an instance of it. The object gets the registry name as its ``name``.
+    """
     if isinstance(spec, dict):
         options = dict(spec)
         name = str(options.pop("name", ""))
-        text = json.dumps(spec)
+        text = json.dumps(spec, default=str)
     else:
         name, options = parse_spec(spec, kind)
         text = spec
@@ -82,8 +88,10 @@ def build_from_spec(registry: Registry[Any], spec: str | dict[str, Any], base: t
     signature = inspect.signature(target)
     accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
     has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(context)
     for key, value in options.items():
+        if key in context:
+            raise CamproError(f"{kind} '{name}': option '{key}' cannot be given in a spec")
         if key not in accepted and not has_var_kw:
             raise CamproError(f"{kind} '{name}' has no option '{key}'; its options: {', '.join(accepted) or '(none)'}")
         kwargs[key] = convert_option(value, hints.get(key, inspect.Parameter.empty), key, text, kind)
@@ -93,6 +101,9 @@ def build_from_spec(registry: Registry[Any], spec: str | dict[str, Any], base: t
         raise
     except (TypeError, ValueError) as exc:
         raise CamproError(f"cannot build {kind} '{text}': {exc}") from exc
-    if not isinstance(obj, base):
-        raise CamproError(f"'{name}' ({registry.origin(name)}) did not build a {base.__name__}")
+    if base is not None and not isinstance(obj, base):
+        raise CamproError(f"{kind} '{name}' ({registry.origin(name)}) did not build a {base.__name__}")
+    canonical = registry.entry(name).name
+    if base is not None and getattr(obj, "name", None) != canonical:
+        obj.name = canonical  # an object built by a shared factory (ONNX files, official checkpoints)
     return obj

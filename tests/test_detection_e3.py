@@ -125,4 +125,4 @@ def test_e3_row_with_a_checkpoint_is_evaluated_without_finetuning(tmp_path: Path
     assert "joint.pt, not fine-tuned" in row["source"]
     assert not (cache / "detectors").exists()  # nothing was fine-tuned
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["models"][f"ssdlite-mobilenetv2-coco from {ckpt}"]["weights_sha256"] == sha
+    assert manifest["models"][f"ssdlite-mobilenetv2-coco from {ckpt.name}"]["weights_sha256"] == sha

@@ -73,3 +73,21 @@ def test_entry_without_contract_is_listed_not_fatal(models_dir: Path) -> None:
         FACE_RECOGNIZERS.remove("zz-no-contract")
     assert rows["zz-no-contract"]["weights"] == "invalid"
     assert "declares no FaceModelContract" in rows["zz-no-contract"]["location"]
+
+
+def test_verify_lfw_models_dir_registers_its_onnx_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--models-dir DIR registers DIR/onnx/*.onnx as CAMPRO_BENCH_MODELS=DIR does (issue 14)."""
+    from campro_bench.cli.main import main
+    from campro_bench.registries import FACE_RECOGNIZERS
+
+    (tmp_path / "models" / "onnx").mkdir(parents=True)
+    (tmp_path / "models" / "onnx" / "mine.onnx").write_bytes(b"not read before the dataset")
+    (tmp_path / "data").mkdir()
+    try:
+        status = main(["verify-lfw", "--model", "onnx-mine", "--models-dir", str(tmp_path / "models"),
+                       "--data-root", str(tmp_path / "data"), "--quiet"])
+        err = capsys.readouterr().err
+        assert status == 2 and "unknown face recognizer" not in err
+        assert "lfw dataset not found" in err  # the model was known; the (empty) data root is the next problem
+    finally:
+        FACE_RECOGNIZERS.remove("onnx-mine")

@@ -245,16 +245,26 @@ def test_non_tensor_entries_and_empty_checkpoints_are_refused(tmp_path: Path, ca
         create_face_recognizer("arc152", models_dir=tmp_path, cache_dir=cache_dir)
 
 
-def test_checkpoint_with_python_objects_loads_with_a_warning(ir18_states, tmp_path: Path, cache_dir: Path) -> None:
+class _Callback:
+    """A class of the training script that wrote a checkpoint: not on the allow-list."""
+
+    def __init__(self) -> None:
+        self.dirpath = "/ckpt"
+
+
+def test_allow_listed_extras_load_and_other_objects_are_refused(ir18_states, tmp_path: Path, cache_dir: Path) -> None:
     path = tmp_path / "adaface_ir18.pth"
     torch.save({"state_dict": {"model." + k: v for k, v in ir18_states["ada18"].items()},
                 "callbacks": {"dirpath": pathlib.PurePosixPath("/ckpt")}}, path)
-    with pytest.warns(UserWarning, match="holds Python objects besides tensors"):
+    with warnings.catch_warnings():  # paths, Counters, plain values: allow-listed, no warning
+        warnings.simplefilter("error")
         model = create_face_recognizer("ada18", models_dir=tmp_path, cache_dir=cache_dir)
     assert torch.equal(model.network.body[0].res_layer[1].weight, ir18_states["ada18"]["body.0.res_layer.1.weight"])
-    save_lightning(ir18_states["ada18"], path)  # tensors, Counter and plain values: no warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    save_lightning(ir18_states["ada18"], path)
+    create_face_recognizer("ada18", models_dir=tmp_path, cache_dir=cache_dir)
+    torch.save({"state_dict": {"model." + k: v for k, v in ir18_states["ada18"].items()}, "callbacks": _Callback()},
+               path)
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {path}: .*global .*_Callback, which is not read"):
         create_face_recognizer("ada18", models_dir=tmp_path, cache_dir=cache_dir)
 
 
@@ -282,9 +292,8 @@ def test_half_precision_checkpoint_loads_as_float32(ir18_states, tmp_path: Path,
     assert weight.dtype == torch.float32 and torch.equal(weight, half["layer1.0.conv1.weight"].float())
 
 
-def test_whole_pickled_module_is_accepted_with_a_warning(tmp_path: Path, cache_dir: Path) -> None:
+def test_whole_pickled_module_is_refused_not_unpickled(tmp_path: Path, cache_dir: Path) -> None:
     network = official_model("ada18").build()
     torch.save(network, tmp_path / "adaface_ir18.pth")  # torch.save(model) rather than its state dict
-    with pytest.warns(UserWarning, match="unpickling it in full"):
-        model = create_face_recognizer("ada18", models_dir=tmp_path, cache_dir=cache_dir)
-    assert torch.equal(model.network.output_layer[3].weight, network.output_layer[3].weight)
+    with pytest.raises(CheckpointError, match="which is not read .*save the model's state_dict instead"):
+        create_face_recognizer("ada18", models_dir=tmp_path, cache_dir=cache_dir)

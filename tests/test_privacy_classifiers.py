@@ -114,7 +114,7 @@ def test_linear_schedule_is_fixed_and_deterministic() -> None:
     assert a.train_accuracy == [1.0, 1.0] and max(a.train_loss) < 0.5
     config = build_classifier("linear").config()
     assert config["init"] == "zeros" and config["steps"] == 100
-    with pytest.raises(CamproError, match="unknown linear-classifier option"):
+    with pytest.raises(CamproError, match="unknown linear-classifier key .early_stopping.; known keys: lr, momentum"):
         build_classifier("linear", {"early_stopping": True})
     with pytest.raises(UnknownNameError, match="known identification classifiers: linear, nearest"):
         build_classifier("svm")

@@ -60,3 +60,34 @@ def test_builtin_registries_have_entry_point_groups() -> None:
     for kind, registry in ALL.items():
         assert registry.group.startswith("campro_bench."), kind
     assert {"raw", "invert", "lowres", "defocus", "campro-isp"} <= set(PROTECTORS.names())
+
+
+def test_duplicate_registration_is_an_error_and_the_registry_names_classes() -> None:
+    from campro_bench.errors import CamproError
+    from campro_bench.registry import Registry
+
+    reg: Registry = Registry("gadget", "campro_bench.test_gadgets")
+
+    @reg.register("one")
+    class One:
+        pass
+
+    assert One.name == "one"  # the name is written once, in the decorator
+    with pytest.raises(CamproError, match="gadget 'one' is registered twice: by .*One and by .*Other"):
+        @reg.register("one")
+        class Other:
+            pass
+    with pytest.raises(CamproError, match="registered as 'two' but names itself 'deux'"):
+        @reg.register("two")
+        class Two:
+            name = "deux"
+    reg.add("one", object(), origin="rescan", replace=True)  # the explicit way to replace
+    assert reg.origin("one") == "rescan"
+
+
+def test_every_registry_is_listed() -> None:
+    import campro_bench.registries as registries
+    from campro_bench.registry import Registry
+
+    defined = {id(v) for v in vars(registries).values() if isinstance(v, Registry)}
+    assert defined == {id(r) for r in registries.ALL.values()}

@@ -157,7 +157,7 @@ def test_same_seed_same_weights_and_resume_is_identical(tmp_path: Path) -> None:
 def test_config_and_source_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(CamproError, match="crop"):
         train_unet(toy_data(2, size=12), toy_isp(), UNetTrainConfig(**TINY, epochs=1))
-    with pytest.raises(CamproError, match="unknown U-Net training option"):
+    with pytest.raises(CamproError, match="unknown U-Net training key .learning_rate.; known keys: base_channels"):
         UNetTrainConfig.from_dict({"epochs": 1, "learning_rate": 1.0})
     with pytest.raises(CamproError, match="split"):
         parse_sources("coco128:test")

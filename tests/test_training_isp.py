@@ -337,13 +337,15 @@ def test_outputs_validate_and_load_as_a_protector(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"omega": -1.0}, "omega must be"),
-        ({"m": 0}, "m \\(attacker steps"),
-        ({"n": 0}, "n \\(protector steps"),
-        ({"iterations": -3}, "iterations must be"),
-        ({"lr_isp": 0.0}, "lr_isp must be"),
-        ({"warmup_threshold": 1.5}, "warm-up threshold"),
-        ({"ccm_bound": 0.0}, "CCM bound"),
+        ({"omega": -1.0}, "key 'omega': input should be greater than or equal to 0"),
+        ({"m": 0}, "key 'm': input should be greater than or equal to 1"),
+        ({"n": 0}, "key 'n'"),
+        ({"iterations": -3}, "key 'iterations'"),
+        ({"lr_isp": 0.0}, "key 'lr_isp': input should be greater than 0"),
+        ({"lr_isp": float("nan")}, "key 'lr_isp'"),
+        ({"warmup_threshold": 1.5}, "key 'warmup_threshold'"),
+        ({"ccm_bound": 0.0}, "key 'ccm_bound'"),
+        ({"batch_size": 2.5}, "key 'batch_size': input should be a valid integer"),
     ],
 )
 def test_bad_configuration_fails_with_one_line(overrides: dict, message: str) -> None:

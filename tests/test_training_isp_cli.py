@@ -90,9 +90,9 @@ def test_train_isp_cli_writes_a_loadable_parameter_file(
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--omega", "-1"], "omega must be a finite number >= 0"),
-        (["--m", "0"], "m (attacker steps per iteration) must be >= 1"),
-        (["--iterations", "-1"], "iterations must be >= 0"),
+        (["--omega", "-1"], "key 'omega': input should be greater than or equal to 0"),
+        (["--m", "0"], "key 'm': input should be greater than or equal to 1"),
+        (["--iterations", "-1"], "key 'iterations': input should be greater than or equal to 0"),
         (["--attacker", "no-such-model"], "unknown face recognizer 'no-such-model'"),
         (["--init", "no-such-preset"], "unknown ISP preset 'no-such-preset'"),
         (["--resume"], "no checkpoint"),

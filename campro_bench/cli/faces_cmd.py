@@ -17,11 +17,13 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from .. import paths
 from ..datasets.faces import LFW, lfw_pairs, load_face_dataset
 from ..errors import CamproError
 from ..io import atomic_write_json
 from ..progress import stage_progress
 from ..recognizers.base import contract_of
+from ..recognizers.onnx_generic import register_onnx_models
 
 
 def _progress_factory(console: Console, quiet: bool):
@@ -48,6 +50,7 @@ def verify_lfw(
     from ..faces.embeddings import face_embeddings
     from ..faces.verification import HorizontalFlip, mean_subtracted_scores, pair_scores, verify_folds
 
+    register_onnx_models(paths.models_dir(models_dir))  # as the environment variable does at import
     contract_of(model)  # unknown names fail here, before any work
     dataset = load_face_dataset("lfw", data_root)
     if not isinstance(dataset, LFW):

@@ -2,13 +2,17 @@
 
 Each sub-command lives in its own module exposing ``register(app)``; :data:`COMMAND_MODULES`
 lists them. Any :class:`~campro_bench.errors.CamproError` is printed as one line and exits with
-status 2; other exceptions keep their traceback (they are bugs).
+status 2; a usage error (unknown option, missing argument, bad value) prints the command's usage
+and the problem and exits with status 2; other exceptions keep their traceback (they are bugs).
+SIGTERM is handled like Ctrl-C, so an interrupted run cleans up its partial outputs.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 
 import typer
 from rich.console import Console
@@ -45,8 +49,36 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM becomes an exception, so runs clean up their partial outputs as on Ctrl-C."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status instead of raising SystemExit when embedded."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _run(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _usage_error_classes() -> tuple[type[BaseException], ...]:
+    """Click's exception base of the click that typer uses (typer >= 0.20 vendors its own)."""
+    import click
+
+    return (click.exceptions.ClickException, *[c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"])
+
+
+def _abort_classes() -> tuple[type[BaseException], ...]:
+    import click
+
+    return (click.exceptions.Abort, typer.Abort)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except CamproError as exc:
@@ -59,13 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err.print("interrupted")
         return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # usage errors arrive here in non-standalone mode: usage + message, status 2
+        if isinstance(exc, _usage_error_classes()):
+            exc.show()  # type: ignore[attr-defined]
+            return int(getattr(exc, "exit_code", 2))
+        if isinstance(exc, _abort_classes()):
             _err.print("aborted")
             return 1
         raise

@@ -8,14 +8,14 @@ import typer
 from rich.console import Console
 
 from ..errors import CamproError
-from ..protect_files import collect_inputs, protect_files, same_folder
+from ..protect_files import check_outputs, collect_inputs, protect_files, same_folder
 from ..progress import stage_progress
 from ..protectors import build_protector
 
 
 def protect(
     spec: str = typer.Argument(..., help="protector spec, e.g. lowres:factor=16 or campro-isp:preset=NAME"),
-    source: Path = typer.Argument(..., help="an image file or a folder of JPEG/PNG images"),
+    source: Path = typer.Argument(..., help="an image file or a folder of images (JPEG, PNG, BMP, TIFF, WebP, PGM, ...)"),
     output: Path = typer.Argument(..., help="output folder (created); files keep their names"),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
     batch_size: int = typer.Option(8, min=1, help="images per batch (equal sizes are batched)"),
@@ -26,6 +26,7 @@ def protect(
     files = collect_inputs(source)
     if source.is_dir() and same_folder(source, output):
         raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
+    check_outputs(files, output)  # before the progress bar: the refusal is the only line printed
     console = Console(stderr=True)
     with stage_progress(console, "protect " + protector.spec(), len(files)) as advance:
         report = protect_files(

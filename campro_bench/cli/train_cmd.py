@@ -24,6 +24,7 @@ from rich.console import Console
 from .. import paths
 from ..experiments.runner import resolve_device
 from ..progress import stage_progress
+from .config_options import config_file_option, resolve_config, set_option
 
 train_app = typer.Typer(
     name="train",
@@ -35,6 +36,7 @@ train_app = typer.Typer(
 
 @train_app.command("detector")
 def train_detector_command(
+    ctx: typer.Context,
     protector: str = typer.Option(..., "--protector", "-p", help="protector spec, e.g. lowres:factor=16"),
     dataset: str = typer.Option("coco128", help="person-detection dataset; its 'train' split is used"),
     detector: str = typer.Option("ssdlite-mobilenetv2-coco", help="registered person detector to start from"),
@@ -52,6 +54,8 @@ def train_detector_command(
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
     models_dir: Optional[str] = typer.Option(None, help="user weights (default $CAMPRO_BENCH_MODELS)"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    config_file: Optional[Path] = config_file_option(),
+    set_: list[str] = set_option(),
 ) -> None:
     """Fine-tune a person detector on protected images; writes a checkpoint and a JSON report."""
     from ..datasets.coco import load_person_dataset
@@ -61,12 +65,13 @@ def train_detector_command(
     from ..protectors import build_protector
     from ..utility.detection_eval import evaluate_detector
 
+    config = resolve_config(ctx, FinetuneConfig, "train detector", config_file, set_)
+    epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
     torch_device = resolve_device(device)
     prot = build_protector(protector).to(torch_device).eval()
     root = paths.data_root(data_root)
     train_set = load_person_dataset(dataset, root, "train").subset(max_images, seed)
     model = create_person_detector(detector, models_dir, cache_dir, torch_device)
-    config = FinetuneConfig(epochs, batch_size, lr, momentum, weight_decay, hflip, seed)
     out = out or Path("results") / f"detector-{prot.fingerprint()}.pt"
     console = Console(stderr=True)
     val_set = load_person_dataset(dataset, root, "val") if evaluate else None
@@ -86,6 +91,7 @@ def train_detector_command(
 
 @train_app.command("enhancer")
 def train_enhancer_command(
+    ctx: typer.Context,
     isp: str = typer.Option(..., "--isp", help="ISP preset name (e.g. casia-adv) or ISP parameter file"),
     images: str = typer.Option("coco128,coco-mini", help="person datasets (all splits, or NAME:train / NAME:val)"),
     holdout: str = typer.Option("coco-mini:val", help="images never trained on (E4 scores coco-mini val); '' = none"),
@@ -106,6 +112,8 @@ def train_enhancer_command(
     data_root: Optional[str] = typer.Option(None, help="data root (default $CAMPRO_BENCH_DATA)"),
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    config_file: Optional[Path] = config_file_option(),
+    set_: list[str] = set_option(),
 ) -> None:
     """Train the CamPro image enhancer (U-Net, face-masked L1 of Eq. 8) for an ISP; see
     campro_bench/training/enhancer.py for the outputs."""
@@ -114,8 +122,7 @@ def train_enhancer_command(
     from ..training.enhancer import EnhancerJob, train_enhancer
     from ..training.unet import UNetTrainConfig
 
-    config = UNetTrainConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, weight_decay=weight_decay,
-                             face_crop_fraction=face_crop_fraction, base_channels=base_channels, depth=depth, seed=seed)
+    config = resolve_config(ctx, UNetTrainConfig, "train enhancer", config_file, set_)
     job = EnhancerJob(isp=isp, images=images, holdout=holdout, mask_detector=mask_detector, box_margin=box_margin,
                       max_images=max_images)
     out = out or Path("results") / f"enhancer-{Path(isp).stem}"
@@ -127,6 +134,7 @@ def train_enhancer_command(
 
 @train_app.command("isp")
 def train_isp_command(
+    ctx: typer.Context,
     attacker: str = typer.Option("facenet-casia", help="white-box attacker F: a differentiable face recogniser"),
     face_dataset: str = typer.Option("celeba-subset", help="face identity dataset D_F (proxy identities)"),
     person_dataset: str = typer.Option("coco128", help="person-detection dataset D_P (its 'train' split)"),
@@ -159,21 +167,13 @@ def train_isp_command(
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
     models_dir: Optional[str] = typer.Option(None, help="user weights (default $CAMPRO_BENCH_MODELS)"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    config_file: Optional[Path] = config_file_option(),
+    set_: list[str] = set_option(),
 ) -> None:
     """Adversarially train the CamPro ISP parameters (Algorithm 1); see docs/training.md."""
     from ..training.isp import ISPTrainConfig, train_isp
 
-    config = ISPTrainConfig(
-        attacker=attacker, face_dataset=face_dataset, person_dataset=person_dataset,
-        person_detector=person_detector, init=init, omega=omega, m=m, n=n, iterations=iterations,
-        batch_size=batch_size, person_batch_size=person_batch_size, protector_only=protector_only, seed=seed,
-        lr_isp=lr_isp, lr_attacker=lr_attacker, lr_head=lr_head, lr_detector=lr_detector, momentum=momentum,
-        warmup_threshold=warmup_threshold, warmup_max_epochs=warmup_max_epochs,
-        head_init_epochs=head_init_epochs, ccm_bound=ccm_bound,
-        max_identities=max_identities, max_person_images=max_person_images, checkpoint_every=checkpoint_every,
-        val_every=val_every,
-    )
-    config.check()
+    config = resolve_config(ctx, ISPTrainConfig, "train isp", config_file, set_)
     console = Console(stderr=True)
     labels = {"head-init": "head init: embed raw crops", "warmup": "warm-up steps (at most)"}
     with contextlib.ExitStack() as stages:

@@ -14,19 +14,23 @@ Layouts (under the data root):
 * ``celeba/`` (``celeba-subset/`` for the subset) with ``identity_CelebA.txt`` (``file identity``
   per line) and ``images/``;
 * ``identity-folder``: ``<folder>/<identity>/<image>``, ``folder`` relative to the data root or
-  absolute.
+  absolute. Images in any format of :data:`~campro_bench.io.IMAGE_SUFFIXES` (JPEG, PNG, BMP, TIFF,
+  WebP, PGM such as AT&T/ORL, ...). Files that cannot be read are skipped with a warning naming
+  them; a folder with fewer than 2 identities of readable images fails naming the identity folders
+  that hold none.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import paths
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, unreadable_reason
 from ..specs import parse_spec
 from ..registries import DATASETS
 from .fingerprint import fingerprint
@@ -96,7 +100,6 @@ def _scan_identity_folders(root: Path, prefix: str = "") -> list[FaceItem]:
 
 @DATASETS.register("lfw", kind="faces", description="Labeled Faces in the Wild (13,233 images, 5,749 people)")
 class LFW(FaceDataset):
-    name = "lfw"
     default_folder = "lfw"
     layout = "lfw/images/<Name>/<Name>_NNNN.jpg with pairs.txt and people.txt (the official LFW layout)"
 
@@ -156,7 +159,6 @@ def lfw_pairs(dataset: LFW) -> list[Pair]:
 
 @DATASETS.register("celeba", kind="faces", description="CelebA in-the-wild images with identity_CelebA.txt")
 class CelebA(FaceDataset):
-    name = "celeba"
     default_folder = "celeba"
     layout = "<folder>/identity_CelebA.txt ('file identity' per line) and <folder>/images/<file>"
 
@@ -193,14 +195,12 @@ class CelebA(FaceDataset):
 
 @DATASETS.register("celeba-subset", kind="faces", description="CelebA subset (folder celeba-subset/)")
 class CelebASubset(CelebA):
-    name = "celeba-subset"
     default_folder = "celeba-subset"
 
 
 @DATASETS.register("identity-folder", kind="faces", description="generic <folder>/<identity>/<image> (option folder=)")
 class IdentityFolder(FaceDataset):
-    name = "identity-folder"
-    layout = "<folder>/<identity>/<image>.jpg|png"
+    layout = "<folder>/<identity>/<image> (jpg, png, bmp, tif, webp, pgm, ...)"
 
     def __init__(self, root: Path | None, folder: str | None = None) -> None:
         if not folder:
@@ -212,7 +212,36 @@ class IdentityFolder(FaceDataset):
         return f"{self.name}:folder={self._folder_option}"
 
     def _scan(self) -> list[FaceItem]:
-        return _scan_identity_folders(self.folder)
+        items: list[FaceItem] = []
+        skipped: list[str] = []
+        without: list[str] = []
+        with os.scandir(self.folder) as people:
+            folders = sorted((p for p in people if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+        for person in folders:
+            files = sorted((f for f in os.scandir(person.path) if f.is_file() and not f.name.startswith(".")),
+                           key=lambda f: f.name)
+            readable = []
+            for f in files:
+                reason = (unreadable_reason(f.path) if Path(f.name).suffix.lower() in IMAGE_SUFFIXES
+                          else f"suffix {Path(f.name).suffix or '(none)'} is not an image suffix")
+                if reason is None:
+                    readable.append(FaceItem(f"{person.name}/{f.name}", Path(f.path), person.name))
+                elif Path(f.name).suffix.lower() in IMAGE_SUFFIXES:
+                    skipped.append(f"{person.name}/{f.name} ({reason})")
+            items += readable
+            if not readable:
+                example = f", e.g. {files[0].name}" if files else ""
+                without.append(f"{person.name} ({len(files)} files{example})")
+        if skipped:
+            warnings.warn(f"{self.spec()}: skipped {len(skipped)} unreadable images: " + "; ".join(skipped[:5])
+                          + ("; ..." if len(skipped) > 5 else ""), stacklevel=2)
+        if without and len({it.identity for it in items}) < 2:
+            raise EmptyDatasetError(
+                f"{self.spec()} at {self.folder}: {len({it.identity for it in items})} identity folder(s) hold "
+                f"readable images; folders without readable images: {', '.join(without[:10])}"
+                + (f" and {len(without) - 10} more" if len(without) > 10 else "")
+                + f" (image suffixes read: {' '.join(IMAGE_SUFFIXES)})")
+        return items
 
 
 def load_face_dataset(spec: str | FaceDataset, data_root: str | os.PathLike[str] | None = None) -> FaceDataset:

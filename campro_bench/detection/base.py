@@ -213,17 +213,8 @@ def create_person_detector(
     save_checkpoint` (``campro-bench train detector``). Missing user-supplied weights raise a
     :class:`~campro_bench.errors.MissingFileError` naming the file and the folder to put it in.
     """
-    factory = PERSON_DETECTORS.get(name)
-    model = factory(
-        models_dir=paths.models_dir(models_dir),
-        cache_dir=paths.cache_dir(cache_dir),
-        device=torch.device(device),
-    )
-    if not isinstance(model, PersonDetector):
-        raise CamproError(
-            f"person detector '{name}' ({PERSON_DETECTORS.origin(name)}) did not build a PersonDetector"
-        )
-    model.name = name
+    model = PERSON_DETECTORS.build(name, PersonDetector, models_dir=paths.models_dir(models_dir),
+                                   cache_dir=paths.cache_dir(cache_dir), device=torch.device(device))
     if checkpoint is not None:
         from .checkpoint import load_checkpoint
 

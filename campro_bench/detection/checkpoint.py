@@ -12,16 +12,19 @@ which keys are wrong.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import CheckpointError, MissingFileError
 from ..io.atomic import atomic_write_bytes
-from .base import PersonDetector
+from ..io.hashing import sha256_bytes, sha256_file
+from ..io.torchfile import load_torch_file
+
+if TYPE_CHECKING:  # annotations only: base.py imports this module (no import cycle at run time)
+    from .base import PersonDetector
 
 FORMAT = "campro-person-detector"
 FORMAT_VERSION = 1
@@ -42,13 +45,8 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = sha256_file
+"""SHA-256 of a file, read in chunks (hex); kept under this name for its importers."""
 
 
 def save_checkpoint(detector: PersonDetector, path: Path, metadata: dict[str, Any] | None = None) -> str:
@@ -65,7 +63,7 @@ def save_checkpoint(detector: PersonDetector, path: Path, metadata: dict[str, An
     torch.save(payload, buffer)
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()[:16]
+    return sha256_bytes(data)[:16]
 
 
 def load_checkpoint(detector: PersonDetector, path: Path) -> dict[str, Any]:
@@ -73,10 +71,7 @@ def load_checkpoint(detector: PersonDetector, path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"detector checkpoint {path} does not exist")
     data = path.read_bytes()
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a torch checkpoint ({exc})") from exc
+    payload = load_torch_file(data, "detector checkpoint", name=str(path))
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a campro-bench detector checkpoint (no format '{FORMAT}')")
     if payload.get("detector") != detector.name:
@@ -86,5 +81,5 @@ def load_checkpoint(detector: PersonDetector, path: Path) -> dict[str, Any]:
     state = payload.get("state_dict", {})
     check_state_dict(detector, state, f"{path} (for '{detector.name}')")
     detector.load_state_dict(state)
-    detector.weights_hash = hashlib.sha256(data).hexdigest()[:16]
+    detector.weights_hash = sha256_bytes(data)[:16]
     return dict(payload.get("metadata", {}))

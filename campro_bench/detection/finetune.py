@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..config import option, validate_config
 from ..errors import CamproError
 from ..io.atomic import atomic_write_json
 from .base import PersonDetector, person_targets
@@ -28,13 +29,16 @@ from .base import PersonDetector, person_targets
 class FinetuneConfig:
     """Hyper-parameters of :func:`finetune` (all recorded in reports)."""
 
-    epochs: int = 5
-    batch_size: int = 8
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    hflip: bool = True
-    seed: int = 0
+    epochs: int = option(5, ge=0, le=100_000, help="passes over the training images (0: no fine-tuning)")
+    batch_size: int = option(8, ge=1, le=4096, help="images per SGD step")
+    lr: float = option(1e-3, gt=0.0, le=10.0, help="SGD learning rate")
+    momentum: float = option(0.9, ge=0.0, lt=1.0, help="SGD momentum")
+    weight_decay: float = option(4e-5, ge=0.0, le=10.0, help="SGD weight decay")
+    hflip: bool = option(True, help="random horizontal flips")
+    seed: int = option(0, ge=0, help="seed of shuffling and flips")
+
+    def __post_init__(self) -> None:
+        validate_config(self, "detector fine-tuning")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvalidFileError, MissingFileError
-from ..io.atomic import atomic_path
+from ..errors import CamproError, InvalidFileError, MissingFileError
+from ..io.sealed import discard, sealed_path, verify_sealed
+from ..io.torchfile import load_torch_file
 from ..registries import PERSON_DETECTORS
 from .base import PERSON_LABEL, DetectorContract, DetectorOutput, Detections, PersonDetector
 from .boxes import BoxCoder, SSDAnchorConfig, ssd_anchors, xyxy_to_yxyx, yxyx_to_xyxy
@@ -319,15 +320,16 @@ def converted_weights(cache_dir: Path) -> tuple[dict[str, torch.Tensor], str]:
     source = graph_path()
     sha = file_sha256(source)[:16]
     cached = cache_dir / "models" / f"{NAME}-{sha}.pt"
-    if cached.is_file():
+    if verify_sealed(cached):
         try:
-            state = torch.load(cached, map_location="cpu", weights_only=True)
+            state = load_torch_file(cached, "cached conversion")
             check_state_dict(SSDLiteMobileNetV2(), state, str(cached))
             return state, sha
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
-            cached.unlink(missing_ok=True)
+        except CamproError:  # a damaged cache entry is rebuilt, never trusted
+            pass
+    discard(cached)
     state = convert_graph(source)
-    with atomic_path(cached) as tmp:
+    with sealed_path(cached) as tmp:
         torch.save(state, tmp)
     return state, sha
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import CheckpointError, InvalidFileError, MissingFileError
 from ..io.atomic import atomic_path
+from ..io.torchfile import load_torch_file
 
 FORMAT_NAME = "campro-enhancer"
 FORMAT_VERSION = 1
@@ -127,10 +128,7 @@ def load_enhancer(path: str | os.PathLike[str], map_location: str | torch.device
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"enhancer weights {path} do not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise InvalidFileError(f"{path}: not a readable torch file ({exc})") from exc
+    payload = load_torch_file(path, "enhancer weights")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise InvalidFileError(f"{path}: not a campro-enhancer file (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -151,6 +149,7 @@ def load_enhancer(path: str | os.PathLike[str], map_location: str | torch.device
             f"misshaped {bad_shapes[:5]} ({len(bad_shapes)})"
         )
     model.load_state_dict(given)
+    model = model.to(map_location)
     model.metadata = dict(payload.get("metadata", {}))  # type: ignore[attr-defined]
     return model.eval()
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CamproError, EmptyDatasetError
-from ..privacy.evaluate import ProtocolConfig, ProtocolOutcome, run_protocol, sort_rows
+from ..privacy.evaluate import PROTOCOL_KEYS, ProtocolConfig, ProtocolOutcome, run_protocol, sort_rows
 from ..privacy.paper import load_paper_table
 from ..privacy.tables import add_paper_columns, table1_wide
 from ..registries import EXPERIMENTS
@@ -55,7 +55,8 @@ def describe_protocol(cfg: ProtocolConfig, clf_configs: dict[str, Any]) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
-@EXPERIMENTS.register("e1", protocol="e1", description="Table I: face identification accuracy (raw/protected)")
+@EXPERIMENTS.register("e1", protocol="e1", description="Table I: face identification accuracy (raw/protected)",
+                      extra_keys=PROTOCOL_KEYS, free_tables=("paper_image_types",))
 def run_e1(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     """Run E1 from its spec; see the module docstring."""
     check_compare(ctx)

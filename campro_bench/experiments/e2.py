@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import CamproError
-from ..privacy.evaluate import ProtocolConfig, run_protocol
+from ..privacy.evaluate import PROTOCOL_KEYS, ProtocolConfig, run_protocol
 from ..privacy.paper import load_paper_table
 from ..privacy.tables import table2_long, table2_wide
 from ..registries import EXPERIMENTS
@@ -29,7 +29,8 @@ def _sources(spec: dict[str, Any]) -> dict[str, str]:
     return dict(sources)
 
 
-@EXPERIMENTS.register("e2", protocol="e2", description="Table II: Protector-Only vs Protector+Attacker ablation")
+@EXPERIMENTS.register("e2", protocol="e2", description="Table II: Protector-Only vs Protector+Attacker ablation",
+                      extra_keys=PROTOCOL_KEYS, free_tables=("sources",))
 def run_e2(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     """Run E2 from its spec; see the module docstring."""
     check_compare(ctx)

@@ -25,8 +25,10 @@ import torch
 from ..datasets.coco import PersonDataset, load_person_dataset
 from ..detection import PersonDetector, create_person_detector
 from ..detection.checkpoint import load_checkpoint
+from ..config import parse_config
 from ..detection.finetune import FinetuneConfig, train_detector
 from ..errors import CamproError, MissingFileError
+from ..io.hashing import sha256_file
 from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS, evaluate_detector
@@ -37,15 +39,10 @@ PAPER_LABEL = "paper (YOLOv5m, full COCO)"
 
 
 def finetune_config(spec: dict[str, Any]) -> FinetuneConfig:
-    return FinetuneConfig(
-        epochs=int(spec.get("finetune_epochs", 5)),
-        batch_size=int(spec.get("batch_size", 8)),
-        lr=float(spec.get("lr", 1e-3)),
-        momentum=float(spec.get("momentum", 0.9)),
-        weight_decay=float(spec.get("weight_decay", 4e-5)),
-        hflip=bool(spec.get("hflip", True)),
-        seed=int(spec.get("seed", 0)),
-    )
+    """The fine-tuning keys of a protocol section (``finetune_epochs`` is the config's ``epochs``)."""
+    names = {"finetune_epochs": "epochs", **{k: k for k in ("batch_size", "lr", "momentum", "weight_decay", "hflip",
+                                                             "seed")}}
+    return parse_config(FinetuneConfig, {names[k]: v for k, v in spec.items() if k in names}, "fine-tuning")
 
 
 def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[str, Any], config: FinetuneConfig) -> str:
@@ -76,7 +73,9 @@ def finetuned_detector(
     path = ctx.cache_dir / "detectors" / f"{base.name}-{key}.pt"
     if path.is_file() and path.with_suffix(".json").is_file():
         report = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        return detector_from_checkpoint(base, path), {**report, "cached": True}
+        # the report holds the checkpoint's digest: an altered or truncated entry is fine-tuned again
+        if sha256_file(path)[:16] == report.get("checkpoint_sha256"):
+            return detector_from_checkpoint(base, path), {**report, "cached": True}
     detector = copy.deepcopy(base)
     steps = config.epochs * len(train_set)
     with ctx.progress(f"fine-tune {protector.spec()}", steps) as advance:

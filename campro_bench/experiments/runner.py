@@ -2,13 +2,18 @@
 
 Outputs go to ``results/<experiment>-<UTC time>/`` (or ``--out``): one CSV and one Markdown file
 per table, PNG figures, and ``manifest.json``. They are first written into a hidden sibling
-folder that is renamed into place only when everything succeeded, so a failed or interrupted
-run leaves no half-written results.
+folder ``.<name>.partial-<pid>-<random>`` that is renamed into place only when everything
+succeeded, so a failed or interrupted run (an exception, Ctrl-C, SIGTERM: the CLI turns it into
+an exception) leaves no half-written results; a run killed outright (SIGKILL, power loss) leaves
+its partial folder, which the next run into the same parent folder removes once its process is
+gone. ``--overwrite`` replaces only a folder that an earlier run wrote (it holds a campro-bench
+``manifest.json``); any other non-empty folder is refused.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -24,8 +29,9 @@ from ..executors import build_executor
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
-from .manifest import Manifest
-from .spec import apply_overrides, load_spec
+from ..provenance import default_roots
+from .manifest import Manifest, written_by_campro_bench
+from .spec import apply_overrides, check_keys, list_protocols, load_spec
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -38,6 +44,16 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CamproError("device 'cuda' requested but no CUDA GPU is available")
     return device
+
+
+def check_protocol_keys(name: str, spec: dict[str, Any]) -> None:
+    """Refuse keys that experiment ``name`` does not know (see :func:`~.spec.check_keys`)."""
+    entry = EXPERIMENTS.entry(name)
+    shipped = str(entry.metadata.get("protocol", name))
+    if shipped not in list_protocols():
+        return  # a plugin experiment without a shipped protocol: its own code checks its keys
+    check_keys(spec, load_spec(shipped), tuple(entry.metadata.get("extra_keys", ())),
+               tuple(entry.metadata.get("free_tables", ())), what=f"{name} protocol")
 
 
 def table_markdown(name: str, table: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -86,15 +102,19 @@ def run_experiment(
     entry = EXPERIMENTS.entry(name)
     experiment = entry.load()
     spec = apply_overrides(load_spec(protocol or entry.metadata.get("protocol", name)), overrides or [])
+    check_protocol_keys(name, spec)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = out or results_root / f"{name}-{stamp}"
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise CamproError(f"output folder {out} already holds files; pass --overwrite or another --out")
-    manifest = Manifest(experiment=name, spec=spec)
+    check_output_folder(out, overwrite)
+    manifest = Manifest(experiment=name, spec=spec, path_roots=default_roots(data_root, cache_dir, models_dir))
     manifest.seeds["seed"] = spec.get("seed", 0)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    remove_stale_partials(out.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
     work.chmod(0o777 & ~_umask())  # mkdtemp makes an owner-only folder; results are for sharing
+    from ..recognizers.onnx_generic import register_onnx_models
+
+    register_onnx_models(paths.models_dir(models_dir))  # <models-dir>/onnx/*.onnx, as the variable does
     ctx = RunContext(
         manifest=manifest,
         data_root_option=data_root,
@@ -112,15 +132,67 @@ def run_experiment(
         with manifest.timer("total"):
             result = experiment(spec, ctx)
         write_result(result, manifest, work)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        replace_folder(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
         ctx.executor.close()
     return out, result
+
+
+PARTIAL = ".partial-"
+"""Marks the hidden work folder of a run in progress: ``.<name>.partial-<pid>-<random>``."""
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that holds files, unless ``overwrite`` and an earlier run wrote it."""
+    if out.exists() and not out.is_dir():
+        raise CamproError(f"output {out} is a file, not a folder; give another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise CamproError(f"output folder {out} already holds files; pass --overwrite or another --out")
+    if not written_by_campro_bench(out):
+        raise CamproError(f"--overwrite refused: {out} holds files that campro-bench did not write (no manifest.json "
+                          "of a campro-bench run); give another --out")
+
+
+def replace_folder(work: Path, out: Path) -> None:
+    """Put the finished ``work`` folder at ``out``; an earlier result there is removed only afterwards."""
+    if not out.exists():
+        work.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-old-", dir=out.parent))
+    out.rename(old / out.name)
+    try:
+        work.rename(out)
+    except BaseException:
+        (old / out.name).rename(out)  # put the earlier result back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_partials(parent: Path) -> list[Path]:
+    """Remove the work folders of runs whose process is gone (killed outright); returns them."""
+    removed = []
+    for folder in parent.glob(f".*{PARTIAL}*"):
+        pid = folder.name.rsplit(PARTIAL, 1)[1].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def describe(spec: dict[str, Any]) -> str:

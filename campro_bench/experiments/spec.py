@@ -3,18 +3,30 @@
 A spec reads like the paper's Sec. VI-A: datasets, models, protectors, classifiers, repeats and
 seeds. ``campro-bench run e1 --set repeats=3 --set models='["sface"]'`` overrides any key; values
 are parsed as TOML (strings may be given bare).
+
+Keys are checked before a run (:func:`check_keys`): the keys an experiment knows are those of its
+shipped protocol (tables included, key by key) plus the ones it declares in its registry entry
+(``extra_keys``); tables of free names (``free_tables``, e.g. ``paper_image_types``) are not
+checked. An unknown key, from a file or from ``--set``, fails naming the key, a "did you mean"
+and the known keys. Values are then checked by each experiment's typed configuration
+(:mod:`campro_bench.config`).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..config import apply_overrides as _apply_overrides
+from ..config import parse_value as _parse_value
+from ..config import unknown_keys_error
 from ..errors import CamproError, InvalidFileError, MissingFileError
+
+GENERAL_KEYS = ("description", "_source")
+"""Keys every protocol may have."""
 
 
 def protocols_dir() -> Path:
@@ -48,25 +60,34 @@ def load_spec(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def parse_value(text: str) -> Any:
     """Parse one override value as TOML; fall back to the bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+    return _parse_value(text)
 
 
 def apply_overrides(spec: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of ``spec`` with ``dotted.key=value`` overrides applied."""
-    result = copy.deepcopy(spec)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CamproError(f"bad override '{item}': expected key=value, e.g. repeats=3")
-        node = result
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise CamproError(f"bad override '{item}': '{part}' is not a table")
-            node = child
-        node[parts[-1]] = parse_value(value.strip())
-    return result
+    return _apply_overrides(spec, overrides)
+
+
+def check_keys(spec: dict[str, Any], schema: dict[str, Any], extra_keys: tuple[str, ...] = (),
+               free_tables: tuple[str, ...] = (), what: str = "protocol") -> None:
+    """Refuse keys of ``spec`` that ``schema`` (the shipped protocol) and ``extra_keys`` do not have.
+
+    Tables are checked key by key (``linear.step`` is refused like ``repeat``); dotted names in
+    ``extra_keys`` and ``free_tables`` address keys inside tables.
+    """
+    _check_table(spec, schema, set(extra_keys) | set(GENERAL_KEYS), set(free_tables), "", what)
+
+
+def _check_table(spec: dict[str, Any], schema: dict[str, Any], extra: set[str], free: set[str], prefix: str,
+                 what: str) -> None:
+    known = set(schema) | {k[len(prefix):] for k in extra if k.startswith(prefix) and "." not in k[len(prefix):]}
+    unknown = [k for k in spec if k not in known]
+    if unknown:
+        raise unknown_keys_error([prefix + k for k in unknown], [prefix + k for k in known], what)
+    for key, value in spec.items():
+        path = prefix + key
+        if path in free or not isinstance(value, dict):
+            continue
+        sub_schema = schema.get(key)
+        if isinstance(sub_schema, dict):
+            _check_table(value, sub_schema, extra, free, path + ".", what)

@@ -112,7 +112,7 @@ def _row(application: str, metric: str, model: str, protector: str, value: float
 
 
 @EXPERIMENTS.register(
-    "table5", protocol="table5",
+    "table5", protocol="table5", free_tables=("pose.options", "caption.options"),
     description="Table V: pose keypoint AP and caption CIDEr-D on raw vs protected COCO images",
 )
 def run_table5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..registry import Registry
+from ..registries import ALIGNMENTS
 
 ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
@@ -50,7 +50,6 @@ class Alignment:
         return crop
 
 
-ALIGNMENTS: Registry[Alignment] = Registry("alignment", "campro_bench.alignments")
 
 
 def _register(name: str, size: tuple[int, int], description: str) -> Callable:

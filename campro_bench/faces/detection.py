@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..specs import build_from_spec
 from ..registries import FACE_DETECTORS
 
 
@@ -115,7 +114,7 @@ def build_face_detector(spec: str | FaceDetector) -> FaceDetector:
     """Build a registered detector from ``name`` or ``name:key=value,...``."""
     if isinstance(spec, FaceDetector):
         return spec
-    return build_from_spec(FACE_DETECTORS, spec, FaceDetector, "face detector")
+    return FACE_DETECTORS.build(spec, FaceDetector)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

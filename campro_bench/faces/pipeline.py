@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
@@ -28,7 +29,7 @@ import torch
 
 from .. import paths
 from ..datasets.faces import FaceDataset, FaceItem, load_face_dataset
-from ..errors import CamproError, EmptyDatasetError
+from ..errors import CamproError, EmptyDatasetError, InvalidFileError
 from ..io import load_image, tensor_to_uint8, uint8_to_tensor
 from ..protectors import build_protector
 from ..protectors.base import Protector
@@ -214,6 +215,22 @@ def crop_provenance(ds: FaceDataset, fp: dict[str, Any], prot: Protector, det: F
     return prov
 
 
+UNREADABLE_SIZE = 64
+"""Side of the black frame that stands in for an image that cannot be decoded."""
+
+
+def _load_or_blank(item: FaceItem) -> np.ndarray:
+    """The image, or (with a warning naming it) a black frame: one bad file does not stop a run.
+
+    A black frame holds no face, so the image counts as a failed detection (a wrong probe).
+    """
+    try:
+        return load_image(item.path)
+    except InvalidFileError as exc:
+        warnings.warn(f"{exc}; it counts as an image without a face", stacklevel=2)
+        return np.zeros((UNREADABLE_SIZE, UNREADABLE_SIZE, 3), np.uint8)
+
+
 def _fill_crops(ds: FaceDataset, items: list[FaceItem], det: FaceDetector, prot: Protector, align: Any,
                 pipeline: str, det_store: ShardStore, crop_store: ShardStore,
                 progress: ProgressFactory | None, device: str | torch.device) -> None:
@@ -223,7 +240,7 @@ def _fill_crops(ds: FaceDataset, items: list[FaceItem], det: FaceDetector, prot:
         for k in range(0, len(items), CHUNK):
             chunk = items[k : k + CHUNK]
             ids = [it.image_id for it in chunk]
-            frames = [load_image(it.path) for it in chunk]
+            frames = [_load_or_blank(it) for it in chunk]
             if pipeline == "camera":
                 frames = protect_uint8(prot, frames, device)
             dets, have = det_store.get(ids, ("box", "landmarks", "score", "source", "count"))

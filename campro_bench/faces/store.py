@@ -7,18 +7,26 @@ per field, one row per image id. A call that needs ids the store lacks computes 
 adds one shard, so subsets (LFW pair images, identities with >= 2 images) and later supersets
 share the work. Shards are written atomically and never rewritten, so concurrent writers can at
 worst compute the same rows twice.
+
+Each shard carries a content digest (``part-*.npz.sha256``, :mod:`campro_bench.io.sealed`). A shard
+that does not match its digest or cannot be read (truncated, altered) is removed with a warning
+naming it, and its rows are computed again. Shards written before digests existed are accepted
+when they read completely (every array's zip CRC-32 is checked on reading).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path, atomic_write_json
+from ..io import atomic_write_json
+from ..io.sealed import discard, sealed_path, verify_sealed
 
 STORE_VERSION = 1
 
@@ -44,18 +52,27 @@ class ShardStore:
         found = np.zeros(len(ids), bool)
         out: dict[str, np.ndarray] = {}
         for shard in self._shards():
-            with np.load(shard, allow_pickle=False) as data:
-                shard_ids = data["ids"]
-                rows = [(n, where[i]) for n, i in enumerate(shard_ids.tolist()) if i in where and not found[where[i]]]
-                if not rows:
-                    continue
-                src, dst = (np.array(x, np.int64) for x in zip(*rows))
-                for f in fields:
-                    column = data[f]
-                    if f not in out:
-                        out[f] = np.zeros((len(ids),) + column.shape[1:], column.dtype)
-                    out[f][dst] = column[src]
-                found[dst] = True
+            try:
+                if not verify_sealed(shard, legacy=True):
+                    raise ValueError("content does not match its digest")
+                with np.load(shard, allow_pickle=False) as data:
+                    shard_ids = data["ids"]
+                    rows = [(n, where[i]) for n, i in enumerate(shard_ids.tolist())
+                            if i in where and not found[where[i]]]
+                    if not rows:
+                        continue
+                    src, dst = (np.array(x, np.int64) for x in zip(*rows))
+                    columns = {f: data[f] for f in fields}
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                warnings.warn(f"damaged cache shard {shard} ({exc}); removed, its rows are computed again",
+                              stacklevel=2)
+                discard(shard)
+                continue
+            for f, column in columns.items():
+                if f not in out:
+                    out[f] = np.zeros((len(ids),) + column.shape[1:], column.dtype)
+                out[f][dst] = column[src]
+            found[dst] = True
         return out, found
 
     def put(self, ids: list[str], arrays: dict[str, np.ndarray]) -> Path:
@@ -64,6 +81,6 @@ class ShardStore:
             atomic_write_json(self.folder / "meta.json", self.key)
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
         target = self.folder / f"part-{digest}.npz"
-        with atomic_path(target) as tmp:
+        with sealed_path(target) as tmp:
             np.savez(tmp, ids=np.asarray(ids, dtype=str), **arrays)
         return target

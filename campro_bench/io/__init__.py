@@ -7,6 +7,7 @@ from .images import (
     load_image,
     load_image_tensor,
     save_image_tensor,
+    unreadable_reason,
     tensor_to_uint8,
     uint8_to_tensor,
 )
@@ -23,4 +24,5 @@ __all__ = [
     "save_image_tensor",
     "tensor_to_uint8",
     "uint8_to_tensor",
+    "unreadable_reason",
 ]

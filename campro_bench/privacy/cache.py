@@ -4,19 +4,21 @@ A cache entry holds the per-repeat, per-identity correctness of one (classifier 
 gallery features, probe features, splits) combination. The key hashes the bytes of everything
 that determines the outcome, so a hit is exactly what recomputation would give; it makes a warm
 rerun of E1 (embeddings already cached by the face pipeline) independent of linear-classifier
-training time. Entries are small ``.npz`` files written atomically; deleting the folder is safe.
+training time. Entries are small ``.npz`` files written atomically with a content digest
+(:mod:`campro_bench.io.sealed`); a damaged or altered entry is recomputed. Deleting the folder is safe.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io.atomic import atomic_path
+from ..io.sealed import sealed_path, verify_sealed
 
 CACHE_VERSION = 1
 """Bump when the meaning of a cached outcome changes (protocol or classifier semantics)."""
@@ -54,11 +56,13 @@ class OutcomeCache:
         if not path.is_file():
             return None
         try:
+            if not verify_sealed(path, legacy=True):
+                return None  # altered entry: recompute and overwrite
             with np.load(path, allow_pickle=False) as data:
                 return data["correct"].astype(bool), json.loads(str(data["info"]))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # unreadable entry: recompute and overwrite
 
     def put(self, key: str, correct: np.ndarray, info: dict[str, Any]) -> None:
-        with atomic_path(self._path(key)) as tmp:
+        with sealed_path(self._path(key)) as tmp:
             np.savez(tmp, correct=np.asarray(correct, dtype=bool), info=np.array(json.dumps(info)))

@@ -13,13 +13,13 @@ can never be predicted), probes are ``[R, P, D]``, scores ``[R, P, C]``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol
 
 import torch
 
-from ..errors import CamproError
-from ..registry import Registry
+from ..config import option, parse_config
+from ..registries import IDENTIFICATION_CLASSIFIERS
 
 
 class FittedClassifier(Protocol):
@@ -38,14 +38,12 @@ class IdentificationClassifier(Protocol):
         ...
 
 
-CLASSIFIERS: Registry[Callable[..., IdentificationClassifier]] = Registry(
-    "identification classifier", "campro_bench.identification_classifiers"
-)
+CLASSIFIERS = IDENTIFICATION_CLASSIFIERS
 
 
 def build_classifier(name: str, options: dict[str, Any] | None = None) -> IdentificationClassifier:
     """Build a registered classifier from its name and its options table."""
-    return CLASSIFIERS.get(name)(**(options or {}))
+    return CLASSIFIERS.build({"name": name, **(options or {})})
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -95,15 +93,10 @@ class LinearSchedule:
     gallery. Summing (not averaging) the loss keeps the step size independent of the gallery size.
     """
 
-    steps: int = 100
-    lr: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-2
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise CamproError(f"invalid linear schedule {self}: need steps >= 1, lr > 0, "
-                              "0 <= momentum < 1, weight_decay >= 0")
+    steps: int = option(100, ge=1, le=1_000_000, help="full-batch gradient steps")
+    lr: float = option(1.0, gt=0.0, le=1e3, help="learning rate")
+    momentum: float = option(0.9, ge=0.0, lt=1.0, help="heavy-ball momentum")
+    weight_decay: float = option(1e-2, ge=0.0, le=10.0, help="L2 weight decay on the weights")
 
 
 @dataclass
@@ -168,12 +161,7 @@ class SoftmaxLinear:
     name = "linear"
 
     def __init__(self, **options: Any) -> None:
-        known = {f.name for f in fields(LinearSchedule)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise CamproError(f"unknown linear-classifier option(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
-        self.schedule = LinearSchedule(**options)
+        self.schedule = parse_config(LinearSchedule, options, "linear-classifier")
 
     def fit(self, gallery: torch.Tensor, valid: torch.Tensor) -> FittedClassifier:
         return train_linear(gallery, valid, self.schedule)

@@ -9,13 +9,15 @@ detection rates, seeds and stage timings go into the run manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..config import config_keys, option, parse_config
 from ..errors import CamproError
 from ..executors import Resources
 from ..experiments.base import RunContext
@@ -118,77 +120,55 @@ class DatasetLayout:
         return [self.image_ids[i] for i in used]
 
 
+def _names(default: list[str] | None = None, help: str = "") -> Any:
+    return option((lambda: list(default)) if default is not None else dataclasses.MISSING, help=help)
+
+
 @dataclass
 class ProtocolConfig:
-    """The identification part of an E1/E2 spec, validated."""
+    """The identification part of an E1/E2 spec, validated (:func:`campro_bench.config.parse_config`)."""
 
-    datasets: list[str]
-    models: list[str]
-    protectors: list[str]
-    classifiers: list[str] = field(default_factory=lambda: ["nearest", "linear"])
-    galleries: list[str] = field(default_factory=lambda: ["raw"])
-    repeats: int = 10
-    seed: int = 0
-    pipeline: str = "paper"
-    detector: str = "mtcnn"
-    min_images: int = 2
-    max_identities: int = 0
-    max_images_per_identity: int = 0
-    skip_missing_models: bool = False
-    batch_size: int = 64
-    confidence: float = 0.95
-    classifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: list[str] = _names(help="face datasets")
+    models: list[str] = _names(help="face recognisers")
+    protectors: list[str] = _names(help="image types: raw and protector specs")
+    classifiers: list[str] = _names(["nearest", "linear"], help="identification classifiers")
+    galleries: list[str] = _names(["raw"], help="gallery kinds: raw, protected")
+    repeats: int = option(10, ge=1, le=1000, help="independent gallery/probe draws")
+    seed: int = option(0, ge=0, help="seed of repeat 0 (repeat r uses seed + r)")
+    pipeline: str = option("paper", help="paper: protect the aligned crop; camera: protect the frame")
+    detector: str = option("mtcnn", help="face detector spec")
+    min_images: int = option(2, ge=2, le=10_000, help="identities with fewer images are dropped")
+    max_identities: int = option(0, ge=0, help="0 = all; N = the first N identities by name")
+    max_images_per_identity: int = option(0, ge=0, help="0 = all; N = a seeded subset per identity")
+    skip_missing_models: bool = option(False, help="skip models whose user weights are missing")
+    batch_size: int = option(64, ge=1, le=4096, help="embedding batch size")
+    confidence: float = option(0.95, gt=0.0, lt=1.0, help="level of the t-interval over repeats")
+    classifier_options: dict[str, dict[str, Any]] = option(dict, help="(from the classifiers' own tables)")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "ProtocolConfig":
-        defaults = {"classifiers": ["nearest", "linear"], "galleries": ["raw"]}
-
-        def strings(key: str) -> list[str]:
-            value = spec.get(key, defaults.get(key))
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise CamproError(f"protocol key '{key}' must be a non-empty list of names, got {value!r}")
-            return value
-
-        def integer(key: str, default: int, minimum: int) -> int:
-            value = spec.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise CamproError(f"protocol key '{key}' must be an integer >= {minimum}, got {value!r}")
-            return value
-
-        def images_cap() -> int:
-            cap = integer("max_images_per_identity", 0, 0)
-            if 0 < cap < integer("min_images", 2, 2):
-                raise CamproError(f"protocol key 'max_images_per_identity' ({cap}) must be 0 (all) or >= min_images")
-            return cap
-
-        classifiers = strings("classifiers")
-        for name in classifiers:
+        """The protocol keys of ``spec`` (other keys, e.g. ``description``, belong to the experiment)."""
+        given = {k: ([v] if isinstance(v, str) and k in _NAME_LISTS else v)
+                 for k, v in spec.items() if k in PROTOCOL_KEYS}
+        cfg = parse_config(cls, given, "protocol")
+        for key in _NAME_LISTS:
+            if not getattr(cfg, key) or not all(getattr(cfg, key)):
+                raise CamproError(f"protocol key '{key}' must be a non-empty list of names, got {getattr(cfg, key)!r}")
+        for name in cfg.classifiers:
             CLASSIFIERS.entry(name)  # unknown names fail here, listing the known ones
-        galleries = strings("galleries")
-        bad = [g for g in galleries if g not in GALLERY_KINDS]
+        bad = [g for g in cfg.galleries if g not in GALLERY_KINDS]
         if bad:
             raise CamproError(f"unknown gallery kind(s) {bad}; known: {', '.join(GALLERY_KINDS)}")
-        options = {name: dict(spec.get(name, {})) for name in classifiers if isinstance(spec.get(name), dict)}
-        return cls(
-            datasets=strings("datasets"),
-            models=strings("models"),
-            protectors=strings("protectors"),
-            classifiers=classifiers,
-            galleries=galleries,
-            repeats=integer("repeats", 10, 1),
-            seed=integer("seed", 0, 0),
-            pipeline=str(spec.get("pipeline", "paper")),
-            detector=str(spec.get("detector", "mtcnn")),
-            min_images=integer("min_images", 2, 2),
-            max_identities=integer("max_identities", 0, 0),
-            max_images_per_identity=images_cap(),
-            skip_missing_models=bool(spec.get("skip_missing_models", False)),
-            batch_size=integer("batch_size", 64, 1),
-            confidence=float(spec.get("confidence", 0.95)),
-            classifier_options=options,
-        )
+        if 0 < cfg.max_images_per_identity < cfg.min_images:
+            raise CamproError(f"protocol key 'max_images_per_identity' ({cfg.max_images_per_identity}) must be 0 "
+                              "(all) or >= min_images")
+        cfg.classifier_options = {name: dict(spec[name]) for name in cfg.classifiers if isinstance(spec.get(name), dict)}
+        return cfg
+
+
+_NAME_LISTS = ("datasets", "models", "protectors", "classifiers", "galleries")
+PROTOCOL_KEYS: tuple[str, ...] = tuple(k for k in config_keys(ProtocolConfig) if k != "classifier_options")
+"""The keys of a protocol that :class:`ProtocolConfig` reads."""
 
 
 @dataclass

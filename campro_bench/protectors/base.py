@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..registries import PROTECTORS
-from ..specs import build_from_spec, parse_spec
+from ..specs import parse_spec
 
 __all__ = ["Protector", "build_protector", "check_image_batch", "parse_spec"]
 
@@ -94,4 +94,4 @@ def build_protector(spec: str | dict[str, Any] | Protector) -> Protector:
     """
     if isinstance(spec, Protector):
         return spec
-    return build_from_spec(PROTECTORS, spec, Protector, "protector")
+    return PROTECTORS.build(spec, Protector)

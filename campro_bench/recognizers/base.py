@@ -107,15 +107,8 @@ def create_face_recognizer(
     Missing user-supplied weights raise a :class:`~campro_bench.errors.MissingFileError` that
     names the file and the folder to put it in.
     """
-    factory = FACE_RECOGNIZERS.get(name)
-    model = factory(
-        models_dir=paths.models_dir(models_dir),
-        cache_dir=paths.cache_dir(cache_dir),
-        device=torch.device(device),
-    )
-    if not isinstance(model, FaceRecognizer):
-        raise CamproError(f"face recognizer '{name}' ({FACE_RECOGNIZERS.origin(name)}) did not build a FaceRecognizer")
-    model.name = name
+    model = FACE_RECOGNIZERS.build(name, FaceRecognizer, models_dir=paths.models_dir(models_dir),
+                                   cache_dir=paths.cache_dir(cache_dir), device=torch.device(device))
     return model.eval().to(device)
 
 

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CamproError, CheckpointError
-from ..io import atomic_path, atomic_write_json
+from ..io import atomic_write_json
+from ..io.sealed import discard, sealed_path, verify_sealed
+from ..io.torchfile import load_torch_file
 from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
 from .packaged import file_sha256, package_file
@@ -203,8 +205,9 @@ def converted_weights(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     wid = weights_id(cache_dir=cache_dir)
     target = cache_dir / "models" / f"facenet-casia-{wid}.pt"
     meta_file = target.with_suffix(".json")
-    if target.is_file() and meta_file.is_file():
+    if verify_sealed(target) and meta_file.is_file():
         return target, json.loads(meta_file.read_text())
+    discard(target)  # absent, or altered since it was written: convert again
     model = build_architecture()
     model.load_state_dict(convert_graph(read_frozen_graph(graph_file), model))
     check = _reference_check(model, graph_file)
@@ -218,7 +221,7 @@ def converted_weights(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
             f"facenet-casia: converted {GRAPH_FILE} without a reference check ({check['reason']}); "
             "install the dev extra tensorflow-cpu to check it", stacklevel=2,
         )
-    with atomic_path(target) as tmp:
+    with sealed_path(target) as tmp:
         torch.save(model.state_dict(), tmp)
     meta = {"source": str(graph_file), "graph_sha256": file_sha256(graph_file, cache_dir),
             "weights_id": wid, "converter_version": CONVERTER_VERSION, "reference_check": check}
@@ -251,7 +254,7 @@ def build_facenet_casia(models_dir: Path, cache_dir: Path, device: torch.device)
     path, meta = converted_weights(cache_dir)
     network = build_architecture()
     try:
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, OSError, ValueError) as exc:
+        network.load_state_dict(load_torch_file(path, "cached conversion"))
+    except (RuntimeError, CheckpointError) as exc:
         raise CheckpointError(f"cached conversion {path} is unreadable ({exc}); delete it to convert again") from exc
     return FaceNetCasia(network, meta["weights_id"], meta)

@@ -231,6 +231,7 @@ def _register(name: str, path: Path, contract: FaceModelContract, description: s
     FACE_RECOGNIZERS.add(
         name,
         factory,
+        replace=True,  # a rescan of the models folder (another --models-dir) re-registers its files
         origin=f"{__name__} ({path})",
         contract=contract,
         weights_id=weights_id,

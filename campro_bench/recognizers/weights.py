@@ -5,10 +5,11 @@
   weights in ``contract.extra["alternate_files"]`` (e.g. the upstream release name next to the
   CamPro artifact's name). The first one present is used; when none is, the
   :class:`~campro_bench.errors.MissingFileError` names the file and the folder to put it in.
-* **How read.** ``torch.load`` with ``weights_only=True`` (tensors and plain containers only).
-  Training checkpoints sometimes hold other Python objects (PyTorch Lightning stores optimiser and
-  scheduler state); those are unpickled in full, with a warning, because the file was supplied by
-  the user on purpose.
+* **How read.** ``torch.load`` with ``weights_only=True`` (tensors and plain containers only),
+  plus an allow-list of harmless classes that training checkpoints carry (PyTorch Lightning stores
+  counters, saved arguments and paths): :func:`campro_bench.io.torchfile.load_torch_file`. A file
+  that holds any other object is refused with one line naming its class; it is never unpickled
+  in full, since unpickling runs code chosen by whoever wrote the file.
 * **How it must fit.** Official checkpoints come wrapped in different ways: a raw ``state_dict``
   (insightface ``backbone.pth``), ``{"state_dict": {"features.module.<key>": ...}}`` (MagFace),
   a Lightning ``.ckpt`` with ``{"state_dict": {"model.<key>": ..., "head.kernel": ...}}``
@@ -22,10 +23,6 @@
 
 from __future__ import annotations
 
-import argparse
-import collections
-import pickle
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +32,12 @@ import torch
 from torch import nn
 
 from ..errors import CamproError, CheckpointError, MissingFileError
+from ..io.torchfile import load_torch_file
 from ..paths import MODELS_ENV
 from .base import FaceModelContract
 
 SHOWN_KEYS = 4
 """How many offending keys an error message lists before summarising the rest as a count."""
-
-_SAFE_EXTRA_GLOBALS = [collections.Counter, collections.OrderedDict, argparse.Namespace]
-"""Harmless classes found in training checkpoints (scheduler milestones, saved arguments)."""
 
 
 # where ------------------------------------------------------------------------------------------
@@ -130,35 +125,13 @@ def weights_status(
 
 # how read ---------------------------------------------------------------------------------------
 def read_checkpoint(path: Path) -> Any:
-    """``torch.load`` a user-supplied checkpoint on the CPU; unreadable files raise CheckpointError."""
-    try:
-        with torch.serialization.safe_globals(_SAFE_EXTRA_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # not a class we refused: the file is broken
-            raise CheckpointError(f"cannot read checkpoint {path}: {_reason(exc)}") from exc
-        warnings.warn(
-            f"checkpoint {path} holds Python objects besides tensors; unpickling it in full "
-            "(only use checkpoints from sources you trust)",
-            stacklevel=2,
-        )
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(exc)}") from exc
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure of a user file is a bad file
-        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(exc)}") from exc
+    """``torch.load`` a user-supplied checkpoint on the CPU, safely; unreadable files raise CheckpointError.
 
-
-def _reason(exc: BaseException) -> str:
-    """The informative line of a torch.load error (its unpickler detail, else its first line)."""
-    text = " ".join(str(exc).split())
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        detail = text.split(marker, 1)[1].split("Check the documentation", 1)[0].strip(" .")
-        return f"not a PyTorch checkpoint ({detail})"
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    Only tensors, plain data and the harmless classes of
+    :data:`~campro_bench.io.torchfile.SAFE_GLOBALS` are read; a file that holds any other Python
+    object (a whole pickled module, a custom class) is refused, never unpickled in full.
+    """
+    return load_torch_file(path, "checkpoint")
 
 
 def unwrap_state_dict(
@@ -171,7 +144,7 @@ def unwrap_state_dict(
 
     Args:
         checkpoint: what :func:`read_checkpoint` returned: a state dict, a dict holding one
-            under ``"state_dict"``, or a whole pickled module.
+            under ``"state_dict"``.
         path: the file, for messages.
         prefixes: wrapper prefixes tried in order (``"features.module."``, ``"model."``,
             ``"module."``). The first one that starts any key is stripped and keys without it
@@ -179,7 +152,7 @@ def unwrap_state_dict(
             When none occurs the keys are used as they are.
         ignore: prefixes of keys dropped after stripping (e.g. FaceNet's ``logits.``).
     """
-    state = checkpoint.state_dict() if isinstance(checkpoint, nn.Module) else checkpoint  # torch.save(model)
+    state = checkpoint
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not any(isinstance(v, torch.Tensor) for v in state.values()):

@@ -6,8 +6,10 @@ A training checkpoint is ``torch.save`` of a dict::
      "config": {...},          # the run's configuration (compared on resume)
      "state": {...}}           # model / optimiser / sampler / RNG states, step counters, logs
 
-It is written atomically (write then rename), so an interrupted run leaves the previous checkpoint
-intact. Loading checks the format and the trainer and names the file in every error;
+Only tensors and plain data (numbers, strings, lists, tuples, dicts) are stored: random states
+are converted to tensors and plain values (:func:`rng_state`), so the file is read with
+``weights_only=True`` and reading a checkpoint never runs code from it. It is written atomically
+(write then rename), so an interrupted run leaves the previous checkpoint intact. Loading checks the format and the trainer and names the file in every error;
 :func:`config_mismatch` lists the configuration keys that differ between a checkpoint and a new
 run, for a one-line refusal to resume an incompatible run.
 """
@@ -15,7 +17,6 @@ run, for a one-line refusal to resume an incompatible run.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,17 +27,19 @@ import torch
 from ..detection.checkpoint import check_state_dict
 from ..errors import CheckpointError, MissingFileError
 from ..io.atomic import atomic_path
+from ..io.sealed import sealed_path
+from ..io.torchfile import load_torch_file
 
 FORMAT = "campro-training-checkpoint"
 FORMAT_VERSION = 1
 
 
 def save_training_checkpoint(path: str | os.PathLike[str], trainer: str, config: dict[str, Any],
-                             state: dict[str, Any]) -> None:
-    """Write a checkpoint atomically."""
+                             state: dict[str, Any], sealed: bool = False) -> None:
+    """Write a checkpoint atomically (``sealed``: with a content digest, for cache entries)."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "trainer": trainer,
                "config": config, "state": state}
-    with atomic_path(path) as tmp:
+    with (sealed_path if sealed else atomic_path)(path) as tmp:
         torch.save(payload, tmp)
 
 
@@ -45,10 +48,7 @@ def load_training_checkpoint(path: str | os.PathLike[str], trainer: str) -> tupl
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"no training checkpoint at {path}; start a new run without --resume")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable training checkpoint ({exc})") from exc
+    payload = load_torch_file(path, "training checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a campro-bench training checkpoint (format {FORMAT!r} expected)")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -75,11 +75,25 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iter
 
 
 def rng_state() -> dict[str, Any]:
-    """The global random states (torch CPU, numpy, python), for a checkpoint."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global random states (torch CPU, numpy, python) as tensors and plain data, for a checkpoint."""
+    np_state = np.random.get_state(legacy=False)
+    version, words, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states returned by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(w) for w in p["state"].tolist()), p["gauss"]))

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..errors import CamproError
 from ..io import uint8_to_tensor
-from ..registry import Registry
+from ..registries import RETRAIN_EXTRACTORS, RETRAIN_HEADS
 from .data import EpochSampler
 from .unet import strict_dataclass
 
@@ -56,7 +56,7 @@ class ExtractorContract:
     architecture: str
 
 
-EXTRACTORS: Registry[Callable[[Path], nn.Module]] = Registry("re-trainable face extractor", "campro_bench.retrain_extractors")
+EXTRACTORS = RETRAIN_EXTRACTORS
 
 
 class FaceExtractor(nn.Module):
@@ -88,11 +88,12 @@ FACENET_CONTRACT = dict(alignment="facenet-160", input_size=(160, 160), mean=0.5
                      recognizer="facenet-casia",
                      description="the offline FaceNet (CASIA-WebFace), pretrained: for finetune")
 def facenet_casia_network(cache_dir: Path) -> nn.Module:
+    from ..io.torchfile import load_torch_file
     from ..recognizers.facenet_casia import build_architecture, converted_weights
 
     path, _ = converted_weights(cache_dir)
     network = build_architecture()
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    network.load_state_dict(load_torch_file(path, "cached conversion"))
     return _inception_unnormalised(network)
 
 
@@ -165,7 +166,7 @@ class ArcFaceHead(nn.Module):
         return arcface_logits(cosine, labels, self.scale, self.margin)
 
 
-HEADS: Registry[type[nn.Module]] = Registry("re-training loss head", "campro_bench.retrain_heads")
+HEADS = RETRAIN_HEADS
 HEADS.add("softmax", SoftmaxHead, origin=f"{__name__}:SoftmaxHead", description="linear layer + softmax cross-entropy")
 HEADS.add("arcface", ArcFaceHead, origin=f"{__name__}:ArcFaceHead",
           description="additive angular margin (ArcFace), scale s and margin m")

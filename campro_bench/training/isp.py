@@ -53,9 +53,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -64,9 +63,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
 from ..io import tensor_to_uint8
 from ..io.atomic import atomic_write_json
+from ..io.sealed import discard, verify_sealed
 from ..protectors.isp import CamproISP, ISPParams, load_preset
 from .checkpoint import (
     config_mismatch,
@@ -103,75 +104,49 @@ class ISPTrainConfig:
     see docs/training.md); ``lr_head`` is H's own SGD rate.
     """
 
-    attacker: str = "facenet-casia"
-    face_dataset: str = "celeba-subset"
-    person_dataset: str = "coco128"
-    person_detector: str = "ssdlite-mobilenetv2-coco"
-    face_detector: str = "mtcnn"
-    init: str = "standard"
-    omega: float = 0.2
-    m: int = 1
-    n: int = 1
-    iterations: int = 300
-    batch_size: int = 16
-    person_batch_size: int = 4
-    protector_only: bool = False
-    seed: int = 0
-    lr_isp: float = 1e-3
-    lr_attacker: float = 1e-4
-    lr_head: float = 1e-1
-    momentum: float = 0.9
-    lr_detector: float = 1e-4
-    detector_momentum: float = 0.0
-    head_scale: float = 16.0
-    head_init_epochs: int = 20
-    ccm_bound: float = 8.0
-    warmup_threshold: float = 0.9
-    warmup_max_epochs: int = 6
-    val_per_identity: int = 1
-    max_identities: int = 0
-    max_person_images: int = 0
-    hflip: bool = True
-    checkpoint_every: int = 50
-    val_every: int = 50
-    log_every: int = 10
+    attacker: str = option("facenet-casia", help="white-box attacker F: a differentiable face recogniser")
+    face_dataset: str = option("celeba-subset", help="face identity dataset D_F (proxy identities)")
+    person_dataset: str = option("coco128", help="person-detection dataset D_P (its 'train' split)")
+    person_detector: str = option("ssdlite-mobilenetv2-coco", help="differentiable person detector P")
+    face_detector: str = option("mtcnn", help="face detector of the crops")
+    init: str = option("standard", help="starting ISP: preset name or parameter JSON file")
+    omega: float = option(0.2, ge=0.0, le=1e3, help="weight of the utility loss L_det (Eq. 6)")
+    m: int = option(1, ge=1, le=1000, help="attacker steps per iteration")
+    n: int = option(1, ge=1, le=1000, help="protector steps per iteration")
+    iterations: int = option(300, ge=0, le=10_000_000, help="adversarial iterations after the warm-up")
+    batch_size: int = option(16, ge=1, le=4096, help="face crops per step")
+    person_batch_size: int = option(4, ge=1, le=4096, help="person images per protector step")
+    protector_only: bool = option(False, help="no attacker steps (Table II ablation)")
+    seed: int = option(0, ge=0, help="seed of the split, batch order and flips")
+    lr_isp: float = option(1e-3, gt=0.0, le=10.0, help="Adam learning rate of the ISP parameters")
+    lr_attacker: float = option(1e-4, gt=0.0, le=10.0, help="SGD learning rate of F")
+    lr_head: float = option(1e-1, gt=0.0, le=100.0, help="SGD learning rate of the proxy head H")
+    momentum: float = option(0.9, ge=0.0, lt=1.0, help="SGD momentum of F and H")
+    lr_detector: float = option(1e-4, gt=0.0, le=10.0, help="SGD learning rate of P")
+    detector_momentum: float = option(0.0, ge=0.0, lt=1.0, help="SGD momentum of P")
+    head_scale: float = option(16.0, gt=0.0, le=1e3, help="scale s of the proxy head's logits")
+    head_init_epochs: int = option(20, ge=0, le=10_000, help="epochs of the linear probe that initialises H")
+    ccm_bound: float = option(8.0, gt=0.0, le=1e3, help="every CCM entry is kept within [-bound, bound]")
+    warmup_threshold: float = option(0.9, gt=0.0, le=1.0, help="warm-up ends at this running training accuracy")
+    warmup_max_epochs: int = option(6, ge=0, le=10_000, help="warm-up epochs at most")
+    val_per_identity: int = option(1, ge=1, le=1000, help="held-out images per identity")
+    max_identities: int = option(0, ge=0, help="> 0: first N identities of the face dataset")
+    max_person_images: int = option(0, ge=0, help="> 0: seeded subset of the person images")
+    hflip: bool = option(True, help="random horizontal flips")
+    checkpoint_every: int = option(50, ge=1, help="iterations between checkpoints")
+    val_every: int = option(50, ge=0, help="iterations between validations (0: start and end only)")
+    log_every: int = option(10, ge=1, help="iterations between log rows")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ISPTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CamproError(f"unknown ISP training option(s): {', '.join(unknown)}")
-        return cls(**data)
+        return parse_config(cls, data, "train isp")
 
     def check(self) -> None:
-        """One-line :class:`CamproError` for the first invalid value."""
-        rules: list[tuple[bool, str]] = [
-            (math.isfinite(self.omega) and self.omega >= 0, f"omega must be a finite number >= 0, got {self.omega}"),
-            (self.m >= 1, f"m (attacker steps per iteration) must be >= 1, got {self.m}"),
-            (self.n >= 1, f"n (protector steps per iteration) must be >= 1, got {self.n}"),
-            (self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.person_batch_size >= 1, f"person batch size must be >= 1, got {self.person_batch_size}"),
-            (0.0 < self.warmup_threshold <= 1.0, f"warm-up threshold must be in (0, 1], got {self.warmup_threshold}"),
-            (self.warmup_max_epochs >= 0, f"warm-up max epochs must be >= 0, got {self.warmup_max_epochs}"),
-            (self.ccm_bound > 0, f"CCM bound must be > 0, got {self.ccm_bound}"),
-            (self.head_scale > 0, f"head scale must be > 0, got {self.head_scale}"),
-            (self.head_init_epochs >= 0, f"head_init_epochs must be >= 0, got {self.head_init_epochs}"),
-            (self.val_per_identity >= 1, f"val_per_identity must be >= 1, got {self.val_per_identity}"),
-            (self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
-            (self.val_every >= 0 and self.log_every >= 1, "val_every must be >= 0 and log_every >= 1"),
-            (0.0 <= self.momentum < 1.0 and 0.0 <= self.detector_momentum < 1.0, "momentum must be in [0, 1)"),
-        ]
-        for name in ("lr_isp", "lr_attacker", "lr_head", "lr_detector"):
-            value = getattr(self, name)
-            rules.append((math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value}"))
-        for ok, message in rules:
-            if not ok:
-                raise CamproError(message)
+        """One-line :class:`CamproError` for the first invalid value (types and ranges of the fields)."""
+        validate_config(self, "train isp")
 
 
 def initial_params(init: str) -> ISPParams:
@@ -447,7 +422,7 @@ class ISPTrainer:
             "version": WARMUP_VERSION, "attacker": getattr(self.attacker, "name", "?"),
             "weights": getattr(self.attacker, "weights_hash", "?"), "faces": self.face_data.info,
             "classes": self.face_data.num_classes, "device": self.device.type,
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "threads": torch.get_num_threads(),
             **{k: getattr(c, k) for k in ("seed", "batch_size", "hflip", "lr_attacker", "lr_head", "momentum",
                                           "head_scale", "head_init_epochs", "warmup_threshold",
                                           "warmup_max_epochs")},
@@ -478,7 +453,7 @@ class ISPTrainer:
         if self.phase != "warmup":
             return
         cached = self._warmup_file()
-        if cached is not None and cached.is_file():
+        if cached is not None and verify_sealed(cached):
             _, state = load_training_checkpoint(cached, "isp-warmup")
             self._load_warmup(state, str(cached))
             self.phase, self.warmup_source = "adversarial", f"cache {cached.name}"
@@ -489,7 +464,8 @@ class ISPTrainer:
             self.warmup_epoch(progress)
             self.save_checkpoint()
         if cached is not None:
-            save_training_checkpoint(cached, "isp-warmup", self.warmup_key(), self._warmup_state())
+            discard(cached)  # absent, or altered since it was written
+            save_training_checkpoint(cached, "isp-warmup", self.warmup_key(), self._warmup_state(), sealed=True)
 
     # checkpoints ------------------------------------------------------------------------
     @property

@@ -133,10 +133,11 @@ def training_manifest(
     outputs: dict[str, Any] | None = None,
     notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The manifest of a training run (plain JSON-serialisable data)."""
+    """The manifest of a training run (plain JSON-serialisable data, no absolute path of the machine)."""
     from ..experiments.manifest import git_commit, package_versions
+    from ..provenance import default_roots, portable_paths
 
-    return {
+    return portable_paths({
         "trainer": trainer,
         "command": list(command if command is not None else sys.argv),
         "written": datetime.now(timezone.utc).isoformat(),
@@ -156,7 +157,7 @@ def training_manifest(
             "campro_bench_commit": git_commit(),
             "packages": package_versions(),
         },
-    }
+    }, default_roots())
 
 
 def _torch_threads() -> int:

@@ -23,13 +23,14 @@ Captured images are rounded to 8 bits (``quantize``), as a camera writes them.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
 
+from ..config import option, parse_config, validate_config
 from ..enhancer.model import UNet, UNetConfig, masked_l1_loss, save_enhancer, state_digest
 from ..errors import CamproError, EmptyDatasetError
 from ..io import tensor_to_uint8, uint8_to_tensor
@@ -45,12 +46,8 @@ T = TypeVar("T")
 
 
 def strict_dataclass(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """``cls(**data)``, or one line naming the unknown keys and the known ones."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise CamproError(f"unknown {what} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
+    """``cls(**data)``, or one line naming the unknown keys and the known ones (see :func:`parse_config`)."""
+    return parse_config(cls, data, what)
 
 
 @dataclass(frozen=True)
@@ -71,32 +68,28 @@ class UNetTrainConfig:
         seed: weight initialisation, batch order, flips and crop positions.
     """
 
-    epochs: int = 150
-    batch_size: int = 8
-    crop: int = 128
-    lr: float = 3e-4
-    weight_decay: float = 1e-2
+    epochs: int = option(150, ge=1, le=100_000)
+    batch_size: int = option(8, ge=1, le=4096)
+    crop: int = option(128, ge=8, le=8192)
+    lr: float = option(3e-4, gt=0.0, le=10.0)
+    weight_decay: float = option(1e-2, ge=0.0, le=10.0)
     hflip: bool = True
-    face_crop_fraction: float = 0.5
+    face_crop_fraction: float = option(0.5, ge=0.0, le=1.0)
     quantize: bool = True
-    base_channels: int = 12
-    depth: int = 4
+    base_channels: int = option(12, ge=1, le=1024)
+    depth: int = option(4, ge=2, le=10)
     face_penalty: bool = True
-    seed: int = 0
+    seed: int = option(0, ge=0)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.crop < 8:
-            raise CamproError(f"invalid U-Net training config: epochs {self.epochs}, batch size {self.batch_size}, "
-                              f"crop {self.crop} (need epochs >= 1, batch size >= 1, crop >= 8)")
-        if not 0.0 <= self.face_crop_fraction <= 1.0:
-            raise CamproError(f"face_crop_fraction must be within [0, 1], got {self.face_crop_fraction}")
+        validate_config(self, "U-Net training")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UNetTrainConfig":
-        return strict_dataclass(cls, data, "U-Net training")
+        return parse_config(cls, data, "U-Net training")
 
 
 @dataclass

@@ -424,13 +424,7 @@ def build_plugin(registry: Any, name: str, method: str, **options: Any) -> Any:
 
     Shared by pose estimators and captioners; bad options give one error line.
     """
-    factory = registry.get(name)
-    try:
-        plugin = factory(**options)
-    except CamproError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise CamproError(f"cannot build {registry.kind} '{name}': {exc}") from exc
+    plugin = registry.build({"name": name, **options})
     if not callable(getattr(plugin, method, None)):
         raise CamproError(f"{registry.kind} '{name}' ({registry.origin(name)}) has no {method}() method")
     return plugin
