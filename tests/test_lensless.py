@@ -182,3 +182,22 @@ def test_training_is_resumable_and_learns_the_mask(tmp_path: Path) -> None:
     assert manifest["outputs"]["mask_digest"] == full["mask_digest"] and manifest["config"]["epochs"] == 2
     assert 0 <= full["final"]["heldout_accuracy_mean"] <= 1 and 0 < full["final"]["aperture_ratio"] < 1
     assert build_protector(f"lensless:file={tmp_path / 'full' / 'mask.json'},image_size=15")(torch.rand(1, 3, 15, 15)).shape == (1, 3, 15, 15)
+
+
+def test_shipped_preset_is_the_training_runs_output() -> None:
+    from importlib import resources
+
+    from campro_bench.protectors.lensless import list_presets
+    from campro_bench.training.lensless import mask_digest
+
+    root = Path(str(resources.files("campro_bench") / "presets" / "lensless"))
+    assert "celeba-lwoc-63" in list_presets()
+    for name in list_presets():
+        mask, meta = load_mask_file(root / f"{name}.json")
+        manifest = json.loads((root / f"{name}.manifest.json").read_text())
+        assert manifest["trainer"] == "lensless"
+        assert manifest["outputs"]["mask_digest"] == mask_digest(mask)  # the file is the run's output, unedited
+        assert meta["image_size"] == manifest["config"]["image_size"] and meta["epochs"] == manifest["config"]["epochs"]
+        assert mask.shape == (manifest["config"]["mask_size"],) * 2
+        p = build_protector(f"lensless:preset={name}")
+        assert p.image_size == meta["image_size"] and p.fingerprint() == build_protector(p.spec()).fingerprint()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -418,8 +419,9 @@ def train_lensless(
     report = {"config": asdict(config), "final": final, "epochs": len(rows),
               "mask_digest": mask_digest(mask_np), "data": data.info}
     atomic_write_json(out / "report.json", report)
+    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("main.py", "campro-bench")) else None
     manifest = training_manifest(
-        TRAINER, config=asdict(config),
+        TRAINER, command=["campro-bench", *argv] if argv is not None else None, config=asdict(config),
         seeds={"seed": config.seed, "split_seed": config.seed,
                "streams": "batches EpochSampler([seed, 0, epoch]); training noise torch.Generator(seed*31+5); "
                           "eval noise torch.Generator(seed*1000+1|2); mask init torch.Generator(seed*7919+17)"},
