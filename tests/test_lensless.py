@@ -201,3 +201,28 @@ def test_shipped_preset_is_the_training_runs_output() -> None:
         assert mask.shape == (manifest["config"]["mask_size"],) * 2
         p = build_protector(f"lensless:preset={name}")
         assert p.image_size == meta["image_size"] and p.fingerprint() == build_protector(p.spec()).fingerprint()
+
+
+def test_deconvolution_with_the_known_mask_inverts_a_noiseless_capture() -> None:
+    from campro_bench.protectors.lensless import lensless_adjoint, tikhonov_deconvolve
+
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(8, 8, dtype=torch.float64, generator=gen)
+    x, y = (torch.rand(1, 1, 20, 20, dtype=torch.float64, generator=gen) for _ in range(2))
+    assert abs(float((fft_convolve_same(x, mask) * y).sum() - (x * lensless_adjoint(y, mask)).sum())) < 1e-9
+    scene = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 40, 40, dtype=torch.float64, generator=gen), 2)
+    captured = fft_convolve_same(scene, mask) / mask.sum()
+    restored = tikhonov_deconvolve(captured, mask, lam=1e-8, iters=300)
+    assert (restored - scene).abs().mean() < 0.25 * (captured - scene).abs().mean()
+    attacker = build_protector("lensless-wiener:mask=random,image_size=20,mask_size=8,noise=0,bits=0,lam=1e-8,iters=300")
+    assert "lam=" in attacker.spec() and attacker(scene.float()).shape == scene.shape
+
+
+def test_protocol_variants_are_typed() -> None:
+    from campro_bench.experiments.lensless import variant_configs
+    from campro_bench.experiments.spec import load_spec
+
+    configs = variant_configs(load_spec("lensless"))
+    assert configs["lwc-tv"].w_tv > 0 and configs["pinhole"].mask == "pinhole"
+    with pytest.raises(CamproError, match="w_tvv"):
+        variant_configs({"train": {}, "variant": {"x": {"w_tvv": 1.0}}})
