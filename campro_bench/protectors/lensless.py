@@ -58,6 +58,7 @@ FORMAT_NAME = "campro-lensless-mask"
 FORMAT_VERSION = 1
 MASKS = ("pinhole", "open", "random", "mseq", "learned")
 MODELS = ("conv", "separable")
+RESTORE = ("none", "wiener")
 IMAGE_SIZES = (63, 127)
 MASK_SIZES = (32, 64)
 
@@ -286,6 +287,7 @@ class Lensless(Protector):
 
     name = "lensless"
     differentiable = True
+    default_restore = "none"
 
     def __init__(
         self,
@@ -298,8 +300,17 @@ class Lensless(Protector):
         seed: int = 0,
         file: Path | None = None,
         preset: str | None = None,
+        restore: str | None = None,
+        lam: float = 1e-3,
+        iters: int = 50,
     ) -> None:
         super().__init__()
+        restore = restore or self.default_restore
+        if restore not in RESTORE:
+            raise UnknownNameError(f"unknown lensless restore '{restore}'; known: {', '.join(RESTORE)}")
+        if lam < 0 or iters < 1:
+            raise ValueError(f"lam must be >= 0 and iters >= 1, got {lam} and {iters}")
+        self.restore, self.lam, self.iters = restore, float(lam), int(iters)
         if model not in MODELS:
             raise UnknownNameError(f"unknown lensless model '{model}'; known models: {', '.join(MODELS)}")
         if image_size is None:  # a preset's own sensor size, else the talk's 63
@@ -341,6 +352,10 @@ class Lensless(Protector):
             out["mask_size"] = self.mask_size
         out["image_size"] = self.image_size
         out.update(model=self.model, noise=self.noise, bits=self.bits, seed=self.seed)
+        if self.restore != self.default_restore:
+            out["restore"] = self.restore
+        if self.restore != "none":
+            out.update(lam=self.lam, iters=self.iters)
         return out
 
     def fingerprint_payload(self) -> dict[str, Any]:
@@ -380,6 +395,9 @@ class Lensless(Protector):
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
         measured = self.capture(images)
+        if self.restore == "wiener":
+            with torch.no_grad():
+                measured = tikhonov_deconvolve(measured, self.mask, self.lam, self.iters)
         if tuple(measured.shape[-2:]) == tuple(images.shape[-2:]):
             return measured
         return F.interpolate(measured, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0.0, 1.0)
@@ -452,36 +470,9 @@ def tikhonov_deconvolve(measured: torch.Tensor, mask: torch.Tensor, lam: float =
 )
 class LenslessWiener(Lensless):
     """A lensless capture (same options as ``lensless``) restored by :func:`tikhonov_deconvolve`
-    with the known mask: the white-box attacker's image, for the privacy tables."""
+    with the known mask (``lam``, ``iters``): the white-box attacker's image, for the privacy
+    tables. ``lensless-wiener:...`` is ``lensless:...,restore=wiener``."""
 
     name = "lensless-wiener"
     differentiable = False
-
-    def __init__(
-        self,
-        mask: str = "random",
-        image_size: int | None = None,
-        mask_size: int = 32,
-        model: str = "conv",
-        noise: float = 0.01,
-        bits: int = 8,
-        seed: int = 0,
-        file: Path | None = None,
-        preset: str | None = None,
-        lam: float = 1e-3,
-        iters: int = 50,
-    ) -> None:
-        super().__init__(mask, image_size, mask_size, model, noise, bits, seed, file, preset)
-        if lam < 0 or iters < 1:
-            raise ValueError(f"lam must be >= 0 and iters >= 1, got {lam} and {iters}")
-        self.lam, self.iters = float(lam), int(iters)
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "lam": self.lam, "iters": self.iters}
-
-    @torch.no_grad()
-    def protect(self, images: torch.Tensor) -> torch.Tensor:
-        restored = tikhonov_deconvolve(self.capture(images), self.mask, self.lam, self.iters)
-        if tuple(restored.shape[-2:]) == tuple(images.shape[-2:]):
-            return restored
-        return F.interpolate(restored, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+    default_restore = "wiener"
