@@ -17,6 +17,7 @@ PROTECTORS: Registry[Any] = Registry(
     builtins=(
         "campro_bench.protectors.baselines",
         "campro_bench.protectors.isp",
+        "campro_bench.protectors.lensless",
         "campro_bench.enhancer.protector",
     ),
 )
@@ -78,6 +79,7 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.table5",
         "campro_bench.experiments.e5",
         "campro_bench.experiments.tradeoff",
+        "campro_bench.experiments.lensless",
     ),
 )
 

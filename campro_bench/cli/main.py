@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "campro_bench.cli.export_cmd",
     "campro_bench.cli.faces_cmd",
     "campro_bench.cli.train_cmd",
+    "campro_bench.cli.train_lensless_cmd",
     "campro_bench.cli.regress_cmd",
 )
 

@@ -1,0 +1,56 @@
+"""``campro-bench train lensless``: learn a lensless camera's mask with the owner's ResNet.
+
+Attaches to the ``train`` sub-app of :mod:`campro_bench.cli.train_cmd`; see
+:mod:`campro_bench.training.lensless` and docs/lensless.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .. import paths
+from .train_cmd import train_app
+
+
+@train_app.command("lensless")
+def train_lensless_command(
+    mask: str = typer.Option("learned", help="learned (sigmoid-parameterised), or fixed: pinhole, open, random, mseq"),
+    w_sim: float = typer.Option(0.0, help="weight of the similarity loss to a Gaussian reference blur"),
+    w_tv: float = typer.Option(0.0, help="weight of the total-variation loss -(|dx H| + |dy H|)"),
+    w_inv: float = typer.Option(0.0, help="weight of the invertibility loss -|H|_1"),
+    w_rip: float = typer.Option(0.0, help="weight of the RIP loss -|H*x|^2 / |x|^2"),
+    image_size: int = typer.Option(63, help="sensor / scene side in pixels (talk: 63 or 127)"),
+    mask_size: int = typer.Option(32, help="mask side in pixels (talk: 32 or 64)"),
+    identities: int = typer.Option(60, help="training identities (first N with >= min-images images)"),
+    heldout_identities: int = typer.Option(40, help="next N identities: the owner's open-set test, never trained on"),
+    epochs: int = typer.Option(30, help="passes over the training images"),
+    seed: int = typer.Option(0, help="seed of the split, mask init, batches, flips and noise"),
+    config: Optional[Path] = typer.Option(None, help="JSON file with any LenslessTrainConfig field (options above win)"),
+    out: Path = typer.Option(Path("results/train-lensless"), help="output folder"),
+    resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoint.pt"),
+    data_root: Optional[str] = typer.Option(None, help="data root (default $CAMPRO_BENCH_DATA)"),
+    cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
+) -> None:
+    """Jointly train a lensless mask and an identification ResNet; writes mask.json + manifest."""
+    from ..training.lensless import LenslessTrainConfig, config_from_file, train_lensless
+
+    base = config_from_file(config) if config else LenslessTrainConfig()
+    given = {"mask": mask, "w_sim": w_sim, "w_tv": w_tv, "w_inv": w_inv, "w_rip": w_rip, "image_size": image_size,
+             "mask_size": mask_size, "identities": identities, "heldout_identities": heldout_identities,
+             "epochs": epochs, "seed": seed}
+    defaults = {f.name: f.default for f in fields(LenslessTrainConfig)}
+    cfg = replace(base, **{k: v for k, v in given.items() if v != defaults[k] or not config})
+    console = Console(stderr=True)
+    report = train_lensless(cfg, out, resume=resume, data_root=paths.data_root(data_root),
+                            cache_dir=paths.cache_dir(cache_dir), log=lambda m: console.print(m, highlight=False))
+    Console().print_json(json.dumps({"out": str(out), "mask": str(out / "mask.json"), **report["final"]}))
+
+
+def register(app: typer.Typer) -> None:
+    """The command attaches to ``train`` on import; nothing else to register."""
