@@ -133,7 +133,9 @@ def train_enhancer_command(
 
 @train_app.command("isp")
 def train_isp_command(
-    attacker: str = typer.Option("facenet-casia", help="white-box attacker F: a differentiable face recogniser"),
+    attacker: list[str] = typer.Option(
+        ["facenet-casia"], help="white-box attacker F: a differentiable face recogniser; repeat the option (or "
+        "separate names by commas) for an ensemble, whose losses are averaged over the models"),
     face_dataset: str = typer.Option("celeba-subset", help="face identity dataset D_F (proxy identities)"),
     person_dataset: str = typer.Option("coco128", help="person-detection dataset D_P (its 'train' split)"),
     person_detector: str = typer.Option("ssdlite-mobilenetv2-coco", help="differentiable person detector P"),
@@ -170,7 +172,7 @@ def train_isp_command(
     from ..training.isp import ISPTrainConfig, train_isp
 
     config = ISPTrainConfig(
-        attacker=attacker, face_dataset=face_dataset, person_dataset=person_dataset,
+        attacker=",".join(attacker), face_dataset=face_dataset, person_dataset=person_dataset,
         person_detector=person_detector, init=init, omega=omega, m=m, n=n, iterations=iterations,
         batch_size=batch_size, person_batch_size=person_batch_size, protector_only=protector_only, seed=seed,
         lr_isp=lr_isp, lr_attacker=lr_attacker, lr_head=lr_head, lr_detector=lr_detector, momentum=momentum,
