@@ -71,6 +71,16 @@ def test_facenet_msceleb_matches_keras(faces: list, cache_dir: Path, tmp_path: P
     assert float((ours[0] * ours[1]).sum()) < 0.5  # different people stay apart
 
 
+def test_facenet_msceleb_is_differentiable(cache_dir: Path) -> None:
+    """A white-box attacker: gradients reach the pixels through the per-image standardisation."""
+    model = create_face_recognizer("facenet-msceleb", cache_dir=cache_dir)
+    x = torch.rand(1, 3, 160, 160, requires_grad=True)
+    model(x)[:, 0].sum().backward()
+    assert model.differentiable and x.grad is not None and x.grad.abs().sum() > 0
+    flat = torch.full((1, 3, 160, 160), 0.5)  # a constant image: the std floor keeps it finite
+    assert torch.isfinite(model(flat)).all()
+
+
 def _facesdk_class() -> type:
     """facesdk's MobileFaceNet, loaded from its file (the package's __init__ needs GUI OpenCV)."""
     spec = importlib.util.find_spec("facesdk")

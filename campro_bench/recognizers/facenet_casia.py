@@ -231,18 +231,27 @@ def converted_weights(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 class FaceNetCasia(FaceRecognizer):
-    """Inception-ResNet-v1 (CASIA-WebFace); differentiable, 512-d unit embeddings."""
+    """Inception-ResNet-v1 (CASIA-WebFace); differentiable, 512-d unit embeddings.
+
+    Also the base of the other converted Inception-ResNet-v1 (``facenet-msceleb``), which passes
+    its own contract and overrides :meth:`standardize`.
+    """
 
     differentiable = True
 
-    def __init__(self, network: nn.Module, weights_hash: str, conversion_info: dict[str, Any]) -> None:
-        super().__init__(CONTRACT, weights_hash)
+    def __init__(self, network: nn.Module, weights_hash: str, conversion_info: dict[str, Any],
+                 contract: FaceModelContract = CONTRACT) -> None:
+        super().__init__(contract, weights_hash)
         self.network = network
         self.conversion_info = conversion_info
 
+    def standardize(self, faces: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 1] crops -> the network's input (here the contract's fixed normalisation)."""
+        return self.normalize(faces)
+
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         self.check_input(faces)
-        return F.normalize(self.network(self.normalize(faces)), p=2, dim=1)
+        return F.normalize(self.network(self.standardize(faces)), p=2, dim=1)
 
 
 @FACE_RECOGNIZERS.register(

@@ -28,14 +28,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
 from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
 from .converted import cached_conversion, load_converted
-from .facenet_casia import build_architecture, module_paths
+from .facenet_casia import FaceNetCasia, build_architecture, module_paths
 from .packaged import PackagedWeights, files_sha256
 
 WEIGHTS = PackagedWeights(
@@ -180,19 +179,11 @@ def converted_weights(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     return cached_conversion(cache_dir, "facenet-msceleb", weights_id(cache_dir=cache_dir), convert)
 
 
-class FaceNetMSCeleb(FaceRecognizer):
+class FaceNetMSCeleb(FaceNetCasia):
     """Inception-ResNet-v1 (MS-Celeb-1M, 2017); differentiable, 128-d unit embeddings."""
 
-    differentiable = True
-
-    def __init__(self, network: nn.Module, weights_hash: str, conversion_info: dict[str, Any]) -> None:
-        super().__init__(CONTRACT, weights_hash)
-        self.network = network
-        self.conversion_info = conversion_info
-
-    def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        self.check_input(faces)
-        return F.normalize(self.network(prewhiten(self.normalize(faces))), p=2, dim=1)
+    def standardize(self, faces: torch.Tensor) -> torch.Tensor:
+        return prewhiten(self.normalize(faces))
 
 
 @FACE_RECOGNIZERS.register(
@@ -204,4 +195,4 @@ class FaceNetMSCeleb(FaceRecognizer):
 def build_facenet_msceleb(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
     path, meta = converted_weights(cache_dir)
     network = load_converted(build_architecture(EMBEDDING_SIZE), path)
-    return FaceNetMSCeleb(network, meta["weights_id"], meta)
+    return FaceNetMSCeleb(network, meta["weights_id"], meta, CONTRACT)

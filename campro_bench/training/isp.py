@@ -47,8 +47,8 @@ cropping the protected image up to interpolation). The mean rather than the wors
 ``L_ns = -log(1 - p_y)`` grows without bound as a model recognises a face, so the mean already
 weights the model that resists the protector most, while keeping a gradient from every model at
 every step (a max passes gradient to one model per step and switches between them, which makes the
-41-parameter ISP oscillate); it is also the ensemble objective of the transfer-attack literature
-(Liu et al., ICLR 2017). Logged accuracies and losses are means over the models, and validation
+41-parameter ISP oscillate); averaging losses is also a standard way of attacking an ensemble
+(Dong et al., CVPR 2018). Logged accuracies and losses are means over the models, and validation
 also logs each model's accuracy. One attacker gives exactly the single-model algorithm.
 
 Held-out honesty: validation images are other images of the training identities (split by image,
