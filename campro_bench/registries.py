@@ -30,6 +30,7 @@ FACE_DETECTORS: Registry[Any] = Registry(
         "campro_bench.faces.detectors.yunet",
         "campro_bench.faces.detectors.centerface",
         "campro_bench.faces.detectors.dlib_hog",
+        "campro_bench.faces.detectors.retinaface",
     ),
 )
 
@@ -40,6 +41,9 @@ FACE_RECOGNIZERS: Registry[Any] = Registry(
         "campro_bench.recognizers.facenet_casia",
         "campro_bench.recognizers.dlib_resnet",
         "campro_bench.recognizers.sface",
+        "campro_bench.recognizers.facenet_msceleb",
+        "campro_bench.recognizers.mobilefacenet",
+        "campro_bench.recognizers.mobilefacenet_fp",
         "campro_bench.recognizers.official",
         "campro_bench.recognizers.onnx_generic",
     ),

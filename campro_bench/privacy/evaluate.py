@@ -180,11 +180,18 @@ class ProtocolOutcome:
 
 
 def missing_weights(model: str, ctx: RunContext) -> str | None:
-    """Why ``model`` cannot run (its user-supplied weights file is absent), or None."""
+    """Why ``model`` cannot run (its user-supplied weights file is absent, or the package that
+    carries its weights is not installed), or None."""
     contract = contract_of(model)
     if contract.weights_file and not weights_path(ctx.models_dir, contract).is_file():
         return (f"weights file {contract.weights_file} not found in {ctx.models_dir} "
                 "(--models-dir / CAMPRO_BENCH_MODELS)")
+    if not contract.weights_file:  # weights inside an installed package (or an npm file)
+        from ..recognizers.weights import weights_status
+        from ..registries import FACE_RECOGNIZERS
+
+        status = weights_status(model, contract, FACE_RECOGNIZERS.entry(model).metadata, ctx.models_dir, ctx.cache_dir)
+        return None if status.found else status.location
     return None
 
 

@@ -17,7 +17,6 @@ accuracy: 0.9905.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -29,11 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CamproError, CheckpointError
-from ..io import atomic_write_json
-from ..io.sealed import discard, sealed_path, verify_sealed
-from ..io.torchfile import load_torch_file
 from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
+from .converted import cached_conversion, load_converted
 from .packaged import file_sha256, package_file
 from .tf_graph import FrozenGraph, read_frozen_graph
 from .tf_reference import run_reference
@@ -79,11 +76,17 @@ def weights_id(models_dir: Path | None = None, cache_dir: Path | None = None) ->
 
 
 # architecture --------------------------------------------------------------------------------
-def build_architecture() -> nn.Module:
-    """facenet-pytorch's InceptionResnetV1 with every conv + batch-norm pair as one biased conv."""
+def build_architecture(embedding_size: int = 512) -> nn.Module:
+    """facenet-pytorch's InceptionResnetV1 with every conv + batch-norm pair as one biased conv.
+
+    ``embedding_size``: width of the bottleneck (512 for the 2018 models, 128 for the 2017 ones).
+    """
     from facenet_pytorch.models.inception_resnet_v1 import BasicConv2d, InceptionResnetV1
 
     model = InceptionResnetV1(pretrained=None, classify=False)
+    if embedding_size != model.last_linear.out_features:
+        model.last_linear = nn.Linear(model.last_linear.in_features, embedding_size, bias=False)
+        model.last_bn = nn.BatchNorm1d(embedding_size, eps=model.last_bn.eps, momentum=model.last_bn.momentum)
     for module in model.modules():
         if isinstance(module, BasicConv2d):
             conv = module.conv
@@ -93,8 +96,12 @@ def build_architecture() -> nn.Module:
     return model.eval()
 
 
-def _module_paths(model: nn.Module, conv_scopes: list[str]) -> dict[str, str]:
-    """TF conv scope (``InceptionResnetV1/Repeat/block35_1/Branch_1/Conv2d_0b_3x3``) -> torch path."""
+def module_paths(model: nn.Module, conv_scopes: list[str], source: str = GRAPH_FILE) -> dict[str, str]:
+    """TF conv scope (``InceptionResnetV1/Repeat/block35_1/Branch_1/Conv2d_0b_3x3``) -> torch path.
+
+    ``source`` names the file in error messages (Sandberg's scope names are shared by every
+    conversion of his Inception-ResNet-v1, e.g. the Keras one of ``facenet-msceleb``).
+    """
     mapping: dict[str, str] = {}
     branches: dict[str, list[str]] = {}
     for scope in conv_scopes:
@@ -107,13 +114,13 @@ def _module_paths(model: nn.Module, conv_scopes: list[str]) -> dict[str, str]:
         elif parts[0] in _BLOCKS:
             block, rest = _BLOCKS[parts[0]], parts[1:]
         else:
-            raise CheckpointError(f"{GRAPH_FILE}: unexpected convolution scope '{scope}'")
+            raise CheckpointError(f"{source}: unexpected convolution scope '{scope}'")
         if rest == ["Conv2d_1x1"]:
             mapping[scope] = f"{block}.conv2d"
         elif len(rest) == 2 and rest[0].startswith("Branch_"):
             branches.setdefault(f"{block}.branch{rest[0][7:]}", []).append(scope)
         else:
-            raise CheckpointError(f"{GRAPH_FILE}: unexpected convolution scope '{scope}'")
+            raise CheckpointError(f"{source}: unexpected convolution scope '{scope}'")
     modules = dict(model.named_modules())
     for branch, scopes in branches.items():
         if isinstance(modules.get(branch), nn.Sequential):
@@ -122,7 +129,7 @@ def _module_paths(model: nn.Module, conv_scopes: list[str]) -> dict[str, str]:
         elif len(scopes) == 1:
             mapping[scope := scopes[0]] = f"{branch}.conv"
         else:
-            raise CheckpointError(f"{GRAPH_FILE}: {len(scopes)} convolutions for single-layer {branch}")
+            raise CheckpointError(f"{source}: {len(scopes)} convolutions for single-layer {branch}")
     return mapping
 
 
@@ -139,7 +146,7 @@ def convert_graph(graph: FrozenGraph, model: nn.Module | None = None) -> dict[st
     by_input = {n.input[0]: n for n in graph.ops("BiasAdd")}
     convs = graph.ops("Conv2D")
     scopes = [c.name.rsplit("/", 1)[0] for c in convs]
-    mapping = _module_paths(model, scopes)
+    mapping = module_paths(model, scopes)
     for conv, scope in zip(convs, scopes):
         path = mapping[scope]
         kernel = graph.input_const(conv, 1)  # HWIO
@@ -202,46 +209,49 @@ def _reference_check(model: nn.Module, graph: Path) -> dict[str, Any]:
 def converted_weights(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The converted state dict in the cache (converting and checking it first if needed)."""
     graph_file = graph_path()
-    wid = weights_id(cache_dir=cache_dir)
-    target = cache_dir / "models" / f"facenet-casia-{wid}.pt"
-    meta_file = target.with_suffix(".json")
-    if verify_sealed(target) and meta_file.is_file():
-        return target, json.loads(meta_file.read_text())
-    discard(target)  # absent, or altered since it was written: convert again
-    model = build_architecture()
-    model.load_state_dict(convert_graph(read_frozen_graph(graph_file), model))
-    check = _reference_check(model, graph_file)
-    if check["status"] == "failed":
-        raise CamproError(
-            f"converted {GRAPH_FILE} differs from the TensorFlow graph by {check['max_abs_diff']:.3g} "
-            f"(> {CHECK_TOLERANCE}); the converter is wrong for this graph"
-        )
-    if check["status"] == "unchecked":
-        warnings.warn(
-            f"facenet-casia: converted {GRAPH_FILE} without a reference check ({check['reason']}); "
-            "install the dev extra tensorflow-cpu to check it", stacklevel=2,
-        )
-    with sealed_path(target) as tmp:
-        torch.save(model.state_dict(), tmp)
-    meta = {"source": str(graph_file), "graph_sha256": file_sha256(graph_file, cache_dir),
-            "weights_id": wid, "converter_version": CONVERTER_VERSION, "reference_check": check}
-    atomic_write_json(meta_file, meta)
-    return target, meta
+
+    def convert() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        model = build_architecture()
+        model.load_state_dict(convert_graph(read_frozen_graph(graph_file), model))
+        check = _reference_check(model, graph_file)
+        if check["status"] == "failed":
+            raise CamproError(
+                f"converted {GRAPH_FILE} differs from the TensorFlow graph by {check['max_abs_diff']:.3g} "
+                f"(> {CHECK_TOLERANCE}); the converter is wrong for this graph"
+            )
+        if check["status"] == "unchecked":
+            warnings.warn(
+                f"facenet-casia: converted {GRAPH_FILE} without a reference check ({check['reason']}); "
+                "install the dev extra tensorflow-cpu to check it", stacklevel=3,
+            )
+        return model.state_dict(), {"source": str(graph_file), "graph_sha256": file_sha256(graph_file, cache_dir),
+                                    "converter_version": CONVERTER_VERSION, "reference_check": check}
+
+    return cached_conversion(cache_dir, "facenet-casia", weights_id(cache_dir=cache_dir), convert)
 
 
 class FaceNetCasia(FaceRecognizer):
-    """Inception-ResNet-v1 (CASIA-WebFace); differentiable, 512-d unit embeddings."""
+    """Inception-ResNet-v1 (CASIA-WebFace); differentiable, 512-d unit embeddings.
+
+    Also the base of the other converted Inception-ResNet-v1 (``facenet-msceleb``), which passes
+    its own contract and overrides :meth:`standardize`.
+    """
 
     differentiable = True
 
-    def __init__(self, network: nn.Module, weights_hash: str, conversion_info: dict[str, Any]) -> None:
-        super().__init__(CONTRACT, weights_hash)
+    def __init__(self, network: nn.Module, weights_hash: str, conversion_info: dict[str, Any],
+                 contract: FaceModelContract = CONTRACT) -> None:
+        super().__init__(contract, weights_hash)
         self.network = network
         self.conversion_info = conversion_info
 
+    def standardize(self, faces: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 1] crops -> the network's input (here the contract's fixed normalisation)."""
+        return self.normalize(faces)
+
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         self.check_input(faces)
-        return F.normalize(self.network(self.normalize(faces)), p=2, dim=1)
+        return F.normalize(self.network(self.standardize(faces)), p=2, dim=1)
 
 
 @FACE_RECOGNIZERS.register(
@@ -252,9 +262,4 @@ class FaceNetCasia(FaceRecognizer):
 )
 def build_facenet_casia(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
     path, meta = converted_weights(cache_dir)
-    network = build_architecture()
-    try:
-        network.load_state_dict(load_torch_file(path, "cached conversion"))
-    except (RuntimeError, CheckpointError) as exc:
-        raise CheckpointError(f"cached conversion {path} is unreadable ({exc}); delete it to convert again") from exc
-    return FaceNetCasia(network, meta["weights_id"], meta)
+    return FaceNetCasia(load_converted(build_architecture(), path), meta["weights_id"], meta)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MissingFileError
+from ..errors import InvalidFileError, MissingFileError
 from ..io import atomic_write_json
 
 _MEMO: dict[tuple[str, int, int], str] = {}
@@ -74,6 +74,22 @@ def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     return value
 
 
+def verify_sha256(path: Path, expected: str | None, install_hint: str, cache_dir: Path | None = None) -> str:
+    """The file's SHA-256, which must equal ``expected`` (when given).
+
+    Weights read from another release of a carrier package would silently change every number
+    measured with them, so a changed file is an :class:`InvalidFileError` that says which
+    version to install.
+    """
+    digest = file_sha256(path, cache_dir)
+    if expected is not None and digest != expected:
+        raise InvalidFileError(
+            f"model file {path} has SHA-256 {digest[:16]}..., expected {expected[:16]}... "
+            f"(another release of its package?); install the pinned version: {install_hint}"
+        )
+    return digest
+
+
 def files_sha256(paths: list[Path], cache_dir: Path | None = None) -> str:
     """One short hash over several weight files (their names and content hashes)."""
     digest = hashlib.sha256()
@@ -89,13 +105,17 @@ class PackagedWeights:
     package: str
     relative: str
     install_hint: str
+    sha256: str | None = None
+    """Pinned content hash: when set, a different file is an error naming ``install_hint``."""
 
-    def path(self) -> Path:
-        return package_file(self.package, self.relative, self.install_hint)
+    def path(self, cache_dir: Path | None = None) -> Path:
+        found = package_file(self.package, self.relative, self.install_hint)
+        verify_sha256(found, self.sha256, self.install_hint, cache_dir)
+        return found
 
     def weights_id(self, models_dir: Path | None = None, cache_dir: Path | None = None) -> str:
         """Registry ``weights_id`` hook: identifies the weights without building the model."""
-        return files_sha256([self.path()], cache_dir)
+        return files_sha256([self.path(cache_dir)], cache_dir)
 
 
 def cpu_threads() -> int:

@@ -6,7 +6,9 @@ Three players:
   41 parameters), Adam (paper: lr 1e-3), projected back into range after every step (LUT in
   [0, 1], every CCM entry in ``[-ccm_bound, ccm_bound]``);
 * **F**, the attacker: any differentiable registered face recogniser (``facenet-casia`` by
-  default) plus a proxy classification head **H** over the training identities;
+  default) plus a proxy classification head **H** over the training identities; or an *ensemble*
+  of several (``attacker = "facenet-casia,mobilefacenet"``), each with its own head and its own
+  aligned crops of the same images (see "Ensembles" below);
 * **P**, the person detector (``ssdlite-mobilenetv2-coco``; the paper: YOLOv5m), trained jointly
   with C on the detection loss (paper: SGD lr 1e-4).
 
@@ -38,6 +40,17 @@ from independent seeded samplers (:class:`~campro_bench.training.data.EpochSampl
 attacker and protector steps from different streams, so a protector-only run sees the same
 protector batches as the full run.
 
+Ensembles: with K attackers every loss is the **mean over the K models** of that model's loss
+(``L_ce`` in the attacker steps, ``L_ns`` in the protector steps); each F_k and H_k sees the same
+images, aligned for its own contract (the ISP is per-pixel, so protecting each model's crop equals
+cropping the protected image up to interpolation). The mean rather than the worst model per step:
+``L_ns = -log(1 - p_y)`` grows without bound as a model recognises a face, so the mean already
+weights the model that resists the protector most, while keeping a gradient from every model at
+every step (a max passes gradient to one model per step and switches between them, which makes the
+41-parameter ISP oscillate); averaging losses is also a standard way of attacking an ensemble
+(Dong et al., CVPR 2018). Logged accuracies and losses are means over the models, and validation
+also logs each model's accuracy. One attacker gives exactly the single-model algorithm.
+
 Held-out honesty: validation images are other images of the training identities (split by image,
 :func:`~campro_bench.training.data.split_by_image`); the attacker's accuracy on them (8-bit
 protected and raw) is logged every ``val_every`` iterations and never used to choose anything.
@@ -56,7 +69,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -145,8 +158,18 @@ class ISPTrainConfig:
         return parse_config(cls, data, "train isp")
 
     def check(self) -> None:
-        """One-line :class:`CamproError` for the first invalid value (types and ranges of the fields)."""
+        """One-line :class:`CamproError` for the first invalid value (types and ranges of the fields,
+        then the attacker list)."""
         validate_config(self, "train isp")
+        names = self.attackers()
+        if not names or not all(names):
+            raise CamproError(f"attacker must name one or more models, got {self.attacker!r}")
+        if len(set(names)) != len(names):
+            raise CamproError(f"attacker names a model twice: {self.attacker!r}")
+
+    def attackers(self) -> list[str]:
+        """The attacker names (``attacker`` is one name or several separated by commas)."""
+        return [name.strip() for name in self.attacker.split(",")]
 
 
 def initial_params(init: str) -> ISPParams:
@@ -206,6 +229,11 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def _accuracy(logits: list[torch.Tensor], labels: torch.Tensor) -> float:
+    """Top-1 accuracy, averaged over the models of an ensemble."""
+    return float(np.mean([float((z.argmax(1) == labels).float().mean()) for z in logits]))
+
+
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
@@ -225,7 +253,7 @@ class ISPTrainer:
         config: ISPTrainConfig,
         face_data: FaceTrainingData,
         person_data: PersonTrainingData,
-        attacker: nn.Module,  # FaceRecognizer
+        attacker: nn.Module | Sequence[nn.Module],  # FaceRecognizer(s)
         detector: nn.Module,  # PersonDetector
         out: Path,
         device: torch.device | str = "cpu",
@@ -233,22 +261,36 @@ class ISPTrainer:
         warmup_cache: Path | None = None,
     ) -> None:
         config.check()
-        if not getattr(attacker, "differentiable", False):
-            raise CamproError(f"attacker '{getattr(attacker, 'name', '?')}' is not differentiable; "
-                              "choose a torch face recogniser such as facenet-casia")
+        attackers = [attacker] if isinstance(attacker, nn.Module) else list(attacker)
+        face_sets = [face_data] * len(attackers) if isinstance(face_data, FaceTrainingData) else list(face_data)
+        if len(face_sets) != len(attackers):
+            raise CamproError(f"{len(attackers)} attackers but {len(face_sets)} face data sets")
+        for model, data in zip(attackers, face_sets):
+            if not getattr(model, "differentiable", False):
+                raise CamproError(f"attacker '{getattr(model, 'name', '?')}' is not differentiable; "
+                                  "choose a torch face recogniser such as facenet-casia")
+            size = tuple(model.contract.input_size)
+            if data.crop_size != size:
+                raise CamproError(f"face crops are {data.crop_size[0]}x{data.crop_size[1]} but attacker "
+                                  f"'{model.name}' takes {size[0]}x{size[1]} ({model.contract.alignment})")
+            if not (np.array_equal(data.train_labels, face_sets[0].train_labels)
+                    and np.array_equal(data.val_labels, face_sets[0].val_labels)):
+                raise CamproError(f"attacker '{model.name}': its face crops are not of the same images as the "
+                                  f"first attacker's (an ensemble needs one image list in every alignment)")
         if not getattr(detector, "differentiable", False):
             raise CamproError(f"person detector '{getattr(detector, 'name', '?')}' is not differentiable; "
                               "choose a torch detector such as ssdlite-mobilenetv2-coco")
-        size = tuple(attacker.contract.input_size)
-        if face_data.crop_size != size:
-            raise CamproError(f"face crops are {face_data.crop_size[0]}x{face_data.crop_size[1]} but attacker "
-                              f"'{attacker.name}' takes {size[0]}x{size[1]} ({attacker.contract.alignment})")
         self.config, self.out, self.device = config, Path(out), torch.device(device)
-        self.face_data, self.person_data, self.warmup_cache = face_data, person_data, warmup_cache
+        self.face_data, self.person_data, self.warmup_cache = face_sets[0], person_data, warmup_cache
+        self.face_sets = face_sets
         self.init_params = init_params if init_params is not None else initial_params(config.init)
         self.isp = CamproISP(isp=self.init_params).to(self.device)
-        self.attacker = attacker.to(self.device).eval()
-        self.head = ProxyHead(attacker.contract.embedding_size, face_data.num_classes, config.head_scale).to(self.device)
+        self.attackers = [model.to(self.device).eval() for model in attackers]
+        self.heads = [ProxyHead(model.contract.embedding_size, self.face_data.num_classes, config.head_scale).to(self.device)
+                      for model in self.attackers]
+        # one attacker: the modules themselves (checkpoints and warm-up caches as before); several: lists
+        self.attacker: nn.Module = self.attackers[0] if len(attackers) == 1 else nn.ModuleList(self.attackers)
+        self.head: nn.Module = self.heads[0] if len(attackers) == 1 else nn.ModuleList(self.heads)
         self.detector = detector.to(self.device).train()
         self.det_params = [p for p in self.detector.parameters() if p.requires_grad]
         c = config
@@ -258,7 +300,7 @@ class ISPTrainer:
             "head": torch.optim.SGD(self.head.parameters(), lr=c.lr_head, momentum=c.momentum),
             "detector": torch.optim.SGD(self.det_params, lr=c.lr_detector, momentum=c.detector_momentum),
         }
-        n_train = len(face_data.train_labels)
+        n_train = len(self.face_data.train_labels)
         self.samplers = {
             "warmup": EpochSampler(n_train, c.batch_size, c.seed, 0, c.hflip),
             "attack": EpochSampler(n_train, c.batch_size, c.seed, 1, c.hflip),
@@ -276,32 +318,45 @@ class ISPTrainer:
         self._started = time.perf_counter()
 
     # steps ------------------------------------------------------------------------------
-    def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.attacker(images))
+    def _faces(self, indices: np.ndarray, flips: np.ndarray | None = None,
+               split: str = "train") -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The batch's crops for every attacker (one tensor per distinct alignment) and the labels."""
+        made: dict[int, torch.Tensor] = {}
+        y = torch.empty(0)
+        for data in self.face_sets:
+            if id(data) not in made:
+                made[id(data)], y = data.batch(indices, flips, split=split, device=self.device)
+        return [made[id(data)] for data in self.face_sets], y
+
+    def _logits(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each attacker's proxy-head logits on its own crops."""
+        return [head(model(x)) for model, head, x in zip(self.attackers, self.heads, images)]
 
     def attacker_step(self, protected: bool = True) -> dict[str, float]:
-        """One SGD step of F and H on a face batch (protected by the current, fixed C, or raw)."""
+        """One SGD step of F and H on a face batch (protected by the current, fixed C, or raw);
+        with an ensemble, on the mean of the models' cross-entropies."""
         sampler = self.samplers["attack" if protected else "warmup"]
-        x, y = self.face_data.batch(*sampler.next(), device=self.device)
+        xs, y = self._faces(*sampler.next())
         if protected:
             with torch.no_grad():
-                x = self.isp(x)
-        logits = self._logits(x)
-        loss = F.cross_entropy(logits, y)
+                xs = [self.isp(x) for x in xs]
+        logits = self._logits(xs)
+        loss = torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
         for name in ("attacker", "head"):
             self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizers["attacker"].step()
         self.optimizers["head"].step()
-        return {"ce": float(loss.detach()), "acc": float((logits.argmax(1) == y).float().mean())}
+        return {"ce": float(loss.detach()), "acc": _accuracy(logits, y)}
 
     def protector_step(self) -> dict[str, float]:
-        """One step of C (on L_ns + omega L_det) and P (on L_det), F and H fixed."""
+        """One step of C (on L_ns + omega L_det) and P (on L_det), F and H fixed; with an
+        ensemble, L_ns is the mean of the models' L_ns."""
         c = self.config
-        x, y = self.face_data.batch(*self.samplers["protect"].next(), device=self.device)
+        xs, y = self._faces(*self.samplers["protect"].next())
         with frozen(self.attacker, self.head):
-            logits = self._logits(self.isp(x))
-        l_ns = non_saturating_loss(logits, y).mean()
+            logits = self._logits([self.isp(x) for x in xs])
+        l_ns = torch.stack([non_saturating_loss(z, y).mean() for z in logits]).mean()
         images, boxes = self.person_data.batch(*self.samplers["person"].next(), device=self.device)
         from ..detection import person_targets
 
@@ -317,11 +372,11 @@ class ISPTrainer:
         self.isp.project_(c.ccm_bound)
         self.optimizers["detector"].step()
         with torch.no_grad():
-            ce = F.cross_entropy(logits, y)
-            p_y = torch.softmax(logits, 1).gather(1, y[:, None]).mean()
+            ce = float(np.mean([float(F.cross_entropy(z, y)) for z in logits]))
+            p_y = float(np.mean([float(torch.softmax(z, 1).gather(1, y[:, None]).mean()) for z in logits]))
         return {
-            "l_ns": float(l_ns.detach()), "ce_protected": float(ce), "p_y": float(p_y),
-            "acc_protected": float((logits.argmax(1) == y).float().mean()),
+            "l_ns": float(l_ns.detach()), "ce_protected": ce, "p_y": p_y,
+            "acc_protected": _accuracy(logits, y),
             "l_det": float(det["total"].detach()), "l_cls": float(det["cls"].detach()),
             "l_box": float(det["box"].detach()),
             "objective": float(l_ns.detach()) + c.omega * float(det["total"].detach()),
@@ -331,28 +386,33 @@ class ISPTrainer:
     def init_head(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Line 1 of Algorithm 1: initialise H by a linear probe on F's embeddings of the raw
         training crops (F fixed, no flips; ``head_init_epochs`` seeded epochs of SGD)."""
-        c, data, start = self.config, self.face_data, time.perf_counter()
-        n = len(data.train_labels)
-        parts = []
-        with torch.no_grad():
-            for s in range(0, n, 64):
-                x, _ = data.batch(np.arange(s, min(s + 64, n)), device=self.device)
-                parts.append(self.attacker(x))
-                if progress is not None:
-                    progress("head-init", min(s + 64, n), n)
-        emb = torch.cat(parts)
-        labels = torch.from_numpy(data.train_labels).to(self.device)
-        sampler = EpochSampler(n, c.batch_size, c.seed, 4, hflip=False)
-        optimizer = torch.optim.SGD(self.head.parameters(), lr=c.lr_head, momentum=c.momentum)
-        for _ in range(c.head_init_epochs * sampler.batches_per_epoch):
-            idx, _ = sampler.next()
-            loss = F.cross_entropy(self.head(emb[idx]), labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            acc = float((self.head(emb).argmax(1) == labels).float().mean())
-        self.head_init = {"epochs": c.head_init_epochs, "train_acc": acc, "seconds": time.perf_counter() - start}
+        c, start = self.config, time.perf_counter()
+        n = len(self.face_data.train_labels)
+        labels = torch.from_numpy(self.face_data.train_labels).to(self.device)
+        accs = []
+        for k, (model, head, data) in enumerate(zip(self.attackers, self.heads, self.face_sets)):
+            parts = []
+            with torch.no_grad():
+                for s in range(0, n, 64):
+                    x, _ = data.batch(np.arange(s, min(s + 64, n)), device=self.device)
+                    parts.append(model(x))
+                    if progress is not None:
+                        progress("head-init", k * n + min(s + 64, n), n * len(self.attackers))
+            emb = torch.cat(parts)
+            sampler = EpochSampler(n, c.batch_size, c.seed, 4, hflip=False)
+            optimizer = torch.optim.SGD(head.parameters(), lr=c.lr_head, momentum=c.momentum)
+            for _ in range(c.head_init_epochs * sampler.batches_per_epoch):
+                idx, _ = sampler.next()
+                loss = F.cross_entropy(head(emb[idx]), labels[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            with torch.no_grad():
+                accs.append(float((head(emb).argmax(1) == labels).float().mean()))
+        self.head_init = {"epochs": c.head_init_epochs, "train_acc": float(np.mean(accs)),
+                          "seconds": time.perf_counter() - start}
+        if len(accs) > 1:
+            self.head_init["train_acc_per_model"] = dict(zip(self._names(), accs))
         return self.head_init
 
     def warmup_epoch(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -399,18 +459,20 @@ class ISPTrainer:
             total += float(self.detector.loss(quantize8(self.isp(images)), person_targets(boxes))) * len(boxes)
         self.detector.train()
         result["person_l_det"] = total / len(persons)
+        names, count = self._names(), len(data.val_labels)
         for name, protect in (("protected", True), ("raw", False)):
-            if len(data.val_labels) == 0:
+            if count == 0:
                 break
-            correct, ce = 0, 0.0
-            for s in range(0, len(data.val_labels), 64):
-                idx = np.arange(s, min(s + 64, len(data.val_labels)))
-                x, y = data.batch(idx, split="val", device=self.device)
-                logits = self._logits(quantize8(self.isp(x)) if protect else x)
-                correct += int((logits.argmax(1) == y).sum())
-                ce += float(F.cross_entropy(logits, y, reduction="sum"))
-            result[f"val_acc_{name}"] = correct / len(data.val_labels)
-            result[f"val_ce_{name}"] = ce / len(data.val_labels)
+            correct, ce = np.zeros(len(names)), np.zeros(len(names))
+            for s in range(0, count, 64):
+                xs, y = self._faces(np.arange(s, min(s + 64, count)), split="val")
+                logits = self._logits([quantize8(self.isp(x)) if protect else x for x in xs])
+                correct += [int((z.argmax(1) == y).sum()) for z in logits]
+                ce += [float(F.cross_entropy(z, y, reduction="sum")) for z in logits]
+            result[f"val_acc_{name}"] = float(correct.mean()) / count
+            result[f"val_ce_{name}"] = float(ce.mean()) / count
+            if len(names) > 1:  # each model of the ensemble
+                result.update({f"val_acc_{name}[{model}]": float(v) / count for model, v in zip(names, correct)})
         self.val_rows.append(result)
         return result
 
@@ -419,14 +481,23 @@ class ISPTrainer:
         """Everything that determines the warm-up's result."""
         c = self.config
         return {
-            "version": WARMUP_VERSION, "attacker": getattr(self.attacker, "name", "?"),
-            "weights": getattr(self.attacker, "weights_hash", "?"), "faces": self.face_data.info,
+            "version": WARMUP_VERSION, **self._identity(),
             "classes": self.face_data.num_classes, "device": self.device.type,
             "torch": str(torch.__version__), "threads": torch.get_num_threads(),
             **{k: getattr(c, k) for k in ("seed", "batch_size", "hflip", "lr_attacker", "lr_head", "momentum",
                                           "head_scale", "head_init_epochs", "warmup_threshold",
                                           "warmup_max_epochs")},
         }
+
+    def _names(self) -> list[str]:
+        return [getattr(model, "name", "?") for model in self.attackers]
+
+    def _identity(self) -> dict[str, Any]:
+        """The attacker(s) and their crops: one model as before, an ensemble as lists."""
+        weights = [getattr(model, "weights_hash", "?") for model in self.attackers]
+        if len(self.attackers) == 1:
+            return {"attacker": self._names()[0], "weights": weights[0], "faces": self.face_data.info}
+        return {"attacker": self._names(), "weights": weights, "faces": [d.info for d in self.face_sets]}
 
     def _warmup_file(self) -> Path | None:
         if self.warmup_cache is None:
@@ -602,7 +673,7 @@ class ISPTrainer:
             seeds={"seed": c.seed, "split_seed": c.seed, "samplers": "numpy default_rng([seed, stream, epoch]); "
                    "streams: 0 warm-up, 1 attacker, 2 protector faces, 3 persons"},
             data=data_info or {"faces": self.face_data.info, "persons": self.person_data.info},
-            models=models or {"attacker": getattr(self.attacker, "name", "?"), "detector": getattr(self.detector, "name", "?")},
+            models=models or {"attacker": ",".join(self._names()), "detector": getattr(self.detector, "name", "?")},
             timings={"wall": summary["wall_seconds"],
                      "warmup": sum(r["seconds"] for r in self.warmup_rows),
                      "iterations": sum(r["seconds"] for r in self.rows)},
@@ -693,28 +764,38 @@ def train_isp(
         raise CamproError(f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to continue it "
                           "or choose another --out")
     init = initial_params(config.init)
-    attacker = create_face_recognizer(config.attacker, models_dir, cache_dir, device)
-    if not attacker.differentiable:
-        raise CamproError(f"attacker '{config.attacker}' is not differentiable; choose a torch face recogniser "
-                          "such as facenet-casia")
+    attackers = [create_face_recognizer(name, models_dir, cache_dir, device) for name in config.attackers()]
+    for name, attacker in zip(config.attackers(), attackers):
+        if not attacker.differentiable:
+            raise CamproError(f"attacker '{name}' is not differentiable; choose a torch face recogniser "
+                              "such as facenet-casia, facenet-msceleb or mobilefacenet")
     detector = create_person_detector(config.person_detector, models_dir, cache_dir, device)
     if not detector.differentiable:
         raise CamproError(f"person detector '{config.person_detector}' is not differentiable; choose a torch "
                           "detector such as ssdlite-mobilenetv2-coco")
-    faces = load_face_training_data(
-        config.face_dataset, attacker.contract.alignment, val_per_identity=config.val_per_identity,
-        seed=config.seed, max_identities=config.max_identities, detector=config.face_detector,
-        data_root=data_root, cache_dir=cache_dir, progress=crop_progress, device=device,
-    )
+    by_alignment = {}  # one set of crops per alignment, shared by the attackers that use it
+    for attacker in attackers:
+        alignment = attacker.contract.alignment
+        if alignment not in by_alignment:
+            by_alignment[alignment] = load_face_training_data(
+                config.face_dataset, alignment, val_per_identity=config.val_per_identity,
+                seed=config.seed, max_identities=config.max_identities, detector=config.face_detector,
+                data_root=data_root, cache_dir=cache_dir, progress=crop_progress, device=device,
+            )
+    faces = [by_alignment[a.contract.alignment] for a in attackers]
     persons = load_person_training_data(config.person_dataset, detector, data_root, "train",
                                         config.max_person_images, config.seed)
-    trainer = ISPTrainer(config, faces, persons, attacker, detector, out, device, init,
+    trainer = ISPTrainer(config, faces, persons, attackers, detector, out, device, init,
                          warmup_cache=paths.cache_dir(cache_dir) / "training" / "isp-warmup")
     if resume:
         trainer.resume()
     trainer.run(progress)
-    models = {
-        "attacker": {"name": config.attacker, "weights": attacker.weights_hash, "contract": attacker.contract.to_dict()},
+    described = [{"name": name, "weights": a.weights_hash, "contract": a.contract.to_dict()}
+                 for name, a in zip(config.attackers(), attackers)]
+    models: dict[str, Any] = {
+        "attacker": described[0] if len(described) == 1 else {
+            "ensemble": described, "aggregation": "mean of the models' losses (L_ce and L_ns) at every step"},
         "person_detector": {"name": config.person_detector, "weights": detector.weights_hash},
     }
-    return trainer.finish({"faces": faces.info, "persons": persons.info}, models)
+    face_info = faces[0].info if len(by_alignment) == 1 else {a: d.info for a, d in by_alignment.items()}
+    return trainer.finish({"faces": face_info, "persons": persons.info}, models)
