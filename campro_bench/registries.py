@@ -18,6 +18,7 @@ PROTECTORS: Registry[Any] = Registry(
         "campro_bench.protectors.baselines",
         "campro_bench.protectors.isp",
         "campro_bench.enhancer.protector",
+        "campro_bench.attacks.base",
     ),
 )
 
@@ -78,8 +79,17 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.table5",
         "campro_bench.experiments.e5",
         "campro_bench.experiments.tradeoff",
+        "campro_bench.experiments.audit",
     ),
 )
+
+ATTACKS: Registry[Any] = Registry(
+    "attack",
+    "campro_bench.attacks",
+    builtins=("campro_bench.attacks.cheap", "campro_bench.attacks.inverses"),
+)
+"""Attacks of the privacy audit: blind image transforms and analytic inverses keyed by protector
+(metadata ``kind`` = ``blind`` | ``inverse``, ``protector`` = the inverted protector's name)."""
 
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
@@ -90,5 +100,6 @@ ALL: dict[str, Registry[Any]] = {
     "captioners": CAPTIONERS,
     "datasets": DATASETS,
     "experiments": EXPERIMENTS,
+    "attacks": ATTACKS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""
