@@ -43,13 +43,16 @@ def as_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class ChannelPermutation(Protector):
-    """A synthetic invertible protector: a fixed channel permutation (rgb -> brg)."""
+    """A synthetic invertible protector: a fixed signed channel permutation (rgb -> brg, the new first
+    channel inverted; a plain permutation barely moves sface's accuracy, so it would test nothing)."""
 
-    name = "test-permutation"
+    name = "test-signed-permutation"
     differentiable = True
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
-        return images[:, [2, 0, 1]]
+        out = images[:, [2, 0, 1]].clone()
+        out[:, 0] = 1.0 - out[:, 0]
+        return out
 
 
 class Shrinks(Protector):
@@ -63,10 +66,10 @@ class Shrinks(Protector):
 
 @pytest.fixture
 def test_protectors():
-    PROTECTORS.add("test-permutation", ChannelPermutation, origin="tests")
+    PROTECTORS.add("test-signed-permutation", ChannelPermutation, origin="tests")
     PROTECTORS.add("test-shrinks", Shrinks, origin="tests")
     yield
-    PROTECTORS.remove("test-permutation")
+    PROTECTORS.remove("test-signed-permutation")
     PROTECTORS.remove("test-shrinks")
 
 
@@ -91,19 +94,21 @@ def test_blind_attacks_keep_the_contract_and_do_what_they_say() -> None:
 def test_inverse_registry_is_keyed_by_protector_name_and_open_to_plugins(test_protectors) -> None:
     assert inverses_for(build_protector("invert")) == ["invert-inverse"]
     assert inverses_for(build_protector("campro-isp:preset=casia-adv")) == ["campro-isp-inverse"]
-    assert inverses_for(build_protector("test-permutation")) == []
+    assert inverses_for(build_protector("test-signed-permutation")) == []
 
     def undo(protector: Protector, train_images: Any) -> Any:
-        return build_attack("permute:order=gbr")  # brg undone
+        return build_attack("permute:order=gbr")  # undoes the permutation (not the inversion)
 
-    ATTACKS.add("test-permutation-inverse", undo, kind="inverse", protector="test-permutation")
+    ATTACKS.add("test-signed-permutation-inverse", undo, kind="inverse", protector="test-signed-permutation")
     try:
-        prot = build_protector("test-permutation")
+        prot = build_protector("test-signed-permutation")
         (inverse,) = build_inverses(prot, None)
         x = as_tensor(smooth_images(2))
-        assert torch.allclose(Attacked(prot, inverse, "inv")(x), x, atol=1 / 255)
+        restored = Attacked(prot, inverse, "inv")(x)
+        assert torch.allclose(restored[:, :2], x[:, :2], atol=1 / 255)
+        assert torch.allclose(restored[:, 2], 1 - x[:, 2], atol=1 / 255)
     finally:
-        ATTACKS.remove("test-permutation-inverse")
+        ATTACKS.remove("test-signed-permutation-inverse")
 
 
 def detailed_images(n: int, seed: int) -> np.ndarray:
@@ -190,7 +195,7 @@ def test_bad_protectors_and_rungs_fail_with_one_clear_error(test_protectors) -> 
         check_protector("no-such-protector")
     with pytest.raises(CamproError, match="cannot run on face crops"):
         check_protector("test-shrinks")
-    assert isinstance(check_protector("test-permutation"), ChannelPermutation)
+    assert isinstance(check_protector("test-signed-permutation"), ChannelPermutation)
     with pytest.raises(CamproError, match="differentiable face extractor"):
         check_retrain(AuditConfig(protectors=["invert"], retrain={"extractor": ""}))
     with pytest.raises(CamproError, match="'dlib-resnet' is not one"):
@@ -257,15 +262,16 @@ def test_invert_sanity_rung_recovers_raw_accuracy(data_root: Path, cache_dir: Pa
 def test_restoration_rung_breaks_a_synthetic_invertible_protector(test_protectors, data_root: Path, cache_dir: Path,
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "audit"
-    assert main(["audit", "test-permutation", *SMALL, "--set", 'rungs=["black-box","restoration"]',
-                 "--set", "restoration.epochs=12", "--set", "restoration.batch_size=8", "--set", "restoration.lr=3e-3",
+    assert main(["audit", "test-signed-permutation", *SMALL, "--set", 'rungs=["black-box","restoration"]',
+                 "--set", "restoration.epochs=10", "--set", "restoration.batch_size=8", "--set", "restoration.lr=3e-3",
                  "--set", "restoration.depth=2", "--set", "restoration.base_channels=8", "--set", "grid_faces=0",
                  "--out", str(out)]) == 0
     long = pd.read_csv(out / "audit.csv")
     raw = long[long["rung"] == "reference"]["accuracy_mean"].iloc[0]
     blind = long[long["rung"] == "black-box"]["accuracy_mean"].iloc[0]
     restored = long[(long["rung"] == "restoration") & (long["gallery"] == "raw")]["accuracy_mean"].iloc[0]
-    assert restored >= 0.85 * raw and restored > blind, (raw, blind, restored)
+    assert blind < 0.7 * raw, (raw, blind)  # the protector does protect against the black-box attacker
+    assert restored >= 0.85 * raw, (raw, blind, restored)  # ... and restoration undoes it
 
 
 @pytest.mark.realdata

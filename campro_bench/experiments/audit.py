@@ -84,6 +84,7 @@ class AuditConfig:
     detector: str = "mtcnn"
     batch_size: int = 64
     cheap_attacks: list[str] = field(default_factory=list)
+    cheap_models: list[str] = field(default_factory=list)  # blind attacks on these models (analytic inverses: all)
     inverses: bool = True
     restoration: dict[str, Any] = field(default_factory=dict)
     retrain: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +128,7 @@ class AuditConfig:
             detector=str(spec.get("detector", "mtcnn")),
             batch_size=int(spec.get("batch_size", 64)),
             cheap_attacks=[str(a) for a in attacks],
+            cheap_models=[str(m) for m in cheap.get("models", [])],
             inverses=bool(cheap.get("inverses", True)),
             restoration=dict(spec.get("restoration", {})),
             retrain=dict(spec.get("retrain", {})),
@@ -134,6 +136,9 @@ class AuditConfig:
             classifier_options={"linear": dict(spec["linear"])} if isinstance(spec.get("linear"), dict) else {},
             grid_faces=int(spec.get("grid_faces", 4)),
         )
+        unknown_models = sorted(set(cfg.cheap_models) - set(cfg.models))
+        if unknown_models:
+            raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
         if cfg.eval_identities < 2 or cfg.train_identities < 1 or cfg.repeats < 1:
             raise CamproError("audit needs eval_identities >= 2, train_identities >= 1 and repeats >= 1")
         return cfg
@@ -280,18 +285,20 @@ def train_crops(cfg: AuditConfig, split: AuditSplit, alignment: str, ctx: RunCon
     return np.stack(data.images)
 
 
-def cheap_attacks(cfg: AuditConfig, protector: Protector, fit_crops: np.ndarray | None) -> list[ImageAttack]:
-    attacks: list[ImageAttack] = [build_attack(a) for a in cfg.cheap_attacks]
-    if cfg.inverses:
-        attacks += build_inverses(protector, fit_crops)
-    return attacks
+def cheap_attacks(cfg: AuditConfig, protector: Protector, fit_crops: np.ndarray | None) -> tuple[list[ImageAttack], list[ImageAttack]]:
+    """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops)."""
+    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(protector, fit_crops) if cfg.inverses else []
 
 
-def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, attacks: list[ImageAttack], ev: Evaluator,
-               ctx: RunContext) -> list[dict[str, Any]]:
+def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[ImageAttack],
+               inverses: list[ImageAttack], ev: Evaluator, ctx: RunContext) -> list[dict[str, Any]]:
+    """Rung 3: blind attacks on ``cheap.models`` (default all), analytic inverses on every model."""
     rows = []
     for model in cfg.models:
         raw = ev.features(model, "raw")
+        attacks = (blind if not cfg.cheap_models or model in cfg.cheap_models else []) + inverses
+        if not attacks:
+            continue
         with ctx.manifest.timer("rung/cheap"):
             probes = {a.spec(): ev.features(model, Attacked(protector, a, a.spec())) for a in attacks}
             for clf in cfg.classifiers:
@@ -464,9 +471,10 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         restored = None
         attacks: list[ImageAttack] = []
         if "cheap" in cfg.rungs:
-            attacks = cheap_attacks(cfg, protector, fit_crops)
-            info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in attacks if "inverse" in a.name}
-            mine += cheap_rows(cfg, spec_text, protector, attacks, ev, ctx)
+            blind, inverses = cheap_attacks(cfg, protector, fit_crops)
+            attacks = blind + inverses
+            info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
+            mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
         if "restoration" in cfg.rungs:
             more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector, split, ev, ctx)
             mine += more
