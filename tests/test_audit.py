@@ -205,6 +205,8 @@ def test_bad_protectors_and_rungs_fail_with_one_clear_error(test_protectors) -> 
         AuditConfig.from_spec({"protectors": ["invert"], "rungs": ["psychic"]})
     with pytest.raises(CamproError, match="unknown audit protocol key"):
         AuditConfig.from_spec({"protectors": ["invert"], "eval_identites": 3})
+    with pytest.raises(CamproError, match="not among the audit's models"):
+        AuditConfig.from_spec({"protectors": ["invert"], "models": ["sface"], "cheap": {"models": ["dlib-resnet"]}})
 
 
 @pytest.mark.parametrize("args", [["no-such-protector"], ["test-shrinks"],
