@@ -19,6 +19,7 @@ PROTECTORS: Registry[Any] = Registry(
         "campro_bench.protectors.isp",
         "campro_bench.protectors.lensless",
         "campro_bench.enhancer.protector",
+        "campro_bench.attacks.base",
     ),
 )
 
@@ -84,6 +85,7 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.e5",
         "campro_bench.experiments.tradeoff",
         "campro_bench.experiments.lensless",
+        "campro_bench.experiments.audit",
     ),
 )
 
@@ -102,6 +104,14 @@ RETRAIN_HEADS: Registry[Any] = Registry(
     "re-training loss head", "campro_bench.retrain_heads", builtins=("campro_bench.training.fr_retrain",)
 )
 
+ATTACKS: Registry[Any] = Registry(
+    "attack",
+    "campro_bench.attacks",
+    builtins=("campro_bench.attacks.cheap", "campro_bench.attacks.inverses"),
+)
+"""Attacks of the privacy audit: blind image transforms and analytic inverses keyed by protector
+(metadata ``kind`` = ``blind`` | ``inverse``, ``protector`` = the inverted protector's name)."""
+
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
     "face-detectors": FACE_DETECTORS,
@@ -115,5 +125,6 @@ ALL: dict[str, Registry[Any]] = {
     "alignments": ALIGNMENTS,
     "retrain-extractors": RETRAIN_EXTRACTORS,
     "retrain-heads": RETRAIN_HEADS,
+    "attacks": ATTACKS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""

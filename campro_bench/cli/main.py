@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "campro_bench.cli.train_cmd",
     "campro_bench.cli.train_lensless_cmd",
     "campro_bench.cli.regress_cmd",
+    "campro_bench.cli.audit_cmd",
 )
 
 app = typer.Typer(

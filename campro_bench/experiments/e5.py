@@ -59,6 +59,13 @@ from .base import ExperimentResult, RunContext
 from .e1 import check_compare
 from .e4 import paper_table
 
+
+def check_protector(spec: str) -> Any:
+    """Any protector spec (``protector`` key), checked to run on face crops (see the audit)."""
+    from .audit import check_protector as check
+
+    return check(spec)
+
 RESTORATION = "Restoration"
 CONTEXT_COLUMNS = {("raw", "raw"): "Raw", ("captured", "raw"): "Captured", ("captured", "protected"): "Captured, re-enrolled"}
 
@@ -94,6 +101,7 @@ class E5Config:
     restoration_data: str = "faces"
     restoration_sources: str = "coco128,coco-mini"
     restoration_holdout: str = "coco-mini:val"
+    protector: str = ""  # any protector spec; empty = the CamPro ISP of `isp`
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "E5Config":
@@ -136,6 +144,7 @@ class E5Config:
             restoration_data=str(restoration.get("data", "faces")),
             restoration_sources=str(restoration.get("sources", "coco128,coco-mini")),
             restoration_holdout=str(restoration.get("holdout", "coco-mini:val")),
+            protector=str(spec.get("protector", "") or ""),
         )
 
 
@@ -263,8 +272,14 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
     with ctx.manifest.timer("restoration/train"):
         weights, report = restoration_network(data, isp, config, ctx.cache_dir, key, device=str(ctx.device),
                                               progress=ctx.progress, log=ctx.log)
-    isp_path = isp_file(isp, ctx.cache_dir)
-    captured, restored = f"campro-isp:params={isp_path}", restoration_spec(isp_path, weights)
+    if cfg.protector:  # any protector: captured = its own spec, restored = protector + U-Net
+        from ..attacks.base import save_protector_config
+
+        captured = cfg.protector
+        restored = f"restored:base={save_protector_config(isp, ctx.cache_dir / 'e5')},weights={weights}"
+    else:
+        isp_path = isp_file(isp, ctx.cache_dir)
+        captured, restored = f"campro-isp:params={isp_path}", restoration_spec(isp_path, weights)
     pcfg = ProtocolConfig(datasets=[cfg.dataset], models=cfg.restoration_models, protectors=["raw", captured, restored],
                           classifiers=[cfg.classifier], galleries=["raw", "protected"], repeats=cfg.repeats,
                           seed=cfg.seed, pipeline="paper", detector=cfg.detector, min_images=cfg.min_images,
@@ -348,7 +363,7 @@ def epoch_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
 def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     check_compare(ctx)
     cfg = E5Config.from_spec(spec)
-    isp = resolve_isp(cfg.isp)
+    isp = check_protector(cfg.protector) if cfg.protector else resolve_isp(cfg.isp)
     split = split_identities(cfg, ctx)
     ctx.manifest.models["isp"] = {"spec": isp.spec(), "fingerprint": isp.fingerprint()}
     ctx.manifest.data["identity_split"] = {
@@ -405,7 +420,7 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
 def _notes(cfg: E5Config, split: IdentitySplit, long: pd.DataFrame) -> str:
     chance = float(long["chance"].iloc[0]) if len(long) else float("nan")
     lines = [
-        f"White-box attacker knows ISP '{cfg.isp}'. {cfg.dataset}: EVAL = first {cfg.eval_identities} identities by "
+        f"White-box attacker knows {'protector' if cfg.protector else 'ISP'} '{cfg.protector or cfg.isp}'. {cfg.dataset}: EVAL = first {cfg.eval_identities} identities by "
         f"name ({len(split.eval_ids)} images), TRAIN = the other {split.train_identities} identities "
         f"({len(split.train_ids)} images); chance = {100 * chance:.1f} %.",
         f"Closed-set identification ({cfg.classifier}), {cfg.repeats} gallery/probe draws (seeds {cfg.seed}.."

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 from ..errors import CamproError
 from ..faces.pipeline import ProgressFactory, aligned_crops, progress_bar
 from ..io import atomic_write_json
+from ..protectors.base import Protector
 from ..protectors.isp import CamproISP
 from .unet import TrainingImages, UNetTrainConfig, save_unet, train_unet
 
@@ -76,7 +77,7 @@ def restoration_spec(isp_path: Path, weights: Path) -> str:
 
 def restoration_network(
     data: TrainingImages,
-    isp: CamproISP,
+    isp: Protector,
     config: UNetTrainConfig,
     cache_dir: Path,
     key: dict[str, Any],

@@ -1,0 +1,42 @@
+"""``campro-bench audit SPEC [SPEC ...]``: the worst-case privacy audit of protectors.
+
+A thin front door to ``campro-bench run audit``: the protector specs become the protocol's
+``protectors`` key; everything else (``--set``, ``--out``, manifest, atomic output) is the runner's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from ..experiments.runner import run_experiment
+
+
+def audit(
+    specs: list[str] = typer.Argument(..., help="protector specs, e.g. invert 'lowres:factor=16' campro-isp:preset=casia-adv"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol name or TOML path (default: audit)"),
+    set_: list[str] = typer.Option([], "--set", "-s", help="override a protocol key, e.g. --set eval_identities=20"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default results/audit-<time>)"),
+    results_root: Path = typer.Option(Path("results"), help="where default output folders go"),
+    data_root: Optional[str] = typer.Option(None, help="data root (default $CAMPRO_BENCH_DATA)"),
+    cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
+    models_dir: Optional[str] = typer.Option(None, help="user weights (default $CAMPRO_BENCH_MODELS)"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    overwrite: bool = typer.Option(False, help="replace an existing output folder"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Run every attack rung against each protector; write audit.csv, summary.md and reports."""
+    folder, result = run_experiment("audit", protocol=protocol, overrides=[*set_, f"protectors={json.dumps(specs)}"],
+                                    out=out, results_root=results_root, data_root=data_root, cache_dir=cache_dir,
+                                    models_dir=models_dir, device=device, quiet=quiet, overwrite=overwrite)
+    console = Console()
+    console.print(result.tables["summary"].to_markdown(index=False, floatfmt=".4g"), highlight=False)
+    console.print(f"results written to {folder}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit)

@@ -1,0 +1,498 @@
+"""Worst-case privacy audit: an attacker ladder against any protector (``campro-bench audit``).
+
+For each protector spec (built-ins and plugins alike) the audit runs five rungs on the same
+identity-disjoint data, and reports every (rung, attack, model, classifier, gallery) as top-1
+mean, std and t-interval over the seeded gallery/probe draws, with the multiple of chance:
+
+1. ``black-box``: raw gallery, protected probes (the E1 protocol, :func:`run_protocol`);
+2. ``gray-box``: gallery re-enrolled with protected images (E1's ``protected`` gallery);
+3. ``cheap``: blind transforms of the protected probes (:mod:`campro_bench.attacks.cheap`) and
+   the protector's registered analytic inverses (:mod:`campro_bench.attacks.inverses`), raw gallery;
+4. ``restoration``: E5's restoration U-Net trained on (protect(x), x) of TRAIN faces; restored
+   probes against a raw and against a restored gallery;
+5. ``retrain``: E5's re-training of a differentiable extractor on protected TRAIN faces
+   (:func:`campro_bench.experiments.e5.run_column`), protected gallery and probes.
+
+Identities are split by name: EVAL = the first ``eval_identities`` identities with >=
+``min_images`` images (E1's subset rule), TRAIN = the next ``train_identities`` others. Every
+attacker-side choice (inverse branches, restoration and re-training data) uses TRAIN only;
+:func:`check_disjoint` asserts it before anything is trained.
+
+The verdict per protector is the worst case: the highest mean accuracy over every reported row of
+rungs 1-5 (a maximum over evaluated attacks, hence an upper bound for the attacker: no row itself
+is selected on EVAL identities), with its interval and the rung that reached it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..attacks.base import Attacked, ImageAttack, build_attack, save_protector_config
+from ..attacks.cheap import default_sweep
+from ..attacks.inverses import build_inverses
+from ..errors import CamproError, UnknownNameError
+from ..privacy.cache import OutcomeCache
+from ..privacy.classifiers import build_classifier
+from ..privacy.evaluate import (
+    ProtocolConfig,
+    dataset_index,
+    load_embeddings,
+    run_protocol,
+    subset_image_ids,
+)
+from ..privacy.identification import FeatureSet, IdentificationResult, identify_many
+from ..privacy.splits import IdentificationSplits
+from ..privacy.stats import summarize
+from ..protectors.base import Protector, build_protector
+from ..registries import EXPERIMENTS
+from ..training.data import ids_digest
+from .base import ExperimentResult, RunContext
+
+RUNGS = ("black-box", "gray-box", "cheap", "restoration", "retrain")
+REFERENCE = "reference"
+
+
+class IdentityLeakError(CamproError):
+    """An attacker would see an evaluated identity."""
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+# ----------------------------------------------------------------------------------------
+@dataclass
+class AuditConfig:
+    protectors: list[str]
+    dataset: str = "celeba-subset"
+    models: list[str] = field(default_factory=lambda: ["facenet-casia", "dlib-resnet", "sface"])
+    classifiers: list[str] = field(default_factory=lambda: ["nearest", "linear"])
+    rungs: list[str] = field(default_factory=lambda: list(RUNGS))
+    eval_identities: int = 40
+    train_identities: int = 60
+    min_images: int = 2
+    max_images_per_identity: int = 5
+    repeats: int = 10
+    seed: int = 0
+    confidence: float = 0.95
+    detector: str = "mtcnn"
+    batch_size: int = 64
+    cheap_attacks: list[str] = field(default_factory=list)
+    cheap_models: list[str] = field(default_factory=list)  # blind attacks on these models (analytic inverses: all)
+    inverses: bool = True
+    restoration: dict[str, Any] = field(default_factory=dict)
+    retrain: dict[str, Any] = field(default_factory=dict)
+    utility: dict[str, Any] = field(default_factory=dict)
+    classifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grid_faces: int = 4
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "AuditConfig":
+        known = {"description", "_source", "protectors", "dataset", "models", "classifiers", "rungs",
+                 "eval_identities", "train_identities", "min_images", "max_images_per_identity", "repeats", "seed",
+                 "confidence", "detector", "batch_size", "cheap", "restoration", "retrain", "utility", "linear",
+                 "grid_faces"}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise CamproError(f"unknown audit protocol key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        protectors = spec.get("protectors") or []
+        if isinstance(protectors, str):
+            protectors = [protectors]
+        if not protectors:
+            raise CamproError("the audit needs at least one protector spec (campro-bench audit SPEC ...)")
+        rungs = list(spec.get("rungs", RUNGS))
+        bad = [r for r in rungs if r not in RUNGS]
+        if bad or not rungs:
+            raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
+        cheap = dict(spec.get("cheap", {}))
+        attacks = cheap.get("attacks") or default_sweep([float(g) for g in cheap.get("gammas", [0.5, 2.0])])
+        cfg = cls(
+            protectors=[str(p) for p in protectors],
+            dataset=str(spec.get("dataset", "celeba-subset")),
+            models=[str(m) for m in spec.get("models", ["facenet-casia", "dlib-resnet", "sface"])],
+            classifiers=[str(c) for c in spec.get("classifiers", ["nearest", "linear"])],
+            rungs=rungs,
+            eval_identities=int(spec.get("eval_identities", 40)),
+            train_identities=int(spec.get("train_identities", 60)),
+            min_images=int(spec.get("min_images", 2)),
+            max_images_per_identity=int(spec.get("max_images_per_identity", 5)),
+            repeats=int(spec.get("repeats", 10)),
+            seed=int(spec.get("seed", 0)),
+            confidence=float(spec.get("confidence", 0.95)),
+            detector=str(spec.get("detector", "mtcnn")),
+            batch_size=int(spec.get("batch_size", 64)),
+            cheap_attacks=[str(a) for a in attacks],
+            cheap_models=[str(m) for m in cheap.get("models", [])],
+            inverses=bool(cheap.get("inverses", True)),
+            restoration=dict(spec.get("restoration", {})),
+            retrain=dict(spec.get("retrain", {})),
+            utility=dict(spec.get("utility", {})),
+            classifier_options={"linear": dict(spec["linear"])} if isinstance(spec.get("linear"), dict) else {},
+            grid_faces=int(spec.get("grid_faces", 4)),
+        )
+        unknown_models = sorted(set(cfg.cheap_models) - set(cfg.models))
+        if unknown_models:
+            raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
+        if cfg.eval_identities < 2 or cfg.train_identities < 1 or cfg.repeats < 1:
+            raise CamproError("audit needs eval_identities >= 2, train_identities >= 1 and repeats >= 1")
+        return cfg
+
+
+def check_protector(spec: str) -> Protector:
+    """Build ``spec`` and check it runs on face crops (shape, range, finiteness), in one error line."""
+    protector = build_protector(spec)
+    for side in (112, 160):
+        x = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(side))
+        try:
+            with torch.no_grad():
+                y = protector(x)
+        except Exception as exc:  # a plugin may raise anything: report it as bad input
+            raise CamproError(f"protector '{spec}' cannot run on {side}x{side} face crops: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape or not y.is_floating_point():
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise CamproError(f"protector '{spec}' cannot run on face crops: {tuple(x.shape)} in gave {got} out "
+                              "(a protector returns a float batch of the input's shape)")
+        if not bool(torch.isfinite(y).all()) or float(y.min()) < -1e-3 or float(y.max()) > 1 + 1e-3:
+            raise CamproError(f"protector '{spec}' cannot run on face crops: its output leaves [0, 1] or is not finite")
+    return protector
+
+
+def check_retrain(cfg: AuditConfig) -> None:
+    """The re-training rung needs a differentiable (re-trainable) extractor; fail before any work."""
+    if "retrain" not in cfg.rungs:
+        return
+    from ..training.fr_retrain import EXTRACTORS
+
+    name = str(cfg.retrain.get("extractor", ""))
+    if not name:
+        raise CamproError("the retrain rung needs a differentiable face extractor: set retrain.extractor to one of "
+                          f"{', '.join(EXTRACTORS.names())} (or drop 'retrain' from rungs)")
+    if name not in EXTRACTORS:
+        raise CamproError(f"the retrain rung needs a differentiable face extractor; '{name}' is not one "
+                          f"(re-trainable extractors: {', '.join(EXTRACTORS.names())})")
+
+
+# ----------------------------------------------------------------------------------------
+# identity-disjoint split
+# ----------------------------------------------------------------------------------------
+@dataclass
+class AuditSplit:
+    eval_ids: list[str]
+    train_ids: list[str]
+    eval_names: list[str]
+    train_names: list[str]
+
+
+def check_disjoint(index: list[tuple[str, str]], eval_ids: list[str], train_ids: list[str]) -> None:
+    """Raise :class:`IdentityLeakError` if any TRAIN image belongs to an EVAL identity."""
+    name_of = dict(index)
+    leaked = sorted({name_of[i] for i in eval_ids} & {name_of[i] for i in train_ids})
+    if leaked:
+        raise IdentityLeakError(f"attacker data holds {len(leaked)} evaluated identit(ies), e.g. {leaked[:3]}: "
+                                "the audit's TRAIN and EVAL identities must be disjoint")
+
+
+def split_identities(cfg: AuditConfig, index: list[tuple[str, str]]) -> AuditSplit:
+    """EVAL: E1's subset (first ``eval_identities`` by name, capped images); TRAIN: the next
+    ``train_identities`` other identities by name, capped the same way."""
+    eval_ids = subset_image_ids(index, cfg.min_images, cfg.eval_identities, cfg.max_images_per_identity, cfg.seed)
+    chosen = set(eval_ids)
+    eval_names = sorted({n for i, n in index if i in chosen})
+    others = [(i, n) for i, n in index if n not in set(eval_names)]
+    train_ids = subset_image_ids(others, cfg.min_images, cfg.train_identities, cfg.max_images_per_identity, cfg.seed)
+    if not train_ids:
+        raise CamproError(f"no TRAIN identities left in {cfg.dataset} after {cfg.eval_identities} EVAL identities")
+    kept = set(train_ids)
+    check_disjoint(index, eval_ids, train_ids)
+    return AuditSplit(eval_ids, train_ids, eval_names, sorted({n for i, n in index if i in kept}))
+
+
+# ----------------------------------------------------------------------------------------
+# rows
+# ----------------------------------------------------------------------------------------
+def _row(cfg: AuditConfig, protector: str, rung: str, attack: str, model: str, classifier: str, gallery: str,
+         res: IdentificationResult | np.ndarray, chance: float | None = None, detect: float = float("nan")) -> dict[str, Any]:
+    accuracies = res.accuracies if isinstance(res, IdentificationResult) else np.asarray(res)
+    chance = res.chance if isinstance(res, IdentificationResult) else float(chance or np.nan)
+    if isinstance(res, IdentificationResult):
+        detect = float(res.probe_detected.mean())
+    s = summarize(accuracies, cfg.confidence)
+    return {"protector": protector, "rung": rung, "attack": attack, "model": model, "classifier": classifier,
+            "gallery": gallery, "accuracy_mean": s.mean, "accuracy_std": s.std, "ci_low": s.ci_low,
+            "ci_high": s.ci_high, "repeats": s.repeats, "chance": chance, "x_chance": s.mean / chance if chance else np.nan,
+            "probe_detect_rate": detect}
+
+
+@dataclass
+class Evaluator:
+    """Embeds probe variants of the EVAL images and scores them on E1's draws."""
+
+    cfg: AuditConfig
+    ctx: RunContext
+    splits: IdentificationSplits
+    cache: OutcomeCache
+
+    def features(self, model: str, protector: str | Protector) -> FeatureSet:
+        emb = load_embeddings(self.cfg.dataset, model, protector, pipeline="paper", detector=self.cfg.detector,
+                              data_root=self.ctx.data_root_option, cache_dir=self.ctx.cache_dir,
+                              models_dir=self.ctx.models_dir, device=str(self.ctx.device),
+                              min_images_per_identity=self.cfg.min_images, batch_size=self.cfg.batch_size,
+                              progress=self.ctx.progress, image_ids=self.split_ids)
+        return FeatureSet(np.asarray(emb.embeddings, np.float32), np.asarray(emb.detected, bool))
+
+    split_ids: list[str] = field(default_factory=list)
+
+    def identify(self, classifier: str, gallery: FeatureSet, probes: dict[str, FeatureSet]) -> dict[str, IdentificationResult]:
+        clf = build_classifier(classifier, self.cfg.classifier_options.get(classifier))
+        return identify_many(clf, gallery, probes, self.splits, device=self.ctx.device, cache=self.cache)
+
+
+def black_and_gray_rows(cfg: AuditConfig, spec: str, ctx: RunContext) -> tuple[list[dict[str, Any]], IdentificationSplits]:
+    """Rungs 1-2 (and the raw reference): the E1 protocol itself."""
+    galleries = ["raw", "protected"] if "gray-box" in cfg.rungs else ["raw"]  # raw: always (the reference row)
+    pcfg = ProtocolConfig(datasets=[cfg.dataset], models=cfg.models, protectors=["raw", spec],
+                          classifiers=cfg.classifiers, galleries=galleries, repeats=cfg.repeats, seed=cfg.seed,
+                          pipeline="paper", detector=cfg.detector, min_images=cfg.min_images,
+                          max_identities=cfg.eval_identities, max_images_per_identity=cfg.max_images_per_identity,
+                          batch_size=cfg.batch_size, confidence=cfg.confidence,
+                          classifier_options=cfg.classifier_options)
+    outcome = run_protocol(pcfg, ctx)
+    rows = []
+    for (_, image_type, clf, gallery, model), res in outcome.results.items():
+        if image_type == "raw":
+            rows.append(_row(cfg, spec, REFERENCE, "raw probes (no protector)", model, clf, "raw", res))
+        elif gallery == "raw" and "black-box" in cfg.rungs:
+            rows.append(_row(cfg, spec, "black-box", "protected probes", model, clf, "raw", res))
+        elif gallery == "protected" and "gray-box" in cfg.rungs:
+            rows.append(_row(cfg, spec, "gray-box", "protected probes", model, clf, "protected", res))
+    return rows, outcome.splits[cfg.dataset]
+
+
+def train_crops(cfg: AuditConfig, split: AuditSplit, alignment: str, ctx: RunContext) -> np.ndarray:
+    """Raw aligned crops of the TRAIN identities (the attacker's own faces)."""
+    from ..training.restoration import face_crop_images
+
+    data = face_crop_images(cfg.dataset, split.train_ids, [alignment], detector=cfg.detector,
+                            data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
+                            progress=ctx.progress)
+    return np.stack(data.images)
+
+
+def cheap_attacks(cfg: AuditConfig, protector: Protector, fit_crops: np.ndarray | None) -> tuple[list[ImageAttack], list[ImageAttack]]:
+    """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops)."""
+    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(protector, fit_crops) if cfg.inverses else []
+
+
+def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[ImageAttack],
+               inverses: list[ImageAttack], ev: Evaluator, ctx: RunContext) -> list[dict[str, Any]]:
+    """Rung 3: blind attacks on ``cheap.models`` (default all), analytic inverses on every model."""
+    rows = []
+    for model in cfg.models:
+        raw = ev.features(model, "raw")
+        attacks = (blind if not cfg.cheap_models or model in cfg.cheap_models else []) + inverses
+        if not attacks:
+            continue
+        with ctx.manifest.timer("rung/cheap"):
+            probes = {a.spec(): ev.features(model, Attacked(protector, a, a.spec())) for a in attacks}
+            for clf in cfg.classifiers:
+                for name, res in ev.identify(clf, raw, probes).items():
+                    rows.append(_row(cfg, spec, "cheap", name, model, clf, "raw", res))
+    return rows
+
+
+def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: AuditSplit, ev: Evaluator,
+                     ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
+    """Rung 4: E5's restoration network for any protector, trained on TRAIN faces only."""
+    from ..recognizers.base import contract_of
+    from ..training.restoration import face_crop_images, restoration_network
+    from ..training.unet import UNetTrainConfig
+
+    options = {"epochs": 3, "crop": 112, "batch_size": 16, "lr": 3e-4, "weight_decay": 1e-2, "base_channels": 12,
+               "depth": 4, **cfg.restoration}
+    config = UNetTrainConfig.from_dict({"face_crop_fraction": 0.0, **options, "face_penalty": False,
+                                        "seed": int(options.get("seed", cfg.seed))})
+    alignments = list(dict.fromkeys(contract_of(m).alignment for m in cfg.models))
+    data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
+                            data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
+                            progress=ctx.progress)
+    key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(split.train_ids), "alignments": alignments,
+           "detector": cfg.detector}
+    with ctx.manifest.timer("rung/restoration/train"):
+        weights, report = restoration_network(data, protector, config, ctx.cache_dir, key, device=str(ctx.device),
+                                              progress=ctx.progress, log=ctx.log)
+    base = save_protector_config(protector, ctx.cache_dir / "e5")
+    restored = build_protector(f"restored:base={base},weights={weights}")
+    rows = []
+    with ctx.manifest.timer("rung/restoration/identify"):
+        for model in cfg.models:
+            raw, rest = ev.features(model, "raw"), ev.features(model, restored)
+            for clf in cfg.classifiers:
+                rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "raw",
+                                 ev.identify(clf, raw, {"r": rest})["r"]))
+                rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "restored",
+                                 ev.identify(clf, rest, {"r": rest})["r"]))
+    info = {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
+            "history": report.get("history"), "config": config.to_dict(), "train_crops": len(data)}
+    return rows, restored, info
+
+
+def retrain_rows(cfg: AuditConfig, spec: str, protector: Protector, split: AuditSplit,
+                 ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rung 5: E5's re-training column for any protector (short schedule by default)."""
+    from .e5 import E5Config, IdentitySplit, run_column
+
+    options = {"epochs": 2, "batch_size": 32, "lr": 0.01, "loss": "softmax", **cfg.retrain}
+    extractor = str(options.pop("extractor"))
+    seed = int(options.pop("seed", cfg.seed))
+    column = {"label": f"retrain {extractor}", "extractor": extractor, **options}
+    e5 = E5Config.from_spec({"dataset": cfg.dataset, "eval_identities": cfg.eval_identities,
+                             "min_images": cfg.min_images, "repeats": cfg.repeats, "seed": cfg.seed,
+                             "classifier": "nearest", "detector": cfg.detector, "batch_size": cfg.batch_size,
+                             "retrain": {"columns": [column], "train_seeds": [seed]}})
+    e5split = IdentitySplit(split.eval_ids, split.train_ids, split.eval_names, len(split.train_names))
+    with ctx.manifest.timer("rung/retrain"):
+        out = run_column(e5, e5.columns[0], seed, e5split, protector, True, ctx)
+    label = f"{extractor} re-trained ({e5.columns[0].config.loss}, {e5.columns[0].config.epochs} ep)"
+    row = _row(cfg, spec, "retrain", "protected probes", label, "nearest", "protected", out["accuracies"],
+               out["chance"])
+    return [row], {"config": out["config"], "cached": out["cached"], "history": out["info"]["history"]}
+
+
+# ----------------------------------------------------------------------------------------
+# verdict and utility
+# ----------------------------------------------------------------------------------------
+def verdict(long: pd.DataFrame) -> pd.DataFrame:
+    """Per protector: the worst case (highest mean over rungs 1-5) with its interval and rung."""
+    out = []
+    for protector, rows in long.groupby("protector", sort=False):
+        attacks = rows[rows["rung"] != REFERENCE]
+        ref = rows[rows["rung"] == REFERENCE]
+        best = attacks.loc[attacks["accuracy_mean"].idxmax()]
+        blackbox = attacks[attacks["rung"] == "black-box"]["accuracy_mean"]
+        out.append({
+            "protector": protector, "worst_case_top1": best["accuracy_mean"], "ci_low": best["ci_low"],
+            "ci_high": best["ci_high"], "x_chance": best["x_chance"], "rung": best["rung"], "attack": best["attack"],
+            "model": best["model"], "classifier": best["classifier"], "gallery": best["gallery"],
+            "black_box_best": float(blackbox.max()) if len(blackbox) else np.nan,
+            "raw_best": float(ref["accuracy_mean"].max()) if len(ref) else np.nan,
+            "chance": best["chance"],
+        })
+    return pd.DataFrame(out)
+
+
+def _lookup(paths: list[str], spec: str, column: str, reference_ok: bool) -> tuple[float, str]:
+    for text in paths:
+        path = Path(text)
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path)
+        if "protector" not in table or column not in table:
+            continue
+        rows = table[table["protector"] == spec]
+        if reference_ok and "reference" in rows:
+            rows = rows[rows["reference"] == "raw"]
+        if len(rows):
+            return float(rows[column].iloc[0]), str(path)
+    return float("nan"), ""
+
+
+def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame:
+    """Person AP (E3) and PSNR (E4) kept by each protector: read from earlier E3/E4 tables
+    (``utility.e3`` / ``utility.e4`` paths); a PSNR not found there is computed with E4 on
+    ``utility.psnr_images`` images; an AP not found stays empty (E3 fine-tunes a detector)."""
+    from .e4 import run_e4
+
+    e3 = [str(p) for p in cfg.utility.get("e3", [])]
+    e4 = [str(p) for p in cfg.utility.get("e4", [])]
+    rows = []
+    for spec in specs:
+        ap, ap_source = _lookup(e3, spec, "AP", False)
+        psnr, psnr_source = _lookup(e4, spec, "psnr_mean", True)
+        if np.isnan(psnr) and int(cfg.utility.get("psnr_images", 0)) > 0:
+            limit = int(cfg.utility["psnr_images"])
+            result = run_e4({"images": str(cfg.utility.get("psnr_folder", "coco-mini/val2017")), "limit": limit,
+                             "rows": [{"protector": spec}]}, ctx)
+            psnr = float(result.tables["table4_values"]["psnr_mean"].iloc[0])
+            psnr_source = f"computed now (E4, first {limit} images)"
+        rows.append({"protector": spec, "person_AP": ap, "AP_source": ap_source or "not found (run e3)",
+                     "PSNR_dB": psnr, "PSNR_source": psnr_source or "not found"})
+    return pd.DataFrame(rows)
+
+
+def slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
+
+
+# ----------------------------------------------------------------------------------------
+# the experiment
+# ----------------------------------------------------------------------------------------
+@EXPERIMENTS.register("audit", protocol="audit", description="worst-case privacy audit: attacker ladder per protector")
+def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
+    from . import audit_report
+
+    cfg = AuditConfig.from_spec(spec)
+    protectors = {s: check_protector(s) for s in cfg.protectors}  # bad input fails before any work
+    for name in cfg.classifiers:
+        build_classifier(name, cfg.classifier_options.get(name))
+    for a in cfg.cheap_attacks:
+        build_attack(a)
+    check_retrain(cfg)
+    index = dataset_index(cfg.dataset, ctx.data_root_option)
+    split = split_identities(cfg, index)
+    ctx.manifest.data["identity_split"] = {
+        "rule": (f"EVAL = first {cfg.eval_identities} identities by name with >= {cfg.min_images} images; TRAIN = the "
+                 f"next {cfg.train_identities} other identities; <= {cfg.max_images_per_identity} images each"),
+        "eval_images": len(split.eval_ids), "eval_identities": len(split.eval_names),
+        "eval_ids_sha": ids_digest(split.eval_ids), "train_images": len(split.train_ids),
+        "train_identities": len(split.train_names), "train_ids_sha": ids_digest(split.train_ids),
+        "disjoint": True}
+    ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats))})
+    from ..recognizers.base import contract_of
+
+    fit_crops = None
+    if "cheap" in cfg.rungs and cfg.inverses:
+        fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
+    rows: list[dict[str, Any]] = []
+    notes: dict[str, Any] = {}
+    grids: dict[str, bytes] = {}
+    for spec_text, protector in protectors.items():
+        ctx.log(f"[bold]audit {spec_text}[/]")
+        info: dict[str, Any] = {"fingerprint": protector.fingerprint()}
+        with ctx.manifest.timer("rung/black-gray-box"):
+            mine, splits = black_and_gray_rows(cfg, spec_text, ctx)
+        ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
+        restored = None
+        attacks: list[ImageAttack] = []
+        if "cheap" in cfg.rungs:
+            blind, inverses = cheap_attacks(cfg, protector, fit_crops)
+            attacks = blind + inverses
+            info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
+            mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
+        if "restoration" in cfg.rungs:
+            more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector, split, ev, ctx)
+            mine += more
+        if "retrain" in cfg.rungs:
+            more, info["retrain"] = retrain_rows(cfg, spec_text, protector, split, ctx)
+            mine += more
+        rows += mine
+        notes[spec_text] = info
+        grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx)
+    ctx.manifest.notes["audit"] = notes
+    long = pd.DataFrame(rows)
+    summary = verdict(long).merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
+    figures, files = audit_report.reports(cfg, long, summary, grids, split)
+    return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
+                            notes=audit_report.summary_notes(cfg, split), extra_files=files)
+
+
+def figure_png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return buffer.getvalue()

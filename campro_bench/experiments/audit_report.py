@@ -1,0 +1,185 @@
+"""The audit's report: per-protector Markdown, figures and a small image grid.
+
+* ``accuracy-<protector>.png``: top-1 per rung and attack, one bar per model, 95 % interval bars;
+* ``plane.png``: every audited protector on the privacy (worst case) vs utility (PSNR, person AP)
+  plane;
+* ``grid-<protector>.png``: a few EVAL faces raw / protected / restored / best cheap attack. It
+  shows dataset images, so it is written only into the run's output folder (never commit it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..io import tensor_to_uint8, uint8_to_tensor
+from ..protectors.base import Protector
+
+if TYPE_CHECKING:
+    from ..attacks.base import ImageAttack
+    from .audit import AuditConfig, AuditSplit
+    from .base import RunContext
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(cfg: "AuditConfig", split: "AuditSplit", protector: Protector, restored: Protector | None,
+               attacks: list["ImageAttack"], rows: pd.DataFrame, ctx: "RunContext") -> bytes:
+    """PNG of ``grid_faces`` EVAL crops: raw, protected, restored, best cheap attack (by accuracy)."""
+    from ..attacks.base import Attacked, quantize
+    from ..faces.pipeline import aligned_crops
+    from ..recognizers.base import contract_of
+    from .audit import figure_png
+
+    if cfg.grid_faces < 1:
+        return b""
+    crops = aligned_crops(cfg.dataset, contract_of(cfg.models[0]).alignment, pipeline="paper", protector="raw",
+                          detector=cfg.detector, data_root=ctx.data_root_option, cache_dir=ctx.cache_dir,
+                          image_ids=split.eval_ids[: 4 * cfg.grid_faces], device=str(ctx.device))
+    faces = crops.crops[crops.found][: cfg.grid_faces]
+    if not len(faces):
+        return b""
+    x = uint8_to_tensor(np.stack(faces))
+    panels: dict[str, torch.Tensor] = {"raw": x}
+    with torch.no_grad():
+        panels["protected"] = quantize(protector(x))
+        if restored is not None:
+            panels["restored (U-Net)"] = restored(x)
+        cheap = rows[rows["rung"] == "cheap"]
+        if len(cheap):
+            best = cheap.loc[cheap["accuracy_mean"].idxmax(), "attack"]
+            for attack in attacks:
+                if attack.spec() == best:
+                    panels[f"best cheap: {best}"] = Attacked(protector, attack, best)(x)
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), len(faces), figsize=(1.6 * len(faces), 1.7 * len(panels)), squeeze=False)
+    for r, (label, images) in enumerate(panels.items()):
+        for c in range(len(faces)):
+            axes[r][c].imshow(tensor_to_uint8(images[c]))
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    data = figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def accuracy_figure(rows: pd.DataFrame, title: str) -> Any:
+    """Bars per (rung, attack, classifier, gallery), one colour per model, interval error bars."""
+    plt = _pyplot()
+    rows = rows.assign(label=rows["rung"] + ": " + rows["attack"] + " [" + rows["classifier"] + ", " +
+                       rows["gallery"] + " gallery]")
+    labels = list(dict.fromkeys(rows["label"]))
+    models = list(dict.fromkeys(rows["model"]))
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(labels) * max(1, len(models)) / 2 + 1.5))
+    height = 0.8 / max(1, len(models))
+    for m, model in enumerate(models):
+        part = rows[rows["model"] == model].set_index("label")
+        ys = [i + m * height for i, lab in enumerate(labels) if lab in part.index]
+        sub = part.loc[[lab for lab in labels if lab in part.index]]
+        mean = 100 * sub["accuracy_mean"].to_numpy()
+        err = np.vstack([mean - 100 * sub["ci_low"].to_numpy(), 100 * sub["ci_high"].to_numpy() - mean])
+        ax.barh(ys, mean, height=height, xerr=np.nan_to_num(err), label=model, capsize=1.5, error_kw={"lw": 0.6})
+    chance = float(rows["chance"].iloc[0])
+    ax.axvline(100 * chance, color="k", ls=":", lw=0.8, label="chance")
+    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2)
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("top-1 identification accuracy, % (mean, 95 % interval over draws)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plane_figure(summary: pd.DataFrame) -> Any:
+    """Privacy (worst-case top-1, with interval) against utility (PSNR and person AP)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, column, label in ((axes[0], "PSNR_dB", "PSNR (dB, E4)"), (axes[1], "person_AP", "person AP (E3)")):
+        for r in summary.itertuples():
+            y = getattr(r, column)
+            if not np.isfinite(y):
+                continue
+            x = 100 * r.worst_case_top1
+            xerr = [[x - 100 * r.ci_low], [100 * r.ci_high - x]] if np.isfinite(r.ci_low) else None
+            ax.errorbar([x], [y], xerr=xerr, fmt="o", capsize=3)
+            ax.annotate(r.protector, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="worst-case top-1 %, any rung (lower = more private)", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("privacy vs image quality", fontsize=9)
+    axes[1].set_title("privacy vs person detection", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _percent(v: float) -> str:
+    return "—" if not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def protector_report(spec: str, rows: pd.DataFrame, verdict: pd.Series, name: str) -> str:
+    """Markdown report of one protector (worst case first, then every row)."""
+    table = rows.assign(**{"top-1 %": [f"{_percent(m)} [{_percent(lo)}, {_percent(hi)}]" for m, lo, hi in
+                                       zip(rows["accuracy_mean"], rows["ci_low"], rows["ci_high"])],
+                           "± std": [_percent(s) for s in rows["accuracy_std"]],
+                           "x chance": [f"{v:.1f}" for v in rows["x_chance"]]})
+    table = table[["rung", "attack", "model", "classifier", "gallery", "top-1 %", "± std", "x chance",
+                   "probe_detect_rate"]]
+    lines = [
+        f"# Privacy audit: `{spec}`", "",
+        f"**Worst case: {_percent(verdict['worst_case_top1'])} % top-1** (95 % interval {_percent(verdict['ci_low'])}-"
+        f"{_percent(verdict['ci_high'])} %, {verdict['x_chance']:.1f}x chance) by the **{verdict['rung']}** rung "
+        f"({verdict['attack']}, {verdict['model']}, {verdict['classifier']}, {verdict['gallery']} gallery). "
+        f"Best black-box: {_percent(verdict['black_box_best'])} %; raw images: {_percent(verdict['raw_best'])} %.", "",
+        f"![accuracy per rung](accuracy-{name}.png)", "", "![privacy vs utility](plane.png)", "",
+        f"Image grid (dataset images, only in this folder): `grid-{name}.png`.", "",
+        table.to_markdown(index=False), "",
+    ]
+    return "\n".join(lines)
+
+
+def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids: dict[str, bytes],
+            split: "AuditSplit") -> tuple[dict[str, Any], dict[str, bytes]]:
+    from .audit import slug
+
+    figures: dict[str, Any] = {"plane": plane_figure(summary)}
+    files: dict[str, bytes] = {}
+    for spec in cfg.protectors:
+        name = slug(spec)
+        rows = long[long["protector"] == spec]
+        figures[f"accuracy-{name}"] = accuracy_figure(rows, f"{spec}: attacker ladder on {cfg.dataset}")
+        verdict = summary[summary["protector"] == spec].iloc[0]
+        files[f"report-{name}.md"] = protector_report(spec, rows, verdict, name).encode()
+        if grids.get(spec):
+            files[f"grid-{name}.png"] = grids[spec]
+    return figures, files
+
+
+def summary_notes(cfg: "AuditConfig", split: "AuditSplit") -> str:
+    return "\n".join([
+        f"- Data: {cfg.dataset}; EVAL = {len(split.eval_names)} identities ({len(split.eval_ids)} images), TRAIN "
+        f"(attacker) = {len(split.train_names)} other identities ({len(split.train_ids)} images); at most "
+        f"{cfg.max_images_per_identity} images per identity; the two sets share no identity (checked).",
+        f"- Closed-set identification on EVAL, {cfg.repeats} gallery/probe draws (seeds {cfg.seed}.."
+        f"{cfg.seed + cfg.repeats - 1}); models {', '.join(cfg.models)}; classifiers {', '.join(cfg.classifiers)}.",
+        f"- Rungs: {', '.join(cfg.rungs)}. Cheap: {', '.join(cfg.cheap_attacks)}"
+        + (f" on {', '.join(cfg.cheap_models)}" if cfg.cheap_models else "")
+        + (" + the protector's analytic inverses (choices made on TRAIN crops)." if cfg.inverses else "."),
+        "- worst_case_top1: the highest mean top-1 over every attack row (rungs 1-5, all models, classifiers, "
+        "galleries) with that row's 95 % t-interval. Taking the maximum over rows looks at EVAL accuracies, so it "
+        "is an upper bound on what one pre-chosen attack achieves; no row itself is tuned on EVAL identities.",
+        "- Utility: person AP from E3 tables and PSNR from E4 tables where the protector appears in them "
+        "(source columns), else as stated.",
+    ])
