@@ -63,7 +63,7 @@ def test_schedule_decays_at_three_quarters() -> None:
     assert RetrainConfig(epochs=4, decay_epoch=2).decay_after == 2
     with pytest.raises(UnknownNameError, match="softmax"):
         RetrainConfig(loss="cosface")
-    with pytest.raises(CamproError, match="unknown re-training option"):
+    with pytest.raises(CamproError, match="unknown re-training key .momentun. \\(did you mean .momentum.\\?\\)"):
         RetrainConfig.from_dict({"epochs": 1, "momentun": 0.9})
 
 
