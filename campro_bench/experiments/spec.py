@@ -23,7 +23,7 @@ from typing import Any
 from ..config import apply_overrides as _apply_overrides
 from ..config import parse_value as _parse_value
 from ..config import unknown_keys_error
-from ..errors import CamproError, InvalidFileError, MissingFileError
+from ..errors import InvalidFileError, MissingFileError
 
 GENERAL_KEYS = ("description", "_source")
 """Keys every protocol may have."""

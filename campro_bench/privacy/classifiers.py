@@ -14,7 +14,7 @@ can never be predicted), probes are ``[R, P, D]``, scores ``[R, P, C]``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError
+from ..io.torchfile import load_torch_file
 from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
 from .packaged import PackagedWeights
@@ -152,9 +152,6 @@ class MobileFaceNet(FaceRecognizer):
 )
 def build_mobilefacenet(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
     path, network = WEIGHTS.path(cache_dir), MobileFaceNetNet()
-    try:  # tensors only: the file is a plain state dict
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError) as exc:
-        raise CheckpointError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from exc
+    state = load_torch_file(path, "MobileFaceNet state dict")  # tensors only: a plain state dict
     load_strict(network, state, path, "MobileFaceNet")
     return MobileFaceNet(network.eval(), WEIGHTS.weights_id(cache_dir=cache_dir))

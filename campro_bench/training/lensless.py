@@ -49,6 +49,7 @@ from .. import paths
 from ..errors import CamproError, CheckpointError, EmptyDatasetError, MissingFileError
 from ..io import uint8_to_tensor
 from ..io.atomic import atomic_path, atomic_write_json
+from ..io.torchfile import load_torch_file
 from ..protectors.lensless import (
     MASKS,
     aperture_ratio,
@@ -254,10 +255,7 @@ def load_checkpoint(path: Path, config: LenslessTrainConfig) -> dict[str, Any]:
     """The state of a checkpoint of the same configuration (one error line otherwise)."""
     if not path.is_file():
         raise MissingFileError(f"no lensless checkpoint at {path}; start a new run without --resume")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one user error
-        raise CheckpointError(f"{path} is not a readable lensless checkpoint ({type(exc).__name__})") from exc
+    payload = load_torch_file(path, "lensless checkpoint")  # tensors and plain data only
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a lensless training checkpoint")
     saved = payload.get("config", {})
