@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from campro_bench.errors import CamproError, InvalidFileError
+from campro_bench.errors import CamproError
 from campro_bench.protectors import build_protector
 from campro_bench.protectors.lensless import (
     Lensless,

@@ -8,7 +8,6 @@ outcomes, converted models) carry a content digest: a truncated or altered entry
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 from typing import Any, Callable
