@@ -83,6 +83,7 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
         return contracts[name]
 
     monkeypatch.setattr(evaluate, "contract_of", contract_of)
+    monkeypatch.setattr(evaluate, "carrier_missing", lambda model, contract, ctx: None)  # no package to look for
 
 
 def test_table1_layout_and_long_csv(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ def test_embedding_cache_hit_builds_nothing(tiny: Path, cache: Path, monkeypatch
 def test_bad_pipeline_and_detector_names(tiny: Path, cache: Path) -> None:
     with pytest.raises(CamproError, match="unknown pipeline 'phone'"):
         aligned_crops(spec(tiny), pipeline="phone", cache_dir=cache)
-    with pytest.raises(CamproError, match="unknown face detector 'haar'; known face detectors: centerface, dlib, mtcnn, yunet"):
+    with pytest.raises(CamproError, match="unknown face detector 'haar'; known face detectors: centerface, dlib, mtcnn, retinaface, yunet"):
         build_face_detector("haar")
     with pytest.raises(CamproError, match="face detector 'mtcnn' has no option 'size'"):
         build_face_detector("mtcnn:size=3")

@@ -187,12 +187,17 @@ def missing_weights(model: str, ctx: RunContext) -> str | None:
         return (f"weights file {contract.weights_file} not found in {ctx.models_dir} "
                 "(--models-dir / CAMPRO_BENCH_MODELS)")
     if not contract.weights_file:  # weights inside an installed package (or an npm file)
-        from ..recognizers.weights import weights_status
-        from ..registries import FACE_RECOGNIZERS
-
-        status = weights_status(model, contract, FACE_RECOGNIZERS.entry(model).metadata, ctx.models_dir, ctx.cache_dir)
-        return None if status.found else status.location
+        return carrier_missing(model, contract, ctx)
     return None
+
+
+def carrier_missing(model: str, contract: Any, ctx: RunContext) -> str | None:
+    """Where the package-carried weights of ``model`` should be, if they are absent (tests replace it)."""
+    from ..recognizers.weights import weights_status
+    from ..registries import FACE_RECOGNIZERS
+
+    status = weights_status(model, contract, FACE_RECOGNIZERS.entry(model).metadata, ctx.models_dir, ctx.cache_dir)
+    return None if status.found else status.location
 
 
 def _scatter(layout: DatasetLayout, emb: Embeddings, used: Sequence[str], where: str) -> FeatureSet:
