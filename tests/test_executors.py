@@ -35,20 +35,13 @@ def test_ray_executor_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatc
         build_executor("ray", "auto")
 
 
-@pytest.fixture
-def ray_head():
-    """A Ray head on 127.0.0.1 (2 CPUs) started for this test and stopped after it."""
-    pytest.importorskip("ray")
-    with local_ray_head(num_cpus=2) as address:
-        yield address
-
-
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_e1_through_ray_equals_the_local_run(ray_head: str, data_root: Path, cache_dir: Path,
-                                             tmp_path: Path) -> None:
+def test_e1_through_ray_equals_the_local_run(data_root: Path, cache_dir: Path, tmp_path: Path) -> None:
     """protocols/e1_ci.toml on its first 20 identities: the local run (the suite's cache) and the
-    Ray run (a fresh cache, every cell computed by Ray workers) give the same e1.csv at --tol 0."""
+    Ray run (a fresh cache, every cell computed by Ray workers on a head started on 127.0.0.1 for
+    it, stopped afterwards) give the same e1.csv at --tol 0."""
+    pytest.importorskip("ray")
     overrides = ["max_identities=20"]
     local, _ = run_experiment("e1", protocol="e1_ci", overrides=overrides, out=tmp_path / "local",
                               data_root=str(data_root), cache_dir=str(cache_dir), device="cpu", quiet=True)
@@ -56,9 +49,10 @@ def test_e1_through_ray_equals_the_local_run(ray_head: str, data_root: Path, cac
     fresh.mkdir()
     if (cache_dir / "models").is_dir():  # converted model files only: every embedding is recomputed
         shutil.copytree(cache_dir / "models", fresh / "models")
-    remote, result = run_experiment("e1", protocol="e1_ci", overrides=overrides, out=tmp_path / "ray",
-                                    data_root=str(data_root), cache_dir=str(fresh), device="cpu", quiet=True,
-                                    executor="ray", address=ray_head)
+    with local_ray_head(num_cpus=2) as address:
+        remote, _ = run_experiment("e1", protocol="e1_ci", overrides=overrides, out=tmp_path / "ray",
+                                   data_root=str(data_root), cache_dir=str(fresh), device="cpu", quiet=True,
+                                   executor="ray", address=address)
     report = regress_files(remote / "e1.csv", local / "e1.csv", tol=0.0)
     assert report.ok, "\n".join(report.lines())
     manifest = json.loads((remote / "manifest.json").read_text())

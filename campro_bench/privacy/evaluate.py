@@ -196,7 +196,10 @@ def carrier_missing(model: str, contract: Any, ctx: RunContext) -> str | None:
     from ..recognizers.weights import weights_status
     from ..registries import FACE_RECOGNIZERS
 
-    status = weights_status(model, contract, FACE_RECOGNIZERS.entry(model).metadata, ctx.models_dir, ctx.cache_dir)
+    metadata = FACE_RECOGNIZERS.entry(model).metadata
+    if metadata.get("weights_id") is None:  # the entry does not say where its weights are
+        return None
+    status = weights_status(model, contract, metadata, ctx.models_dir, ctx.cache_dir)
     return None if status.found else status.location
 
 

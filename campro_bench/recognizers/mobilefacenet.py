@@ -16,7 +16,7 @@ Preprocessing (the contract, from ``facesdk/core.py``): 5-point similarity align
 ArcFace 112x112 template (facesdk's reference points for a 112x112 square crop are exactly those),
 the crop as OpenCV reads it (**BGR**), ``ToTensor`` then ImageNet mean/std (0.485, 0.456, 0.406) /
 (0.229, 0.224, 0.225) applied to the channels in that order. Differentiable. Published LFW
-accuracy 0.9948 (facesdk / foamliu MobileFaceNet README).
+accuracy 0.9948 (foamliu's MobileFaceNet README, as cited by issue 11; the package states none).
 """
 
 from __future__ import annotations
