@@ -3,14 +3,16 @@
 Usage::
 
     python bench/audit.py [--protector invert] [--eval-identities 10] [--train-identities 12] \
-        [--images 3] [--model sface] [--cache DIR] [--out bench_audit.json]
+        [--images 3] [--model sface] [--fresh] [--out bench_audit.json]
 
 Each rung runs alone (``rungs = [RUNG]``), in order, through the same runner as ``campro-bench audit``,
 on the first ``--eval-identities`` identities of celeba-subset (``--images`` per identity) with one
 model, 3 draws and the nearest classifier; restoration 2 epochs and re-training 1 epoch on the
 next ``--train-identities`` identities. Every rung also runs the raw reference (E1), so its time
-includes that cached step. Caches are those of ``--cache`` (default: a fresh temporary folder, so
-face detection and embedding are timed too; pass the shared cache to time warm reruns).
+includes that step. Caches are ``CAMPRO_BENCH_CACHE``'s (converted model weights, detections, crops;
+a rung's own embeddings, restoration and re-training are cached too, so a second run is warm); with
+``--fresh`` a new temporary cache is used (only the converted model weights, ``<cache>/models``, are
+linked from ``CAMPRO_BENCH_CACHE``), so face detection, embedding and training are all timed cold.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from campro_bench import paths
 from campro_bench.experiments.audit import RUNGS
 from campro_bench.experiments.runner import run_experiment
 
@@ -32,10 +35,13 @@ def main() -> None:
     parser.add_argument("--train-identities", type=int, default=12)
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--model", default="sface")
-    parser.add_argument("--cache", default=None)
+    parser.add_argument("--fresh", action="store_true", help="a new temporary cache (cold start)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    cache = args.cache or tempfile.mkdtemp(prefix="bench-audit-cache-")
+    cache = None
+    if args.fresh:
+        cache = tempfile.mkdtemp(prefix="bench-audit-cache-")
+        (Path(cache) / "models").symlink_to(paths.cache_dir() / "models", target_is_directory=True)
     common = [f"protectors={json.dumps([args.protector])}", f"eval_identities={args.eval_identities}",
               f"train_identities={args.train_identities}", f"max_images_per_identity={args.images}",
               f'models=["{args.model}"]', 'classifiers=["nearest"]', "repeats=3", "utility.psnr_images=0",
@@ -50,7 +56,7 @@ def main() -> None:
             print(f"{rung:12s} {timings[rung]:8.1f} s", flush=True)
     report = {"protector": args.protector, "eval_identities": args.eval_identities,
               "train_identities": args.train_identities, "images_per_identity": args.images, "model": args.model,
-              "cache": "fresh" if args.cache is None else args.cache, "seconds": timings}
+              "cache": "fresh" if args.fresh else "CAMPRO_BENCH_CACHE", "seconds": timings}
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
