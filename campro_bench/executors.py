@@ -89,6 +89,21 @@ def _run_with_threads(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
     return fn(*args)
 
 
+def _is_loopback(address: str) -> bool:
+    """Whether ``address`` names this machine's loopback interface (or a private local instance)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return address == "local" or host in ("127.0.0.1", "localhost", "::1")
+
+
+def _keep_ray_on_loopback() -> None:
+    """Make this process's Ray resolve "this node" to 127.0.0.1 even if Ray was imported before
+    :data:`LOOPBACK_ENV` was set: Ray otherwise rewrites 127.0.0.1 in a cluster address to the
+    machine's interface address. Ray reads this module constant on every call."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 class RayExecutor:
     """Ray tasks with CPU/GPU requests, on ``address`` (``auto``: a running cluster; ``local``: a
     private single-machine instance started here and stopped by :meth:`close`; ``HOST:PORT``)."""
@@ -96,7 +111,11 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str = "auto") -> None:
+        if _is_loopback(address):
+            os.environ.update(LOOPBACK_ENV)  # before Ray is imported, for this process and its children
         self.ray = _import_ray()
+        if _is_loopback(address):
+            _keep_ray_on_loopback()
         self.address = address
         self._started_here = not self.ray.is_initialized()
         if self._started_here:

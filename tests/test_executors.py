@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from campro_bench.errors import CamproError
-from campro_bench.executors import LocalExecutor, build_executor, local_ray_head
+from campro_bench.executors import LOOPBACK_ENV, LocalExecutor, build_executor, local_ray_head
 from campro_bench.experiments.runner import run_experiment
 from campro_bench.regress import regress_files
 
@@ -29,6 +29,13 @@ def test_unknown_executor_and_stray_address_fail_with_one_line() -> None:
         build_executor("local", "127.0.0.1:6379")
 
 
+def test_loopback_addresses_are_recognised() -> None:
+    from campro_bench.executors import _is_loopback
+
+    assert _is_loopback("127.0.0.1:6379") and _is_loopback("localhost:1") and _is_loopback("local")
+    assert not _is_loopback("auto") and not _is_loopback("10.0.0.5:6379")
+
+
 def test_ray_executor_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(CamproError, match=r'pip install -e "\.\[ray\]"'):
@@ -37,10 +44,13 @@ def test_ray_executor_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_e1_through_ray_equals_the_local_run(data_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_e1_through_ray_equals_the_local_run(data_root: Path, cache_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """protocols/e1_ci.toml on its first 20 identities: the local run (the suite's cache) and the
     Ray run (a fresh cache, every cell computed by Ray workers on a head started on 127.0.0.1 for
     it, stopped afterwards) give the same e1.csv at --tol 0."""
+    for key, value in LOOPBACK_ENV.items():
+        monkeypatch.setenv(key, value)  # before Ray is imported here
     pytest.importorskip("ray")
     overrides = ["max_identities=20"]
     local, _ = run_experiment("e1", protocol="e1_ci", overrides=overrides, out=tmp_path / "local",
