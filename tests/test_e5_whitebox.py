@@ -206,4 +206,5 @@ def test_shipped_e5_protocol_parses() -> None:
     assert {c.extractor for c in cfg.columns} == {"facenet-casia", "inception-resnet-v1"}
     assert all(c.config.weight_decay == 5e-4 and c.config.decay_factor == 0.1 for c in cfg.columns)
     assert all(c.config.arcface_scale == 64 and c.config.arcface_margin == 0.5 for c in cfg.columns)
-    assert cfg.restoration_models == ["facenet-casia", "dlib-resnet", "sface"] and cfg.restoration_data == "faces"
+    assert cfg.restoration_models == ["facenet-casia", "dlib-resnet", "sface", "facenet-msceleb", "mobilefacenet",
+                                      "mobilefacenet-fp"] and cfg.restoration_data == "faces"
