@@ -290,3 +290,16 @@ def test_e5_restoration_accepts_any_protector_spec(data_root: Path, cache_dir: P
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["models"]["isp"]["spec"] == "lowres:factor=8"
     assert any(k.split("|")[2].startswith("restored:") for k in manifest["notes"]["embeddings"])
+
+
+def test_lensless_inverse_deconvolves_with_the_known_mask() -> None:
+    """The registered inverse of a coded-mask capture brings it closer to the scene than the capture
+    itself (the weight is chosen on other images), and a plugin-free lookup finds it by name."""
+    train, x = smooth_images(4, side=63), as_tensor(smooth_images(3, side=63))
+    protector = build_protector("lensless:mask=random,noise=0")
+    (inverse,) = build_inverses(protector, train)
+    assert inverse.name == "lensless-inverse" and inverse.selection["rule"].startswith("lowest L1")
+    with torch.no_grad():
+        before = float((quantize(protector(x)) - x).abs().mean())
+        after = float((Attacked(protector, inverse, "inv")(x) - x).abs().mean())
+    assert after < 0.8 * before, (before, after)

@@ -19,7 +19,10 @@ and inverting: never on an evaluated identity.
 * ``defocus``: Wiener deconvolution with the known Gaussian kernel;
 * ``campro-isp``: the gamma LUT inverted per channel on its monotone segments (one candidate
   pre-image per segment an 8-bit level falls in; per level and channel the candidate closest in L1
-  to the TRAIN crops' true pre-images is kept), then the inverse CCM and the display gamma.
+  to the TRAIN crops' true pre-images is kept), then the inverse CCM and the display gamma;
+* ``lensless``: back to the sensor grid, Tikhonov/Wiener deconvolution with the known mask
+  (:func:`campro_bench.protectors.lensless.tikhonov_deconvolve`; the regularisation weight chosen on
+  TRAIN crops), then up to the crop size.
 """
 
 from __future__ import annotations
@@ -140,6 +143,43 @@ def defocus_inverse(protector: Protector, train_images: np.ndarray | None = None
     p = protector.params()
     candidates = [WienerDeconvolution(p["kernel"], p["sigma"], nsr) for nsr in (1e-4, 1e-3, 1e-2, 1e-1)]
     return select_on_train(protector, candidates, train_images, "defocus")
+
+
+# ----------------------------------------------------------------------------------------
+# lensless
+# ----------------------------------------------------------------------------------------
+class LenslessDeconvolution(ImageAttack):
+    """The known-mask deconvolution of a lensless capture, at the sensor's resolution."""
+
+    name = "lensless-inverse"
+
+    def __init__(self, mask: torch.Tensor, image_size: int, lam: float, iters: int = 100) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.detach().float().clone())
+        self.image_size, self.lam, self.iters = int(image_size), float(lam), int(iters)
+
+    def params(self) -> dict[str, Any]:
+        return {"lam": self.lam, "iters": self.iters}
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        return {**super().fingerprint_payload(), "image_size": self.image_size,
+                "mask": payload_digest(self.mask.cpu().double().numpy().tobytes().hex())}
+
+    def attack(self, images: torch.Tensor) -> torch.Tensor:
+        from ..protectors.lensless import tikhonov_deconvolve
+
+        h, w = images.shape[-2:]
+        sensor = F.interpolate(images, size=(self.image_size, self.image_size), mode="area")
+        restored = tikhonov_deconvolve(sensor, self.mask.to(images.device), self.lam, self.iters)
+        return F.interpolate(restored, size=(h, w), mode="bilinear", align_corners=False)
+
+
+@ATTACKS.register("lensless-inverse", kind="inverse", protector="lensless",
+                  description="Tikhonov/Wiener deconvolution with the known mask (weight chosen on TRAIN crops)")
+def lensless_inverse(protector: Protector, train_images: np.ndarray | None = None) -> ImageAttack:
+    mask, size = protector.mask, int(protector.image_size)  # type: ignore[attr-defined]
+    candidates = [LenslessDeconvolution(mask, size, lam) for lam in (1e-4, 1e-3, 1e-2)]
+    return select_on_train(protector, candidates, train_images, "lensless")
 
 
 # ----------------------------------------------------------------------------------------
