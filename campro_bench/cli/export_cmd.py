@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +9,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from ..errors import CamproError, InvalidFileError, MissingFileError
+from ..errors import CamproError
 from ..export import (
     export_android,
     export_dynamic_ccm,
@@ -19,16 +18,12 @@ from ..export import (
     resample_lut,
 )
 from ..io.atomic import atomic_write_json
+from ..io.jsonfile import read_json
 from ..protectors.isp import ISPParams, load_preset
 
 
 def _read_json(path: Path, what: str) -> object:
-    if not path.is_file():
-        raise MissingFileError(f"{what} file {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidFileError(f"{path}: not valid JSON ({exc})") from exc
+    return read_json(path, f"{what} file")
 
 
 def load_isp(source: str) -> ISPParams:

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidFileError, MissingFileError, UnknownNameError
+from ..errors import InvalidFileError, UnknownNameError
 from ..io.atomic import atomic_write_json
+from ..io.jsonfile import read_json
 from ..registries import PROTECTORS
 from .base import Protector
 
@@ -140,14 +141,7 @@ class ISPParams:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ISPParams":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"ISP parameter file {path} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidFileError(f"{path}: not valid JSON ({exc})") from exc
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "ISP parameter file"), source=str(Path(path)))
 
     @classmethod
     def from_tensors(

@@ -38,7 +38,6 @@ Bernoulli(1/2) binary), ``mseq`` (outer product of two maximal-length sequences,
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -51,6 +50,7 @@ from torch import nn
 
 from ..errors import InvalidFileError, MissingFileError, UnknownNameError
 from ..io.atomic import atomic_write_json
+from ..io.jsonfile import read_json
 from ..registries import PROTECTORS
 from .base import Protector
 
@@ -231,10 +231,7 @@ def load_mask_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, 
         except (ValueError, OSError, EOFError) as exc:
             raise InvalidFileError(f"{path}: not a readable .npy array ({exc})") from exc
         return validate_mask(data, str(path)), {}
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidFileError(f"{path}: not valid JSON ({exc})") from exc
+    payload = read_json(path, "lensless mask file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise InvalidFileError(f"{path}: not a lensless mask file (expected a JSON object with format {FORMAT_NAME!r})")
     if payload.get("format_version") != FORMAT_VERSION:
