@@ -73,26 +73,35 @@ def select_items(ds: FaceDataset, min_images_per_identity: int = 1,
     """Items of identities with at least ``min_images_per_identity`` images (optionally only
     ``image_ids``), their labels and the label -> identity name list."""
     items = ds.items()
-    if min_images_per_identity > 1:
-        counts: dict[str, int] = {}
-        for it in items:
-            counts[it.identity] = counts.get(it.identity, 0) + 1
-        items = [it for it in items if counts[it.identity] >= min_images_per_identity]
-    if image_ids is not None:
-        wanted = set(image_ids)
-        unknown = wanted - {it.image_id for it in items}
+    kept, labels, names = select_layout([(it.image_id, it.identity) for it in items], min_images_per_identity,
+                                        image_ids)
+    if image_ids is not None:  # kept = eligible ids among the wanted ones; the rest are unknown
+        unknown = set(image_ids) - {items[n].image_id for n in kept}
         if unknown:
             raise CamproError(f"{len(unknown)} image ids are not in dataset {ds.spec()}, e.g. {sorted(unknown)[0]}")
-        items = [it for it in items if it.image_id in wanted]
-    if not items:
+    if not kept:
         raise EmptyDatasetError(
             f"dataset {ds.spec()} has no identity with >= {min_images_per_identity} images"
         )
-    index: dict[str, int] = {}
-    for it in items:  # labels in dataset order of first appearance
-        index.setdefault(it.identity, len(index))
-    names = list(index)
-    return items, np.array([index[it.identity] for it in items], np.int64), names
+    return [items[n] for n in kept], labels, names
+
+
+def select_layout(index: Sequence[tuple[str, str]], min_images: int = 1,
+                  image_ids: Sequence[str] | None = None) -> tuple[list[int], np.ndarray, list[str]]:
+    """Positions in ``index`` (``(image id, identity)`` pairs, dataset order) of the images of
+    identities with at least ``min_images`` images (counted over the whole index), optionally only
+    ``image_ids``; their labels (identities numbered by first appearance) and the label -> name list.
+    The one labelling rule of the face pipeline and of the protocols that draw splits before embedding."""
+    counts: dict[str, int] = {}
+    for _, name in index:
+        counts[name] = counts.get(name, 0) + 1
+    wanted = None if image_ids is None else set(image_ids)
+    kept = [n for n, (image_id, name) in enumerate(index)
+            if counts[name] >= min_images and (wanted is None or image_id in wanted)]
+    slots: dict[str, int] = {}
+    for n in kept:
+        slots.setdefault(index[n][1], len(slots))
+    return kept, np.array([slots[index[n][1]] for n in kept], np.int64), list(slots)
 
 
 def is_identity(protector: Protector) -> bool:

@@ -104,15 +104,10 @@ class DatasetLayout:
     @classmethod
     def build(cls, index: Sequence[tuple[str, str]], min_images: int,
               image_ids: Sequence[str] | None = None) -> "DatasetLayout":
-        counts: dict[str, int] = {}
-        for _, name in index:
-            counts[name] = counts.get(name, 0) + 1
-        wanted = None if image_ids is None else set(image_ids)
-        kept = [(i, n) for i, n in index if counts[n] >= min_images and (wanted is None or i in wanted)]
-        slots: dict[str, int] = {}
-        for _, name in kept:
-            slots.setdefault(name, len(slots))
-        return cls([i for i, _ in kept], np.array([slots[n] for _, n in kept], np.int64), list(slots))
+        from ..faces.pipeline import select_layout
+
+        kept, labels, names = select_layout(index, min_images, image_ids)
+        return cls([index[n][0] for n in kept], labels, names)
 
     def used_by(self, splits: IdentificationSplits) -> list[str]:
         """Ids of the images some draw uses as gallery or probe, in dataset order."""
