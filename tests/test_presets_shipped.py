@@ -13,7 +13,7 @@ from campro_bench.protectors import build_protector
 from campro_bench.protectors.isp import ISPParams, list_presets
 
 PRESETS = Path(str(resources.files("campro_bench") / "presets"))
-TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1"]
+TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-restore-w1"]
 ABLATION_PAIR = ["casia-adv", "casia-protector-only"]
 
 
@@ -44,6 +44,17 @@ def test_omega_preset_differs_from_the_main_one_only_in_omega() -> None:
                for n in ("casia-adv", "casia-adv-w1")]
     assert {k for k in configs[0] if configs[0][k] != configs[1][k]} == {"omega"}
     assert configs[1]["omega"] == 1.0
+
+
+def test_restoration_preset_differs_from_the_omega_preset_only_in_the_restorer() -> None:
+    old, new = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
+                for n in ("casia-adv-w1", "casia-restore-w1")]
+    restorer_keys = {k for k in new if k.startswith("restor") or k == "lr_restorer"}
+    assert new["restorer"] == "unet" and new["restoration_weight"] == 1.0
+    assert {k for k in new if k not in restorer_keys and new[k] != old[k]} == set()
+    assert set(new) - set(old) == restorer_keys  # the older manifest predates the restorer
+    params = ISPParams.load(PRESETS / "isp" / "casia-restore-w1.json")
+    assert params.metadata["restorer"] == "unet"
 
 
 def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
