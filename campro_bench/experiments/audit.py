@@ -36,6 +36,7 @@ from ..attacks.base import Attacked, ImageAttack, build_attack, save_protector_c
 from ..attacks.cheap import default_sweep
 from ..attacks.inverses import build_inverses
 from ..errors import CamproError, UnknownNameError
+from ..io.hashing import ids_digest
 from ..privacy.cache import OutcomeCache
 from ..privacy.classifiers import build_classifier
 from ..privacy.evaluate import (
@@ -50,7 +51,6 @@ from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
-from ..training.data import ids_digest
 from . import audit_report
 from .base import ExperimentResult, RunContext
 from .common import check_protector

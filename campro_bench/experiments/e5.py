@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CamproError
+from ..io.hashing import ids_digest
 from ..privacy import evaluate
 from ..privacy.evaluate import ProtocolConfig, run_protocol, subset_image_ids
 from ..privacy.stats import summarize
 from ..registries import EXPERIMENTS
-from ..training.data import ids_digest
 from ..training.enhancer import resolve_isp
 from ..training.fr_retrain import EXTRACTORS
 from ..training.restoration import (

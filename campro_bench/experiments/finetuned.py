@@ -9,7 +9,6 @@ checkpoint's digest, so an altered or truncated entry is fine-tuned again.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from ..datasets.coco import PersonDataset
 from ..detection import PersonDetector
 from ..detection.checkpoint import load_checkpoint
 from ..detection.finetune import FinetuneConfig, train_detector
-from ..io.hashing import sha256_file
+from ..io.hashing import sha256_file, sha256_json
 from .base import RunContext
 
 
@@ -31,11 +30,9 @@ def finetune_config(spec: dict[str, Any]) -> FinetuneConfig:
 
 
 def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[str, Any], config: FinetuneConfig) -> str:
-    payload = json.dumps(
-        [detector.name, detector.weights_hash, protector_fingerprint, data["sha256"], data["images"], config.to_dict()],
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return sha256_json(
+        [detector.name, detector.weights_hash, protector_fingerprint, data["sha256"], data["images"], config.to_dict()]
+    )[:16]
 
 
 def detector_from_checkpoint(base: PersonDetector, path: Path) -> PersonDetector:

@@ -9,7 +9,6 @@ history) is cached under ``<cache>/e5/``, keyed by everything that determines it
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +18,10 @@ import numpy as np
 from ..errors import CamproError
 from ..faces.pipeline import aligned_crops
 from ..io import atomic_write_json
+from ..io.hashing import ids_digest, sha256_json
 from ..privacy.classifiers import build_classifier
 from ..privacy.identification import FeatureSet, identify_many
 from ..privacy.splits import IdentificationSplits, sample_splits, select_identities
-from ..training.data import ids_digest
 from ..training.fr_retrain import EXTRACTORS, RetrainConfig, build_extractor, embed, retrain
 from ..training.restoration import DATA_KINDS
 from .base import RunContext
@@ -154,7 +153,7 @@ def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentityS
                                                                  ("dataset_fingerprint", "detector", "alignment")},
                    "eval_every_epoch": cfg.eval_every_epoch, "classifier": cfg.classifier,
                    "splits": [cfg.seed, cfg.repeats], "version": 1}
-    key = hashlib.sha256(json.dumps(key_payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = sha256_json(key_payload)[:16]
     cache = ctx.cache_dir / "e5" / f"retrain-{column.extractor}-{key}"
     if cache.with_suffix(".npz").is_file() and cache.with_suffix(".json").is_file():
         embeddings = np.load(cache.with_suffix(".npz"))["embeddings"]
