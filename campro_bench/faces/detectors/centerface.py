@@ -17,7 +17,7 @@ import numpy as np
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
 from ..detection import Faces, ThresholdDetector, nms
-from ..runtime import prepare_onnx, onnx_session
+from ...runtime import prepare_onnx, onnx_session
 
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 

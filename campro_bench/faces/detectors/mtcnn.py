@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...registries import FACE_DETECTORS
-from ..runtime import torch_threads
+from ...runtime import torch_threads
 from ..detection import FaceDetector, Faces
 
 LENIENT = (0.5, 0.5, 0.5)

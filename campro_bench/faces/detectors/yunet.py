@@ -16,7 +16,7 @@ import numpy as np
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
 from ..detection import Faces, ThresholdDetector, nms
-from ..runtime import onnx_session, prepare_onnx
+from ...runtime import onnx_session, prepare_onnx
 
 MODEL_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
 INPUT = 640
