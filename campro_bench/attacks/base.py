@@ -127,7 +127,6 @@ class Restored(Protector):
     """``restored:base=PROTECTOR.json,weights=UNET.pt``: the protector of ``base`` (a JSON config
     ``{"name": ..., **params}``), 8-bit rounding, then the restoration U-Net of ``weights``."""
 
-    name = "restored"
     differentiable = False
 
     def __init__(self, base: Path, weights: Path) -> None:

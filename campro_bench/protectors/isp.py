@@ -250,7 +250,6 @@ class CamproISP(Protector):
     With no argument it is the ``identity`` preset (output = de-gammed input).
     """
 
-    name = "campro-isp"
     differentiable = True
 
     def __init__(

