@@ -397,3 +397,114 @@ def test_ensemble_with_two_alignments_trains_and_records_each_model(tmp_path: Pa
                    TinyDetector(), tmp_path / "bad")
     with pytest.raises(CamproError, match="names a model twice"):
         toy_config(attacker="tiny-attacker, tiny-attacker").check()
+
+
+# ----------------------------------------------------------------------------------------
+# the restoration adversary (train isp --restorer unet)
+# ----------------------------------------------------------------------------------------
+def restorer_config(**overrides) -> ISPTrainConfig:
+    base = dict(restorer="unet", restorer_channels=4, restorer_depth=2, restorer_warmup_steps=40,
+                lr_restorer=1e-2, restoration_weight=1.0)
+    base.update(overrides)
+    return toy_config(**base)
+
+
+def test_straight_through_rounding_is_8_bit_forward_and_identity_backward() -> None:
+    from campro_bench.training.losses import quantize8, quantize8_straight_through
+
+    x = torch.tensor([0.1234, 0.5, 0.9999, 1.3, -0.2], requires_grad=True)
+    y = quantize8_straight_through(x)
+    assert torch.equal(y.detach(), quantize8(x.detach()))
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]  # clamped values get none
+
+
+def test_restorer_learns_to_invert_the_isp_and_judges_score_restored_faces(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, restorer_config(restorer_warmup_steps=80))
+    trainer.run_warmup()
+    with torch.no_grad():  # a camera that scrambles colour (invertible): raw identities are lost in it
+        trainer.isp.ccm.copy_(torch.tensor([[0.1, 0.9, 0.0], [0.0, 0.2, 0.8], [0.7, 0.0, 0.3]]))
+    trainer.start_restorer()
+    rows = trainer.restoration.warmup_rows
+    assert len(rows) == 80
+    assert np.mean([r["r_l1"] for r in rows[-10:]]) < 0.6 * np.mean([r["r_l1"] for r in rows[:10]])
+    val = trainer.validate()
+    assert val["val_acc_protected"] <= 0.5  # the warmed-up F does not see through the camera
+    assert val["val_acc_restored"] >= val["val_acc_protected"] + 0.3  # R inverts it for the judges
+    assert (tmp_path / "restorer_warmup.csv").is_file()
+
+
+def test_restoration_loss_moves_the_isp_through_the_restorer(tmp_path: Path) -> None:
+    from campro_bench.training.isp_restoration import restoration_privacy_loss
+
+    trainer = make_trainer(tmp_path, restorer_config(restorer_warmup_steps=80))
+    trainer.run_warmup()
+    trainer.start_restorer()
+    restorer = copy.deepcopy(trainer.restoration.net.state_dict())
+    before = trainer.validate()["val_acc_restored"]
+    trainer.restoration.optimizer.zero_grad(set_to_none=True)
+    optimizer = torch.optim.Adam([trainer.isp.ccm, trainer.isp.lut], lr=0.05)
+    for _ in range(40):  # C alone against the fixed R and judges
+        xs, y = trainer._faces(*trainer.samplers["protect"].next())
+        loss, _ = restoration_privacy_loss(trainer.restoration, trainer._protect(xs), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        trainer.isp.project_(trainer.config.ccm_bound)
+    assert trainer.validate()["val_acc_restored"] <= before - 0.3
+    assert all(torch.equal(v, trainer.restoration.net.state_dict()[k]) for k, v in restorer.items())  # R fixed
+    assert all(p.grad is None for p in trainer.restoration.net.parameters())
+
+
+def test_zero_restoration_weight_is_the_papers_algorithm_exactly(tmp_path: Path) -> None:
+    paper = make_trainer(tmp_path / "paper", toy_config(iterations=4))
+    paper.run()
+    off = make_trainer(tmp_path / "off", restorer_config(iterations=4, restoration_weight=0.0))
+    off.run()
+    on = make_trainer(tmp_path / "on", restorer_config(iterations=4, restoration_weight=1.0))
+    on.run()
+    for name in ("isp", "attacker", "head", "detector"):
+        assert states_equal(getattr(paper, name), getattr(off, name)), name
+    assert not states_equal(paper.isp, on.isp)  # the term does act when weighted
+    assert all({"l_rs", "acc_restored", "r_l1"} <= r.keys() for r in off.rows)
+    shared = [{k: v for k, v in r.items() if k in p and k not in ("seconds", "objective")} for r, p in zip(off.rows, paper.rows)]
+    assert shared == [{k: v for k, v in p.items() if k not in ("seconds", "objective")} for p in paper.rows]
+
+
+def test_judges_are_the_warmed_up_attacker_frozen(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, restorer_config(iterations=3))
+    trainer.run_warmup()
+    warmed = copy.deepcopy(trainer.attacker)
+    trainer.run()
+    assert states_equal(warmed, trainer.restoration.judges[0])
+    assert not states_equal(warmed, trainer.attacker)  # F itself went on adapting
+    assert all(not p.requires_grad for p in trainer.restoration.judges[0].parameters())
+
+
+def test_resumed_run_with_restorer_is_bit_identical(tmp_path: Path) -> None:
+    whole = make_trainer(tmp_path / "whole", restorer_config(iterations=5))
+    whole.run()
+    first = make_trainer(tmp_path / "split", restorer_config(iterations=2))
+    first.run()
+    second = make_trainer(tmp_path / "split", restorer_config(iterations=5))
+    second.resume()
+    second.run()
+    for name in ("isp", "attacker", "head", "detector"):
+        assert states_equal(getattr(whole, name), getattr(second, name)), name
+    assert states_equal(whole.restoration.net, second.restoration.net)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(whole.rows) == strip(second.rows) and whole.val_rows == second.val_rows
+
+
+def test_restorer_outputs_and_bad_restorer_name(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, restorer_config(iterations=2, val_every=1))
+    trainer.run()
+    manifest = trainer.finish()
+    params = ISPParams.load(tmp_path / "isp.json")
+    assert params.metadata["restorer"] == "unet" and params.metadata["restoration_weight"] == 1.0
+    assert manifest["metrics"]["restorer_warmup_steps"] == 40
+    assert all("val_acc_restored" in v for v in trainer.val_rows) and len(trainer.val_rows) == 3
+    assert "train_last10pct_acc_restored" in manifest["metrics"]
+    with pytest.raises(CamproError, match="restorer must be one of none, unet, got 'gan'") as info:
+        toy_config(restorer="gan").check()
+    assert "\n" not in str(info.value)

@@ -163,6 +163,9 @@ def train_isp_command(
     max_person_images: int = typer.Option(0, help="> 0: seeded subset of the person images"),
     checkpoint_every: int = typer.Option(50, help="iterations between checkpoints"),
     val_every: int = typer.Option(50, help="iterations between validations (0: start and end only)"),
+    restorer: str = typer.Option("none", help="restoration adversary in the loop: none (the paper) or unet "
+                                 "(a U-Net inverts the ISP; the ISP is also trained against its restored faces)"),
+    restoration_weight: float = typer.Option(1.0, help="weight of L_rs, the privacy loss on restored faces"),
     out: Path = typer.Option(Path("results/train-isp"), help="output folder"),
     resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoint.pt"),
     data_root: Optional[str] = typer.Option(None, help="data root (default $CAMPRO_BENCH_DATA)"),
@@ -177,7 +180,8 @@ def train_isp_command(
 
     config = resolve_config(ctx, ISPTrainConfig, "train isp", config_file, set_)
     console = Console(stderr=True)
-    labels = {"head-init": "head init: embed raw crops", "warmup": "warm-up steps (at most)"}
+    labels = {"head-init": "head init: embed raw crops", "warmup": "warm-up steps (at most)",
+              "restorer-warmup": "restorer warm-up steps"}
     with contextlib.ExitStack() as stages:
         current: dict[str, object] = {}
 

@@ -51,6 +51,10 @@ every step (a max passes gradient to one model per step and switches between the
 (Dong et al., CVPR 2018). Logged accuracies and losses are means over the models, and validation
 also logs each model's accuracy. One attacker gives exactly the single-model algorithm.
 
+Restoration adversary (``restorer = "unet"``, beyond the paper): a U-Net R trained in the loop to
+invert the current ISP, and a protector term ``L_rs`` (``L_ns`` of frozen warmed-up copies of F and H
+on R's restored faces, weight ``restoration_weight``); see :mod:`~campro_bench.training.isp_restoration`.
+
 Held-out honesty: validation images are other images of the training identities (split by image,
 :func:`~campro_bench.training.data.split_by_image`); the attacker's accuracy on them (8-bit
 protected and raw) is logged every ``val_every`` iterations and never used to choose anything.
@@ -63,7 +67,6 @@ logs; a resumed run continues bit-identically to an uninterrupted one (same devi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -91,6 +94,8 @@ from .checkpoint import (
     set_rng_state,
 )
 from .data import EpochSampler, FaceTrainingData, PersonTrainingData
+from .isp_restoration import RESTORERS, RestorationAdversary, restoration_privacy_loss, restored_accuracy
+from .losses import frozen, non_saturating_loss, quantize8
 from .report import Panel, moving_average, plot_panels, save_image_grid, training_manifest, write_csv
 
 TRAINER = "isp"
@@ -149,6 +154,14 @@ class ISPTrainConfig:
     checkpoint_every: int = option(50, ge=1, help="iterations between checkpoints")
     val_every: int = option(50, ge=0, help="iterations between validations (0: start and end only)")
     log_every: int = option(10, ge=1, help="iterations between log rows")
+    # the restoration adversary (beyond the paper; training/isp_restoration.py)
+    restorer: str = option("none", help="restoration adversary R in the loop: none (the paper) or unet")
+    restoration_weight: float = option(1.0, ge=0.0, le=1e3, help="weight lambda_R of L_rs, L_ns on restored faces")
+    restorer_steps: int = option(1, ge=1, le=1000, help="R steps per iteration")
+    restorer_warmup_steps: int = option(200, ge=0, le=1_000_000, help="R steps on the initial ISP before iteration 1")
+    lr_restorer: float = option(1e-3, gt=0.0, le=10.0, help="Adam learning rate of R")
+    restorer_channels: int = option(12, ge=1, le=256, help="U-Net base channels of R")
+    restorer_depth: int = option(4, ge=2, le=8, help="U-Net levels of R")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +179,8 @@ class ISPTrainConfig:
             raise CamproError(f"attacker must name one or more models, got {self.attacker!r}")
         if len(set(names)) != len(names):
             raise CamproError(f"attacker names a model twice: {self.attacker!r}")
+        if self.restorer not in RESTORERS:
+            raise CamproError(f"restorer must be one of {', '.join(RESTORERS)}, got {self.restorer!r}")
 
     def attackers(self) -> list[str]:
         """The attacker names (``attacker`` is one name or several separated by commas)."""
@@ -201,32 +216,6 @@ class ProxyHead(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.linear(embeddings * self.scale)
-
-
-def non_saturating_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``L_ns = -log(1 - p_y)`` per example, computed stably as
-    ``logsumexp(z) - logsumexp(z without z_y)``."""
-    mask = F.one_hot(labels, logits.shape[1]).bool()
-    return torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(mask, float("-inf")), 1)
-
-
-def quantize8(images: torch.Tensor) -> torch.Tensor:
-    """Round to 8-bit levels, as a camera outputs its images."""
-    return images.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
-
-
-@contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Parameters of ``modules`` do not require grad inside the block (input gradients still flow)."""
-    params = [p for m in modules for p in m.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
 
 
 def _accuracy(logits: list[torch.Tensor], labels: torch.Tensor) -> float:
@@ -307,6 +296,9 @@ class ISPTrainer:
             "protect": EpochSampler(n_train, c.batch_size, c.seed, 2, c.hflip),
             "person": EpochSampler(len(person_data), c.person_batch_size, c.seed, 3, c.hflip),
         }
+        self.restoration = (RestorationAdversary(c.restorer_channels, c.restorer_depth, c.lr_restorer, n_train,
+                                                 c.batch_size, c.seed, c.hflip, self.device)
+                            if c.restorer == "unet" else None)
         self.phase = "warmup" if c.warmup_max_epochs > 0 else "adversarial"
         self.iteration = 0
         self.rows: list[dict[str, Any]] = []
@@ -327,6 +319,14 @@ class ISPTrainer:
             if id(data) not in made:
                 made[id(data)], y = data.batch(indices, flips, split=split, device=self.device)
         return [made[id(data)] for data in self.face_sets], y
+
+    def _protect(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
+        """C applied to each attacker's crops (once per distinct crop tensor)."""
+        made: dict[int, torch.Tensor] = {}
+        for x in crops:
+            if id(x) not in made:
+                made[id(x)] = self.isp(x)
+        return [made[id(x)] for x in crops]
 
     def _logits(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each attacker's proxy-head logits on its own crops."""
@@ -354,18 +354,25 @@ class ISPTrainer:
         ensemble, L_ns is the mean of the models' L_ns."""
         c = self.config
         xs, y = self._faces(*self.samplers["protect"].next())
+        captured = self._protect(xs)
         with frozen(self.attacker, self.head):
-            logits = self._logits([self.isp(x) for x in xs])
+            logits = self._logits(captured)
         l_ns = torch.stack([non_saturating_loss(z, y).mean() for z in logits]).mean()
+        restored: dict[str, float] = {}
+        g_rs: Sequence[torch.Tensor | None] = (None, None)
+        isp_params = [self.isp.ccm, self.isp.lut]
+        if self.restoration is not None:
+            l_rs, judged = restoration_privacy_loss(self.restoration, captured, y)
+            g_rs = torch.autograd.grad(l_rs, isp_params, retain_graph=True)
+            restored = {"l_rs": float(l_rs.detach()), "acc_restored": _accuracy(judged, y)}
         images, boxes = self.person_data.batch(*self.samplers["person"].next(), device=self.device)
         from ..detection import person_targets
 
         det = self.detector.loss_components(self.isp(images), person_targets(boxes))
-        isp_params = [self.isp.ccm, self.isp.lut]
         g_ns = torch.autograd.grad(l_ns, isp_params)
         g_det = torch.autograd.grad(det["total"], isp_params + self.det_params, allow_unused=True)
-        for p, a, b in zip(isp_params, g_ns, g_det[:2]):
-            p.grad = a + c.omega * b
+        for p, a, r, b in zip(isp_params, g_ns, g_rs, g_det[:2]):
+            p.grad = a + c.omega * b if r is None else a + c.restoration_weight * r + c.omega * b
         for p, g in zip(self.det_params, g_det[2:]):
             p.grad = torch.zeros_like(p) if g is None else g
         self.optimizers["isp"].step()
@@ -379,7 +386,9 @@ class ISPTrainer:
             "acc_protected": _accuracy(logits, y),
             "l_det": float(det["total"].detach()), "l_cls": float(det["cls"].detach()),
             "l_box": float(det["box"].detach()),
-            "objective": float(l_ns.detach()) + c.omega * float(det["total"].detach()),
+            **restored,
+            "objective": (float(l_ns.detach()) + c.restoration_weight * restored.get("l_rs", 0.0)
+                          + c.omega * float(det["total"].detach())),
         }
 
     # phases -----------------------------------------------------------------------------
@@ -439,6 +448,9 @@ class ISPTrainer:
         if not self.config.protector_only:
             attack = _mean([self.attacker_step() for _ in range(self.config.m)])
             row.update(attacker_ce=attack["ce"], attacker_acc=attack["acc"])
+        if self.restoration is not None:
+            row.update(_mean([self.restoration.restorer_step(self.isp, self._restorer_batch(self.restoration.sampler))
+                              for _ in range(self.config.restorer_steps)]))
         row.update(_mean([self.protector_step() for _ in range(self.config.n)]))
         row["seconds"] = time.perf_counter() - start
         self.iteration += 1
@@ -460,6 +472,14 @@ class ISPTrainer:
         self.detector.train()
         result["person_l_det"] = total / len(persons)
         names, count = self._names(), len(data.val_labels)
+        if self.restoration is not None and self.restoration.ready and count:
+            correct_r = np.zeros(len(names))
+            for s in range(0, count, 64):
+                xs, y = self._faces(np.arange(s, min(s + 64, count)), split="val")
+                correct_r += restored_accuracy(self.restoration, self._protect(xs), y)
+            result["val_acc_restored"] = float(correct_r.mean()) / count
+            if len(names) > 1:
+                result.update({f"val_acc_restored[{model}]": float(v) / count for model, v in zip(names, correct_r)})
         for name, protect in (("protected", True), ("raw", False)):
             if count == 0:
                 break
@@ -538,6 +558,26 @@ class ISPTrainer:
             discard(cached)  # absent, or altered since it was written
             save_training_checkpoint(cached, "isp-warmup", self.warmup_key(), self._warmup_state(), sealed=True)
 
+    def _restorer_batch(self, sampler: EpochSampler) -> list[torch.Tensor]:
+        """R's next batch of raw training crops (one tensor per attacker; shared alignments shared)."""
+        xs, _ = self._faces(*sampler.next())
+        return xs
+
+    def start_restorer(self, progress: ProgressCallback | None = None) -> None:
+        """Freeze the warmed-up attackers as R's judges and train R on the initial ISP (once)."""
+        adversary = self.restoration
+        if adversary is None or self.iteration > 0:
+            return
+        if not adversary.ready:
+            adversary.take_judges(self.attackers, self.heads)
+        steps = self.config.restorer_warmup_steps
+        while len(adversary.warmup_rows) < steps:
+            adversary.warmup(self.isp, self._restorer_batch, min(steps, len(adversary.warmup_rows) + 50))
+            if progress is not None:
+                progress("restorer-warmup", len(adversary.warmup_rows), steps)
+        if adversary.warmup_rows:
+            write_csv(self.out / "restorer_warmup.csv", adversary.warmup_rows)
+
     # checkpoints ------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
@@ -550,6 +590,7 @@ class ISPTrainer:
             "detector": self.detector.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
+            "restoration": self.restoration.state_dict() if self.restoration is not None else None,
             "rng": rng_state(), "rows": self.rows, "val_rows": self.val_rows, "warmup_rows": self.warmup_rows,
             "head_init": self.head_init,
             "elapsed": self.elapsed + time.perf_counter() - self._started,
@@ -571,6 +612,8 @@ class ISPTrainer:
             opt.load_state_dict(state["optimizers"][k])
         for k, sampler in self.samplers.items():
             sampler.load_state_dict(state["samplers"][k])
+        if self.restoration is not None:
+            self.restoration.load_state_dict(state["restoration"], self.attackers, self.heads, str(path))
         set_rng_state(state["rng"])
         self.phase, self.iteration = state["phase"], int(state["iteration"])
         self.rows = list(state["rows"])
@@ -596,6 +639,7 @@ class ISPTrainer:
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         self.run_warmup(progress)
+        self.start_restorer(progress)
         if self.iteration == 0 and not any(r["iteration"] == 0 for r in self.val_rows):
             self.validate()  # the starting point: warmed-up attacker, initial ISP
         while self.iteration < c.iterations:
@@ -617,7 +661,8 @@ class ISPTrainer:
     def summary(self) -> dict[str, Any]:
         """Final metrics: last validation, means over the last 10% of iterations, warm-up."""
         tail = self.rows[-max(1, len(self.rows) // 10):] if self.rows else []
-        keys = ("acc_protected", "attacker_acc", "l_ns", "ce_protected", "l_det", "l_cls", "l_box")
+        keys = ("acc_protected", "attacker_acc", "l_ns", "ce_protected", "l_det", "l_cls", "l_box",
+                "acc_restored", "l_rs", "r_l1")
         last = {f"train_last10pct_{k}": float(np.mean([r[k] for r in tail])) for k in keys if tail and k in tail[0]}
         first_det = float(np.mean([r["l_det"] for r in self.rows[:max(1, len(self.rows) // 10)]])) if self.rows else None
         val = self.val_rows[-1] if self.val_rows else {}
@@ -633,6 +678,7 @@ class ISPTrainer:
             "warmup_source": self.warmup_source,
             "wall_seconds": self.elapsed + time.perf_counter() - self._started,
             "seconds_per_iteration": float(np.mean([r["seconds"] for r in self.rows])) if self.rows else None,
+            **(self.restoration.summary() if self.restoration is not None else {}),
         }
 
     def params(self) -> ISPParams:
@@ -646,6 +692,8 @@ class ISPTrainer:
             "person_detector": c.person_detector, "init": c.init, "ccm_bound": c.ccm_bound,
             "selection": "last iterate",
         }
+        if c.restorer != "none":
+            meta.update(restorer=c.restorer, restoration_weight=c.restoration_weight)
         return ISPParams.from_tensors(self.isp.ccm, self.isp.lut, self.isp.degamma_exponent, **meta)
 
     def finish(self, data_info: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -694,12 +742,18 @@ class ISPTrainer:
         acc.series["protected, protector-step batches"] = (it, moving_average([r["acc_protected"] for r in rows], window))
         if rows and "attacker_acc" in rows[0]:
             acc.series["protected, attacker-step batches"] = (it, moving_average([r["attacker_acc"] for r in rows], window))
-        for name in ("protected", "raw"):
-            if val and f"val_acc_{name}" in val[0]:
+        if rows and "acc_restored" in rows[0]:
+            acc.series["restored (judges), protector-step batches"] = (
+                it, moving_average([r["acc_restored"] for r in rows], window))
+        for name in ("protected", "raw", "restored"):
+            if val and f"val_acc_{name}" in val[-1]:
                 acc.series[f"validation, {name}"] = ([v["iteration"] for v in val], [v[f"val_acc_{name}"] for v in val])
         loss = Panel("privacy losses (moving average)", ylabel="loss", logy=True)
         loss.series["L_ns = -log(1 - p_y)"] = (it, moving_average([r["l_ns"] for r in rows], window))
         loss.series["L_ce on protected"] = (it, moving_average([r["ce_protected"] for r in rows], window))
+        if rows and "l_rs" in rows[0]:
+            loss.series["L_rs = L_ns on restored faces"] = (it, moving_average([r["l_rs"] for r in rows], window))
+            loss.series["R's L1 to the raw crop"] = (it, moving_average([r["r_l1"] for r in rows], window))
         det = Panel("person detection loss L_det (moving average)", ylabel="loss")
         for key in ("l_det", "l_cls", "l_box"):
             det.series[f"{key} (train batches)"] = (it, moving_average([r[key] for r in rows], window))
