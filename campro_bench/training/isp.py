@@ -67,12 +67,10 @@ logs; a resumed run continues bit-identically to an uninterrupted one (same devi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +81,7 @@ from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
 from ..io import tensor_to_uint8
 from ..io.atomic import atomic_write_json
+from ..io.hashing import sha256_json
 from ..io.sealed import discard, verify_sealed
 from ..protectors.isp import CamproISP, ISPParams, load_preset
 from .checkpoint import (
@@ -522,7 +521,7 @@ class ISPTrainer:
     def _warmup_file(self) -> Path | None:
         if self.warmup_cache is None:
             return None
-        digest = hashlib.sha256(json.dumps(self.warmup_key(), sort_keys=True, default=str).encode()).hexdigest()[:24]
+        digest = sha256_json(self.warmup_key())[:24]
         return self.warmup_cache / f"{digest}.pt"
 
     def _warmup_state(self) -> dict[str, Any]:
