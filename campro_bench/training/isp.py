@@ -96,7 +96,8 @@ from .losses import non_saturating_loss  # noqa: F401  (re-exported: part of thi
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``"head-init"`` (crops embedded), ``"warmup"`` (steps, out of
-the most the warm-up may take) or ``"train"`` (iterations)."""
+the most the warm-up may take), ``"restorer-warmup"`` (R's steps on the initial ISP, with ``--restorer``)
+or ``"train"`` (iterations)."""
 
 
 # ----------------------------------------------------------------------------------------
