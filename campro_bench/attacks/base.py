@@ -23,8 +23,6 @@ probes by a spec string whatever the protector.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +30,7 @@ import torch
 
 from ..errors import CamproError, InvalidFileError
 from ..io.atomic import atomic_write_json
+from ..io.hashing import sha256_json
 from ..io.jsonfile import read_json
 from ..protectors.base import Protector, build_protector
 from ..registries import ATTACKS, PROTECTORS
@@ -128,7 +127,6 @@ class Restored(Protector):
     """``restored:base=PROTECTOR.json,weights=UNET.pt``: the protector of ``base`` (a JSON config
     ``{"name": ..., **params}``), 8-bit rounding, then the restoration U-Net of ``weights``."""
 
-    name = "restored"
     differentiable = False
 
     def __init__(self, base: Path, weights: Path) -> None:
@@ -156,4 +154,4 @@ class Restored(Protector):
 
 
 def payload_digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return sha256_json(payload)[:16]

@@ -25,8 +25,6 @@ CHANNEL_ORDERS = tuple("".join(p) for p in permutations("rgb") if "".join(p) != 
 class Grayscale(ImageAttack):
     """Drop colour: a protector that hides identity in colour mixing loses its effect."""
 
-    name = "grayscale"
-
     def attack(self, images: torch.Tensor) -> torch.Tensor:
         return kornia.color.rgb_to_grayscale(images).expand_as(images)
 
@@ -35,8 +33,6 @@ class Grayscale(ImageAttack):
 class HistogramEqualisation(ImageAttack):
     """Per-channel global histogram equalisation: undoes monotone tone curves up to quantisation."""
 
-    name = "histeq"
-
     def attack(self, images: torch.Tensor) -> torch.Tensor:
         return kornia.enhance.equalize(images)
 
@@ -44,8 +40,6 @@ class HistogramEqualisation(ImageAttack):
 @ATTACKS.register("clahe", kind="blind", description="contrast-limited adaptive histogram equalisation (kornia)")
 class Clahe(ImageAttack):
     """CLAHE per channel (``clip`` limit, ``grid`` x ``grid`` tiles)."""
-
-    name = "clahe"
 
     def __init__(self, clip: float = 2.0, grid: int = 4) -> None:
         super().__init__()
@@ -64,8 +58,6 @@ class Clahe(ImageAttack):
 class Gamma(ImageAttack):
     """``x ** value``: brightens (< 1) or darkens (> 1) a protector's tone curve."""
 
-    name = "gamma"
-
     def __init__(self, value: float = 0.5) -> None:
         super().__init__()
         if value <= 0:
@@ -82,8 +74,6 @@ class Gamma(ImageAttack):
 @ATTACKS.register("permute", kind="blind", description="colour-channel permutation (order=bgr, gbr, ...)")
 class ChannelPermutation(ImageAttack):
     """Reorder the colour channels: ``order`` names the output channels from the input ``rgb``."""
-
-    name = "permute"
 
     def __init__(self, order: str = "bgr") -> None:
         super().__init__()

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from .. import paths
-from ..experiments.runner import resolve_device
+from ..context import resolve_device
 from ..progress import stage_progress
 from .config_options import config_file_option, resolve_config, set_option
 
@@ -117,8 +117,8 @@ def train_enhancer_command(
 ) -> None:
     """Train the CamPro image enhancer (U-Net, face-masked L1 of Eq. 8) for an ISP; see
     campro_bench/training/enhancer.py for the outputs."""
-    from ..experiments.base import RunContext
-    from ..experiments.manifest import Manifest
+    from ..context import RunContext
+    from ..manifest import Manifest
     from ..training.enhancer import EnhancerJob, train_enhancer
     from ..training.unet import UNetTrainConfig
 

@@ -26,6 +26,7 @@ from torchvision.ops import nms
 
 from ..errors import InvalidFileError, MissingFileError
 from ..registries import PERSON_DETECTORS
+from ..runtime import onnx_session
 from .base import PERSON_LABEL, DetectorContract, DetectorOutput, Detections, PersonDetector
 from .checkpoint import file_sha256
 
@@ -77,14 +78,9 @@ class YoloOnnxDetector(PersonDetector):
     """An ultralytics YOLO ONNX export as a (non-differentiable) :class:`PersonDetector`."""
 
     def __init__(self, path: Path, contract: DetectorContract, device: torch.device = torch.device("cpu")) -> None:
-        import onnxruntime as ort
-
         super().__init__(contract, file_sha256(path)[:16])
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            self.session = onnx_session(path, device)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise InvalidFileError(f"cannot load ONNX model {path}: {exc}") from exc
         inputs = self.session.get_inputs()

@@ -14,7 +14,6 @@ Weights are stored as ``{"format": "campro-enhancer", "format_version": 1, "conf
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -152,9 +151,3 @@ def load_enhancer(path: str | os.PathLike[str], map_location: str | torch.device
     model = model.to(map_location)
     model.metadata = dict(payload.get("metadata", {}))  # type: ignore[attr-defined]
     return model.eval()
-
-
-def serialized_size(model: UNet) -> int:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes

@@ -36,7 +36,6 @@ def enhancer_preset_path(name: str) -> Path:
 class CamproEnhanced(Protector):
     """ISP (captured image) then U-Net (enhanced image); differentiable end to end."""
 
-    name = "campro-enhanced"
     differentiable = True
 
     def __init__(

@@ -1,7 +1,8 @@
 """Experiments E1-E5 and friends: declarative specs, a runner, manifests and tables."""
 
-from .base import ExperimentResult, RunContext
-from .manifest import Manifest
+from ..context import RunContext
+from ..manifest import Manifest
+from .base import ExperimentResult
 from .runner import run_experiment
 from .spec import apply_overrides, load_spec
 

@@ -11,7 +11,7 @@ mean, std and t-interval over the seeded gallery/probe draws, with the multiple 
 4. ``restoration``: E5's restoration U-Net trained on (protect(x), x) of TRAIN faces; restored
    probes against a raw and against a restored gallery;
 5. ``retrain``: E5's re-training of a differentiable extractor on protected TRAIN faces
-   (:func:`campro_bench.experiments.e5.run_column`), protected gallery and probes.
+   (:func:`campro_bench.experiments.whitebox.run_column`), protected gallery and probes.
 
 Identities are split by name: EVAL = the first ``eval_identities`` identities with >=
 ``min_images`` images (E1's subset rule), TRAIN = the next ``train_identities`` others. Every
@@ -25,20 +25,18 @@ is selected on EVAL identities), with its interval and the rung that reached it.
 
 from __future__ import annotations
 
-import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..attacks.base import Attacked, ImageAttack, build_attack, save_protector_config
 from ..attacks.cheap import default_sweep
 from ..attacks.inverses import build_inverses
 from ..errors import CamproError, UnknownNameError
+from ..io.hashing import ids_digest
 from ..privacy.cache import OutcomeCache
 from ..privacy.classifiers import build_classifier
 from ..privacy.evaluate import (
@@ -53,8 +51,10 @@ from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
-from ..training.data import ids_digest
+from . import audit_report
 from .base import ExperimentResult, RunContext
+from .common import check_protector
+from .whitebox import E5Config, IdentitySplit, run_column
 
 RUNGS = ("black-box", "gray-box", "cheap", "restoration", "retrain")
 REFERENCE = "reference"
@@ -142,26 +142,6 @@ class AuditConfig:
         if cfg.eval_identities < 2 or cfg.train_identities < 1 or cfg.repeats < 1:
             raise CamproError("audit needs eval_identities >= 2, train_identities >= 1 and repeats >= 1")
         return cfg
-
-
-def check_protector(spec: str) -> Protector:
-    """Build ``spec`` and check it runs on face crops (shape, range, finiteness), in one error line."""
-    protector = build_protector(spec)
-    for side in (112, 160):
-        x = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(side))
-        try:
-            with torch.no_grad():
-                y = protector(x)
-        except Exception as exc:  # a plugin may raise anything: report it as bad input
-            raise CamproError(f"protector '{spec}' cannot run on {side}x{side} face crops: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(y, torch.Tensor) or y.shape != x.shape or not y.is_floating_point():
-            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise CamproError(f"protector '{spec}' cannot run on face crops: {tuple(x.shape)} in gave {got} out "
-                              "(a protector returns a float batch of the input's shape)")
-        if not bool(torch.isfinite(y).all()) or float(y.min()) < -1e-3 or float(y.max()) > 1 + 1e-3:
-            raise CamproError(f"protector '{spec}' cannot run on face crops: its output leaves [0, 1] or is not finite")
-    return protector
 
 
 def check_retrain(cfg: AuditConfig) -> None:
@@ -346,8 +326,6 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: A
 def retrain_rows(cfg: AuditConfig, spec: str, protector: Protector, split: AuditSplit,
                  ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rung 5: E5's re-training column for any protector (short schedule by default)."""
-    from .e5 import E5Config, IdentitySplit, run_column
-
     options = {"epochs": 2, "batch_size": 32, "lr": 0.01, "loss": "softmax", **cfg.retrain}
     extractor = str(options.pop("extractor"))
     seed = int(options.pop("seed", cfg.seed))
@@ -407,8 +385,7 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
     """Person AP (E3) and PSNR (E4) kept by each protector: read from earlier E3/E4 tables
     (``utility.e3`` / ``utility.e4`` paths); a PSNR not found there is computed with E4 on
     ``utility.psnr_images`` images; an AP not found stays empty (E3 fine-tunes a detector)."""
-    from .e4 import run_e4
-
+    run_e4 = EXPERIMENTS.get("e4")  # the E4 experiment itself, through the registry
     e3 = [str(p) for p in cfg.utility.get("e3", [])]
     e4 = [str(p) for p in cfg.utility.get("e4", [])]
     rows = []
@@ -426,17 +403,11 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def slug(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
-
-
 # ----------------------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------------------
 @EXPERIMENTS.register("audit", protocol="audit", description="worst-case privacy audit: attacker ladder per protector")
 def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
-    from . import audit_report
-
     cfg = AuditConfig.from_spec(spec)
     protectors = {s: check_protector(s) for s in cfg.protectors}  # bad input fails before any work
     for name in cfg.classifiers:
@@ -491,8 +462,3 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
                             notes=audit_report.summary_notes(cfg, split), extra_files=files)
 
-
-def figure_png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    return buffer.getvalue()

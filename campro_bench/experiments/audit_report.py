@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +24,17 @@ if TYPE_CHECKING:
     from ..attacks.base import ImageAttack
     from .audit import AuditConfig, AuditSplit
     from .base import RunContext
+
+
+def slug(spec: str) -> str:
+    """A protector spec as a file-name part (runs of other characters become ``-``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
+
+
+def figure_png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _pyplot() -> Any:
@@ -39,7 +52,6 @@ def image_grid(cfg: "AuditConfig", split: "AuditSplit", protector: Protector, re
     from ..attacks.base import Attacked, quantize
     from ..faces.pipeline import aligned_crops
     from ..recognizers.base import contract_of
-    from .audit import figure_png
 
     if cfg.grid_faces < 1:
         return b""
@@ -152,8 +164,6 @@ def protector_report(spec: str, rows: pd.DataFrame, verdict: pd.Series, name: st
 
 def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids: dict[str, bytes],
             split: "AuditSplit") -> tuple[dict[str, Any], dict[str, bytes]]:
-    from .audit import slug
-
     figures: dict[str, Any] = {"plane": plane_figure(summary)}
     files: dict[str, bytes] = {}
     for spec in cfg.protectors:

@@ -12,48 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import CamproError, EmptyDatasetError
-from ..privacy.evaluate import PROTOCOL_KEYS, ProtocolConfig, ProtocolOutcome, run_protocol, sort_rows
+from ..errors import EmptyDatasetError
+from ..privacy.evaluate import PROTOCOL_KEYS, ProtocolConfig, run_protocol, sort_rows
 from ..privacy.paper import load_paper_table
 from ..privacy.tables import add_paper_columns, table1_wide
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
-
-COMPARE_CHOICES = ("paper",)
-
-
-def check_compare(ctx: RunContext) -> None:
-    if ctx.compare is not None and ctx.compare not in COMPARE_CHOICES:
-        raise CamproError(f"unknown --compare '{ctx.compare}'; known: {', '.join(COMPARE_CHOICES)}")
-
-
-def protocol_notes(cfg: ProtocolConfig, ctx: RunContext, outcome: ProtocolOutcome) -> list[str]:
-    """How the rows were produced, and which models were skipped (for the Markdown tables)."""
-    notes = [describe_protocol(cfg, ctx.manifest.notes.get("classifiers", {}))]
-    if outcome.skipped_models:
-        notes.append("Skipped models (weights missing): "
-                     + "; ".join(f"{m}: {why}" for m, why in outcome.skipped_models.items()))
-    return notes
-
-
-def describe_protocol(cfg: ProtocolConfig, clf_configs: dict[str, Any]) -> str:
-    lines = [
-        f"Closed-set identification (paper Sec. VI-A): per identity with >= {cfg.min_images} images, one gallery "
-        f"and one different probe image; {cfg.repeats} repeats, seeds {cfg.seed}..{cfg.seed + cfg.repeats - 1}; "
-        f"pipeline '{cfg.pipeline}', detector '{cfg.detector}'"
-        + (f"; first {cfg.max_identities} identities by name" if cfg.max_identities else "")
-        + (f"; at most {cfg.max_images_per_identity} images per identity (a seeded uniform subset, drawn "
-           "before the repeats)" if cfg.max_images_per_identity else "") + ".",
-        "Gallery 'raw': enrolled with unprotected images (Table I); 'protected': gray-box re-enrolment with "
-        "protected images (Sec. VII-B). Probes are always protected by the row's image type.",
-        "Probes with no detected face count as wrong; identities whose gallery image has no face keep their "
-        "gallery slot but can never be predicted.",
-    ]
-    if "linear" in clf_configs:
-        lines.append(f"Linear classifier: {clf_configs['linear']}; the accuracy after the last step is reported "
-                     "(no model selection on probes).")
-    return "\n".join(f"- {line}" for line in lines)
-
+from .common import check_compare, protocol_notes
 
 @EXPERIMENTS.register("e1", protocol="e1", description="Table I: face identification accuracy (raw/protected)",
                       extra_keys=PROTOCOL_KEYS, free_tables=("paper_image_types",))

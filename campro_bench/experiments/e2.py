@@ -16,7 +16,7 @@ from ..privacy.paper import load_paper_table
 from ..privacy.tables import table2_long, table2_wide
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
-from .e1 import check_compare, protocol_notes
+from .common import check_compare, protocol_notes
 
 
 def _sources(spec: dict[str, Any]) -> dict[str, str]:

@@ -13,8 +13,6 @@ from ``baselines/paper/table3_person_detection.csv``, labelled as the paper's.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,65 +21,17 @@ import pandas as pd
 import torch
 
 from ..datasets.coco import PersonDataset, load_person_dataset
-from ..detection import PersonDetector, create_person_detector
-from ..detection.checkpoint import load_checkpoint
-from ..config import parse_config
-from ..detection.finetune import FinetuneConfig, train_detector
+from ..detection import create_person_detector
 from ..errors import CamproError, MissingFileError
-from ..io.hashing import sha256_file
 from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS, evaluate_detector
 from .base import ExperimentResult, RunContext
+from .common import PAPER_DIR
+from .finetuned import detector_from_checkpoint, finetune_config, finetuned_detector
 
-PAPER_TABLE = Path(__file__).resolve().parents[2] / "baselines" / "paper" / "table3_person_detection.csv"
+PAPER_TABLE = PAPER_DIR / "table3_person_detection.csv"
 PAPER_LABEL = "paper (YOLOv5m, full COCO)"
-
-
-def finetune_config(spec: dict[str, Any]) -> FinetuneConfig:
-    """The fine-tuning keys of a protocol section (``finetune_epochs`` is the config's ``epochs``)."""
-    names = {"finetune_epochs": "epochs", **{k: k for k in ("batch_size", "lr", "momentum", "weight_decay", "hflip",
-                                                             "seed")}}
-    return parse_config(FinetuneConfig, {names[k]: v for k, v in spec.items() if k in names}, "fine-tuning")
-
-
-def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[str, Any], config: FinetuneConfig) -> str:
-    payload = json.dumps(
-        [detector.name, detector.weights_hash, protector_fingerprint, data["sha256"], data["images"], config.to_dict()],
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def detector_from_checkpoint(base: PersonDetector, path: Path) -> PersonDetector:
-    """A copy of ``base`` (already built on its device) with the weights of a detector checkpoint."""
-    detector = copy.deepcopy(base)
-    load_checkpoint(detector, path)
-    return detector.eval()
-
-
-def finetuned_detector(
-    base: PersonDetector,
-    protector,
-    train_set: PersonDataset,
-    config: FinetuneConfig,
-    ctx: RunContext,
-) -> tuple[PersonDetector, dict[str, Any]]:
-    """The base detector fine-tuned on ``protector``'s images, from the cache when possible."""
-    data = train_set.fingerprint()
-    key = cache_key(base, protector.fingerprint(), data, config)
-    path = ctx.cache_dir / "detectors" / f"{base.name}-{key}.pt"
-    if path.is_file() and path.with_suffix(".json").is_file():
-        report = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        # the report holds the checkpoint's digest: an altered or truncated entry is fine-tuned again
-        if sha256_file(path)[:16] == report.get("checkpoint_sha256"):
-            return detector_from_checkpoint(base, path), {**report, "cached": True}
-    detector = copy.deepcopy(base)
-    steps = config.epochs * len(train_set)
-    with ctx.progress(f"fine-tune {protector.spec()}", steps) as advance:
-        report = train_detector(detector, train_set, protector, config, out=path, device=ctx.device, on_step=advance)
-    detector.weights_hash = report["checkpoint_sha256"]
-    return detector.eval(), {**report, "cached": False}
 
 
 def _weights_label(checkpoint: Any, train_set: PersonDataset | None, epochs: int) -> str:

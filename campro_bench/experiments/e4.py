@@ -7,16 +7,15 @@ or ``face-masked`` (the original with detected faces set to 0, paper Eq. 8). Eve
 chosen folder is protected at full resolution, rounded to 8 bits as a camera writes it
 (``quantize``), and scored against its reference; the table gives mean ± standard deviation.
 
-Helpers shared with :mod:`campro_bench.experiments.table5` live here too: protector-spec
-expansion (``campro-isp:preset=*``), the 8-bit camera output and the paper's transcribed tables.
+Protector-spec expansion (``campro-isp:preset=*``) and the paper's transcribed tables are shared
+with Table V through :mod:`campro_bench.experiments.common`.
 """
 
 from __future__ import annotations
 
 import io
-from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,7 @@ import torch
 from ..datasets.fingerprint import fingerprint
 from ..errors import CamproError, EmptyDatasetError, MissingFileError
 from ..io import list_images, load_image, tensor_to_uint8, uint8_to_tensor
-from ..protectors import Protector, build_protector
+from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.quality import (
     MS_SSIM_BETAS,
@@ -38,62 +37,9 @@ from ..utility.quality import (
     format_mean_std,
 )
 from .base import ExperimentResult, RunContext
+from .common import check_compare, expand_protector_specs, paper_table
 
 REFERENCES = ("raw", "face-masked")
-PAPER_DIR = Path(__file__).resolve().parents[2] / "baselines" / "paper"
-"""The paper's tables, transcribed (in a source checkout; not part of an installed wheel)."""
-
-
-# ----------------------------------------------------------------------------------------
-# helpers shared by E4 and Table V
-# ----------------------------------------------------------------------------------------
-def _shipped_presets(kind: str) -> list[str]:
-    if kind == "campro-isp":
-        from ..protectors.isp import list_presets
-
-        return list_presets()
-    # enhancers ship as presets/enhancer/NAME.pt beside the ISP preset NAME
-    folder = Path(str(resources.files("campro_bench") / "presets" / "enhancer"))
-    return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
-
-
-def expand_protector_specs(specs: list[str]) -> list[str]:
-    """Expand ``campro-isp:preset=*`` / ``campro-enhanced:preset=*`` to every shipped preset.
-
-    Other specs are kept as they are. A wildcard with no shipped preset expands to nothing.
-    """
-    out: list[str] = []
-    for spec in specs:
-        compact = spec.replace(" ", "")
-        kind = compact.partition(":")[0]
-        if compact.endswith(":preset=*") and kind in ("campro-isp", "campro-enhanced"):
-            out.extend(f"{kind}:preset={name}" for name in _shipped_presets(kind))
-        else:
-            out.append(spec)
-    return out
-
-
-def camera_output(protector: Protector, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """What a camera with ``protector`` writes for the raw ``H x W x 3`` uint8 image: 8-bit RGB."""
-    with torch.inference_mode():
-        batch = uint8_to_tensor(image).unsqueeze(0).to(device)
-        return tensor_to_uint8(protector(batch)[0])
-
-
-def camera_transform(protector: Protector, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """:func:`camera_output` bound to one protector (uint8 image -> uint8 image)."""
-    protector = protector.to(device).eval()
-    return lambda image: camera_output(protector, image, device)
-
-
-def paper_table(filename: str) -> pd.DataFrame:
-    """A table of the paper, transcribed in ``baselines/paper/<filename>`` (with a source column)."""
-    path = PAPER_DIR / filename
-    if not path.is_file():
-        raise MissingFileError(
-            f"{path} does not exist: --compare paper reads the transcribed tables of a source checkout"
-        )
-    return pd.read_csv(path)
 
 
 def image_folder(ctx: RunContext, relative: str) -> tuple[Path, list[Path]]:
@@ -142,6 +88,7 @@ def _mask_fn(spec: dict[str, Any], rows: list[dict[str, str]]) -> MaskFn | None:
     "e4", protocol="e4", description="Table IV: RMSE / PSNR / SSIM / MS-SSIM of protected images"
 )
 def run_e4(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
+    check_compare(ctx)
     rows = _rows(spec)
     folder, files = image_folder(ctx, str(spec.get("images", "coco-mini/val2017")))
     limit = int(spec.get("limit", 0))
@@ -221,8 +168,6 @@ def run_e4(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     tables = {"table4": table, "table4_values": values}
     if ctx.compare == "paper":
         tables["paper_table4"] = paper_table("table4_image_quality.csv")
-    elif ctx.compare:
-        raise CamproError(f"unknown --compare '{ctx.compare}'; known: paper")
     buffer = io.StringIO()
     pd.DataFrame(per_image).to_csv(buffer, index=False, float_format="%.6g")
     notes = (

@@ -21,29 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from .. import paths
 from ..errors import CamproError
 from ..executors import build_executor
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
-from .base import ExperimentResult, RunContext
+from ..context import RunContext, resolve_device
+from ..manifest import Manifest, written_by_campro_bench
 from ..provenance import default_roots
-from .manifest import Manifest, written_by_campro_bench
+from .base import ExperimentResult
 from .spec import apply_overrides, check_keys, list_protocols, load_spec
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise CamproError(f"bad device '{name}': {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CamproError("device 'cuda' requested but no CUDA GPU is available")
-    return device
 
 
 def check_protocol_keys(name: str, spec: dict[str, Any]) -> None:

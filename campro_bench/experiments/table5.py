@@ -28,7 +28,7 @@ from ..registries import EXPERIMENTS
 from ..utility.caption import build_captioner, caption_dataset, cider_d, load_coco_captions
 from ..utility.pose import build_pose_estimator, keypoint_ap, load_person_keypoints, predict_keypoints
 from .base import ExperimentResult, RunContext
-from .e4 import camera_transform, expand_protector_specs, paper_table
+from .common import camera_transform, check_compare, expand_protector_specs, paper_table
 
 
 def _pose_rows(spec: dict[str, Any], ctx: RunContext, protectors: list[str]) -> tuple[list[dict], pd.DataFrame]:
@@ -116,6 +116,7 @@ def _row(application: str, metric: str, model: str, protector: str, value: float
     description="Table V: pose keypoint AP and caption CIDEr-D on raw vs protected COCO images",
 )
 def run_table5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
+    check_compare(ctx)
     protectors = expand_protector_specs([str(p) for p in spec.get("protectors", ["raw"])])
     if not protectors:
         raise CamproError("the table5 spec needs 'protectors': a list of protector specs")
@@ -132,8 +133,6 @@ def run_table5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     tables = {"table5": pd.DataFrame(rows), **tables}
     if ctx.compare == "paper":
         tables["paper_table5"] = paper_table("table5_vision_apps.csv")
-    elif ctx.compare:
-        raise CamproError(f"unknown --compare '{ctx.compare}'; known: paper")
     notes = (
         "Pose: keypoint AP (COCO OKS, AP@[.5:.95]) of top-down estimation on ground-truth person "
         "boxes. Captions: CIDEr-D (pycocoevalcap) against the COCO reference captions. The paper "

@@ -31,8 +31,8 @@ from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS, evaluate_detector
 from .base import ExperimentResult, RunContext
-from .e1 import check_compare
-from .e3 import finetune_config, finetuned_detector
+from .common import check_compare
+from .finetuned import finetune_config, finetuned_detector
 
 PAPER_POINTS = [
     {"method": "Raw", "accuracy_pct": 84.3, "AP": 0.578,

@@ -16,8 +16,6 @@ when they read completely (every array's zip CRC-32 is checked on reading).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 import zipfile
 from pathlib import Path
@@ -26,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_json
+from ..io.hashing import ids_digest, sha256_json
 from ..io.sealed import discard, sealed_path, verify_sealed
 
 STORE_VERSION = 1
 
 
 def key_digest(key: dict[str, Any]) -> str:
-    payload = json.dumps({"store_version": STORE_VERSION, **key}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+    return sha256_json({"store_version": STORE_VERSION, **key})[:24]
 
 
 class ShardStore:
@@ -79,7 +77,7 @@ class ShardStore:
         """Add one shard with rows for ``ids``."""
         if not (self.folder / "meta.json").is_file():
             atomic_write_json(self.folder / "meta.json", self.key)
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+        digest = ids_digest(ids)
         target = self.folder / f"part-{digest}.npz"
         with sealed_path(target) as tmp:
             np.savez(tmp, ids=np.asarray(ids, dtype=str), **arrays)

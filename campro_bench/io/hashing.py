@@ -30,5 +30,14 @@ def sha256_file(path: str | Path) -> str:
 
 
 def sha256_json(obj: Any) -> str:
-    """Hex SHA-256 of the canonical JSON text of ``obj`` (sorted keys; unknown types as ``str``)."""
+    """Hex SHA-256 of the canonical JSON text of ``obj`` (sorted keys; unknown types as ``str``).
+
+    The one way to turn a key (a dict or list of plain values) into a cache key or fingerprint;
+    callers keep a prefix of it (``sha256_json(key)[:16]``).
+    """
     return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+def ids_digest(ids: list[str]) -> str:
+    """Short hash of a list of image ids (records which images a split or a shard holds)."""
+    return sha256_bytes("\n".join(ids).encode())[:16]

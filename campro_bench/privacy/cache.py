@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.hashing import sha256_json
 from ..io.sealed import sealed_path, verify_sealed
 
 CACHE_VERSION = 1
@@ -35,11 +36,9 @@ def array_digest(*arrays: np.ndarray) -> str:
 
 
 def outcome_key(classifier: dict[str, Any], gallery: str, probe: str, splits: str) -> str:
-    payload = json.dumps(
-        {"v": CACHE_VERSION, "classifier": classifier, "gallery": gallery, "probe": probe, "splits": splits},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+    return sha256_json(
+        {"v": CACHE_VERSION, "classifier": classifier, "gallery": gallery, "probe": probe, "splits": splits}
+    )[:32]
 
 
 class OutcomeCache:

@@ -20,7 +20,7 @@ import numpy as np
 from ..config import config_keys, option, parse_config
 from ..errors import CamproError
 from ..executors import Resources
-from ..experiments.base import RunContext
+from ..context import RunContext
 from ..protectors import build_protector
 from ..recognizers.base import contract_of, weights_path
 from .cache import OutcomeCache, array_digest

@@ -12,13 +12,12 @@ annotated on the protector's ``__init__``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..io.hashing import sha256_json
 from ..registries import PROTECTORS
 from ..specs import parse_spec
 
@@ -60,8 +59,7 @@ class Protector(nn.Module):
 
     def fingerprint(self) -> str:
         """A short hash identifying this exact transform (used as a cache key)."""
-        payload = json.dumps(self.fingerprint_payload(), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return sha256_json(self.fingerprint_payload())[:16]
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """What the fingerprint hashes; protectors with file-backed weights add their content."""

@@ -27,7 +27,6 @@ DEFOCUS_PAPER_SETTINGS = ((9, 3.0), (13, 5.0), (15, 7.0), (25, 7.0))
 class Raw(Protector):
     """The unprotected image, for baselines rows."""
 
-    name = "raw"
     differentiable = True
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
@@ -38,7 +37,6 @@ class Raw(Protector):
 class Invert(Protector):
     """Colour inversion; fully invertible, so only a weak protector (Sec. IV remarks)."""
 
-    name = "invert"
     differentiable = True
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
@@ -49,7 +47,6 @@ class Invert(Protector):
 class LowResolution(Protector):
     """A low-resolution camera [Ryoo et al.]: downsample by ``factor``, upsample to the input size."""
 
-    name = "lowres"
     differentiable = True
 
     def __init__(self, factor: int = 16) -> None:
@@ -75,7 +72,6 @@ class LowResolution(Protector):
 class Defocus(Protector):
     """A defocused lens [Pittaluga and Koppal]: Gaussian blur, reflect-padded at the borders."""
 
-    name = "defocus"
     differentiable = True
 
     def __init__(self, kernel: int = 25, sigma: float = 7.0) -> None:

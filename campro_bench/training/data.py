@@ -21,7 +21,6 @@ manifests (without machine-specific paths).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +30,7 @@ import torch
 
 from ..errors import CamproError, EmptyDatasetError
 from ..io import uint8_to_tensor
+from ..io.hashing import ids_digest
 
 
 # ----------------------------------------------------------------------------------------
@@ -90,9 +90,6 @@ def split_by_image(labels: np.ndarray, val_per_identity: int, seed: int) -> tupl
     return np.array(sorted(train), np.int64), np.array(sorted(val), np.int64)
 
 
-def ids_digest(ids: list[str]) -> str:
-    """Short hash of a list of image ids (records which images a split holds)."""
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def strip_roots(info: Any) -> Any:

@@ -34,9 +34,9 @@ from ..datasets.fingerprint import fingerprint
 from ..errors import CamproError, EmptyDatasetError
 from ..faces.pipeline import ProgressFactory, progress_bar
 from ..io import atomic_write_json, load_image
+from ..io.hashing import ids_digest
 from ..protectors import build_protector
 from ..protectors.isp import CamproISP
-from .data import ids_digest
 from .face_masks import detect_face_boxes, enlarge_boxes, keep_mask
 from .report import Panel, plot_panels, save_image_grid, training_manifest, write_csv
 from .unet import TrainingImages, UNetTrainConfig, evaluate_unet, sample_rows, save_unet, train_unet

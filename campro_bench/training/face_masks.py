@@ -15,7 +15,6 @@ image: 0 on faces, 1 elsewhere. Here any registered face detector does it
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,18 +22,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..io import atomic_write_json, load_image
+from ..io.hashing import sha256_file, sha256_json
 
 CACHE_VERSION = 1
 
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes (the cache key of its boxes)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def _cache_file(cache_dir: Path, detector_config: dict[str, Any]) -> Path:
-    payload = json.dumps({"version": CACHE_VERSION, "detector": detector_config}, sort_keys=True)
-    return Path(cache_dir) / "enhancer" / "face-boxes" / f"{hashlib.sha256(payload.encode()).hexdigest()[:20]}.json"
+    key = sha256_json({"version": CACHE_VERSION, "detector": detector_config})[:20]
+    return Path(cache_dir) / "enhancer" / "face-boxes" / f"{key}.json"
 
 
 def detect_face_boxes(

@@ -63,50 +63,41 @@ protected and raw) is logged every ``val_every`` iterations and never used to ch
 Resuming: a checkpoint (``checkpoint.pt``, atomic) every ``checkpoint_every`` iterations and at
 the end holds C, F, H, P, every optimiser and sampler state, the RNG states, the counters and the
 logs; a resumed run continues bit-identically to an uninterrupted one (same device and threads).
+
+Where the code lives: this module holds the configuration, the proxy head, :class:`ISPTrainer` (the
+state of a run: players, optimisers, samplers, counters, logs; :meth:`ISPTrainer.run`) and
+:func:`train_isp`. The trainer's methods delegate to one module per responsibility, each a set of
+functions of the trainer: :mod:`~campro_bench.training.isp_steps` (attacker step, protector step,
+iteration, validation), :mod:`~campro_bench.training.isp_warmup` (head probe, warm-up epochs, the
+sealed warm-up cache, the restorer's warm-up), :mod:`~campro_bench.training.isp_checkpoint`
+(checkpoint, resume, CSV logs) and :mod:`~campro_bench.training.isp_report` (summary, parameters,
+report, plots, manifest).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
-from ..io import tensor_to_uint8
-from ..io.atomic import atomic_write_json
-from ..io.sealed import discard, verify_sealed
 from ..protectors.isp import CamproISP, ISPParams, load_preset
-from .checkpoint import (
-    config_mismatch,
-    load_module_state,
-    load_training_checkpoint,
-    rng_state,
-    save_training_checkpoint,
-    set_rng_state,
-)
+from . import isp_checkpoint, isp_report, isp_steps, isp_warmup
 from .data import EpochSampler, FaceTrainingData, PersonTrainingData
-from .isp_restoration import RESTORERS, RestorationAdversary, restoration_privacy_loss, restored_accuracy
-from .losses import frozen, non_saturating_loss, quantize8
-from .report import Panel, moving_average, plot_panels, save_image_grid, training_manifest, write_csv
-
-TRAINER = "isp"
-WARMUP_VERSION = 2
-CHECKPOINT_NAME = "checkpoint.pt"
-RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "val_every", "log_every")
-"""Configuration keys a resumed run may change; any other difference refuses to resume."""
+from .isp_checkpoint import CHECKPOINT_NAME
+from .isp_restoration import RESTORERS, RestorationAdversary
+from .losses import non_saturating_loss  # noqa: F401  (re-exported: part of this module's interface)
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``"head-init"`` (crops embedded), ``"warmup"`` (steps, out of
-the most the warm-up may take) or ``"train"`` (iterations)."""
+the most the warm-up may take), ``"restorer-warmup"`` (R's steps on the initial ISP, with ``--restorer``)
+or ``"train"`` (iterations)."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -218,15 +209,6 @@ class ProxyHead(nn.Module):
         return self.linear(embeddings * self.scale)
 
 
-def _accuracy(logits: list[torch.Tensor], labels: torch.Tensor) -> float:
-    """Top-1 accuracy, averaged over the models of an ensemble."""
-    return float(np.mean([float((z.argmax(1) == labels).float().mean()) for z in logits]))
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
-
-
 # ----------------------------------------------------------------------------------------
 # the trainer
 # ----------------------------------------------------------------------------------------
@@ -235,6 +217,9 @@ class ISPTrainer:
 
     Build it with prepared data and models (tests use tiny ones), then :meth:`run`. ``out``
     receives ``checkpoint.pt``, the logs and, from :meth:`finish`, the parameters and reports.
+    The object holds the run's state and the batch helpers; the steps, warm-ups, checkpoints and
+    reports are functions of it in ``isp_steps``, ``isp_warmup``, ``isp_checkpoint`` and
+    ``isp_report``, which its methods of the same names call.
     """
 
     def __init__(
@@ -309,7 +294,7 @@ class ISPTrainer:
         self.elapsed = 0.0
         self._started = time.perf_counter()
 
-    # steps ------------------------------------------------------------------------------
+    # batches of the players ---------------------------------------------------------------
     def _faces(self, indices: np.ndarray, flips: np.ndarray | None = None,
                split: str = "train") -> tuple[list[torch.Tensor], torch.Tensor]:
         """The batch's crops for every attacker (one tensor per distinct alignment) and the labels."""
@@ -332,182 +317,10 @@ class ISPTrainer:
         """Each attacker's proxy-head logits on its own crops."""
         return [head(model(x)) for model, head, x in zip(self.attackers, self.heads, images)]
 
-    def attacker_step(self, protected: bool = True) -> dict[str, float]:
-        """One SGD step of F and H on a face batch (protected by the current, fixed C, or raw);
-        with an ensemble, on the mean of the models' cross-entropies."""
-        sampler = self.samplers["attack" if protected else "warmup"]
-        xs, y = self._faces(*sampler.next())
-        if protected:
-            with torch.no_grad():
-                xs = [self.isp(x) for x in xs]
-        logits = self._logits(xs)
-        loss = torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
-        for name in ("attacker", "head"):
-            self.optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers["attacker"].step()
-        self.optimizers["head"].step()
-        return {"ce": float(loss.detach()), "acc": _accuracy(logits, y)}
-
-    def protector_step(self) -> dict[str, float]:
-        """One step of C (on L_ns + omega L_det) and P (on L_det), F and H fixed; with an
-        ensemble, L_ns is the mean of the models' L_ns."""
-        c = self.config
-        xs, y = self._faces(*self.samplers["protect"].next())
-        captured = self._protect(xs)
-        with frozen(self.attacker, self.head):
-            logits = self._logits(captured)
-        l_ns = torch.stack([non_saturating_loss(z, y).mean() for z in logits]).mean()
-        restored: dict[str, float] = {}
-        g_rs: Sequence[torch.Tensor | None] = (None, None)
-        isp_params = [self.isp.ccm, self.isp.lut]
-        if self.restoration is not None:
-            l_rs, judged = restoration_privacy_loss(self.restoration, captured, y)
-            g_rs = torch.autograd.grad(l_rs, isp_params, retain_graph=True)
-            restored = {"l_rs": float(l_rs.detach()), "acc_restored": _accuracy(judged, y)}
-        images, boxes = self.person_data.batch(*self.samplers["person"].next(), device=self.device)
-        from ..detection import person_targets
-
-        det = self.detector.loss_components(self.isp(images), person_targets(boxes))
-        g_ns = torch.autograd.grad(l_ns, isp_params)
-        g_det = torch.autograd.grad(det["total"], isp_params + self.det_params, allow_unused=True)
-        for p, a, r, b in zip(isp_params, g_ns, g_rs, g_det[:2]):
-            p.grad = a + c.omega * b if r is None else a + c.restoration_weight * r + c.omega * b
-        for p, g in zip(self.det_params, g_det[2:]):
-            p.grad = torch.zeros_like(p) if g is None else g
-        self.optimizers["isp"].step()
-        self.isp.project_(c.ccm_bound)
-        self.optimizers["detector"].step()
-        with torch.no_grad():
-            ce = float(np.mean([float(F.cross_entropy(z, y)) for z in logits]))
-            p_y = float(np.mean([float(torch.softmax(z, 1).gather(1, y[:, None]).mean()) for z in logits]))
-        return {
-            "l_ns": float(l_ns.detach()), "ce_protected": ce, "p_y": p_y,
-            "acc_protected": _accuracy(logits, y),
-            "l_det": float(det["total"].detach()), "l_cls": float(det["cls"].detach()),
-            "l_box": float(det["box"].detach()),
-            **restored,
-            "objective": (float(l_ns.detach()) + c.restoration_weight * restored.get("l_rs", 0.0)
-                          + c.omega * float(det["total"].detach())),
-        }
-
-    # phases -----------------------------------------------------------------------------
-    def init_head(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
-        """Line 1 of Algorithm 1: initialise H by a linear probe on F's embeddings of the raw
-        training crops (F fixed, no flips; ``head_init_epochs`` seeded epochs of SGD)."""
-        c, start = self.config, time.perf_counter()
-        n = len(self.face_data.train_labels)
-        labels = torch.from_numpy(self.face_data.train_labels).to(self.device)
-        accs = []
-        for k, (model, head, data) in enumerate(zip(self.attackers, self.heads, self.face_sets)):
-            parts = []
-            with torch.no_grad():
-                for s in range(0, n, 64):
-                    x, _ = data.batch(np.arange(s, min(s + 64, n)), device=self.device)
-                    parts.append(model(x))
-                    if progress is not None:
-                        progress("head-init", k * n + min(s + 64, n), n * len(self.attackers))
-            emb = torch.cat(parts)
-            sampler = EpochSampler(n, c.batch_size, c.seed, 4, hflip=False)
-            optimizer = torch.optim.SGD(head.parameters(), lr=c.lr_head, momentum=c.momentum)
-            for _ in range(c.head_init_epochs * sampler.batches_per_epoch):
-                idx, _ = sampler.next()
-                loss = F.cross_entropy(head(emb[idx]), labels[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            with torch.no_grad():
-                accs.append(float((head(emb).argmax(1) == labels).float().mean()))
-        self.head_init = {"epochs": c.head_init_epochs, "train_acc": float(np.mean(accs)),
-                          "seconds": time.perf_counter() - start}
-        if len(accs) > 1:
-            self.head_init["train_acc_per_model"] = dict(zip(self._names(), accs))
-        return self.head_init
-
-    def warmup_epoch(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
-        """One epoch of F + H on raw training crops; ends the warm-up at the threshold."""
-        start = time.perf_counter()
-        per_epoch = self.samplers["warmup"].batches_per_epoch
-        steps = []
-        for _ in range(per_epoch):
-            steps.append(self.attacker_step(protected=False))
-            if progress is not None:  # in steps, against the most the warm-up may take
-                progress("warmup", len(self.warmup_rows) * per_epoch + len(steps), self.config.warmup_max_epochs * per_epoch)
-        row = {"epoch": len(self.warmup_rows) + 1, "train_acc": _mean(steps)["acc"],
-               "train_ce": _mean(steps)["ce"], "seconds": time.perf_counter() - start}
-        self.warmup_rows.append(row)
-        c = self.config
-        if row["train_acc"] >= c.warmup_threshold or row["epoch"] >= c.warmup_max_epochs:
-            self.phase = "adversarial"
-        return row
-
-    def iterate(self) -> dict[str, Any]:
-        """One adversarial iteration: m attacker steps (unless protector-only), n protector steps."""
-        start = time.perf_counter()
-        row: dict[str, Any] = {"iteration": self.iteration + 1}
-        if not self.config.protector_only:
-            attack = _mean([self.attacker_step() for _ in range(self.config.m)])
-            row.update(attacker_ce=attack["ce"], attacker_acc=attack["acc"])
-        if self.restoration is not None:
-            row.update(_mean([self.restoration.restorer_step(self.isp, self._restorer_batch(self.restoration.sampler))
-                              for _ in range(self.config.restorer_steps)]))
-        row.update(_mean([self.protector_step() for _ in range(self.config.n)]))
-        row["seconds"] = time.perf_counter() - start
-        self.iteration += 1
-        self.rows.append(row)
-        return row
-
-    @torch.inference_mode()
-    def validate(self) -> dict[str, Any]:
-        """Attacker (F + H) top-1 accuracy and CE on held-out faces (8-bit protected and raw), and
-        the detection loss of the current P on all person images, 8-bit protected."""
-        from ..detection import person_targets
-
-        data, result = self.face_data, {"iteration": self.iteration}
-        persons, total = self.person_data, 0.0
-        self.detector.eval()
-        for s in range(0, len(persons), 8):
-            images, boxes = persons.batch(np.arange(s, min(s + 8, len(persons))), device=self.device)
-            total += float(self.detector.loss(quantize8(self.isp(images)), person_targets(boxes))) * len(boxes)
-        self.detector.train()
-        result["person_l_det"] = total / len(persons)
-        names, count = self._names(), len(data.val_labels)
-        if self.restoration is not None and self.restoration.ready and count:
-            correct_r = np.zeros(len(names))
-            for s in range(0, count, 64):
-                xs, y = self._faces(np.arange(s, min(s + 64, count)), split="val")
-                correct_r += restored_accuracy(self.restoration, self._protect(xs), y)
-            result["val_acc_restored"] = float(correct_r.mean()) / count
-            if len(names) > 1:
-                result.update({f"val_acc_restored[{model}]": float(v) / count for model, v in zip(names, correct_r)})
-        for name, protect in (("protected", True), ("raw", False)):
-            if count == 0:
-                break
-            correct, ce = np.zeros(len(names)), np.zeros(len(names))
-            for s in range(0, count, 64):
-                xs, y = self._faces(np.arange(s, min(s + 64, count)), split="val")
-                logits = self._logits([quantize8(self.isp(x)) if protect else x for x in xs])
-                correct += [int((z.argmax(1) == y).sum()) for z in logits]
-                ce += [float(F.cross_entropy(z, y, reduction="sum")) for z in logits]
-            result[f"val_acc_{name}"] = float(correct.mean()) / count
-            result[f"val_ce_{name}"] = float(ce.mean()) / count
-            if len(names) > 1:  # each model of the ensemble
-                result.update({f"val_acc_{name}[{model}]": float(v) / count for model, v in zip(names, correct)})
-        self.val_rows.append(result)
-        return result
-
-    # warm-up cache ----------------------------------------------------------------------
-    def warmup_key(self) -> dict[str, Any]:
-        """Everything that determines the warm-up's result."""
-        c = self.config
-        return {
-            "version": WARMUP_VERSION, **self._identity(),
-            "classes": self.face_data.num_classes, "device": self.device.type,
-            "torch": str(torch.__version__), "threads": torch.get_num_threads(),
-            **{k: getattr(c, k) for k in ("seed", "batch_size", "hflip", "lr_attacker", "lr_head", "momentum",
-                                          "head_scale", "head_init_epochs", "warmup_threshold",
-                                          "warmup_max_epochs")},
-        }
+    def _restorer_batch(self, sampler: EpochSampler) -> list[torch.Tensor]:
+        """R's next batch of raw training crops (one tensor per attacker; shared alignments shared)."""
+        xs, _ = self._faces(*sampler.next())
+        return xs
 
     def _names(self) -> list[str]:
         return [getattr(model, "name", "?") for model in self.attackers]
@@ -519,119 +332,60 @@ class ISPTrainer:
             return {"attacker": self._names()[0], "weights": weights[0], "faces": self.face_data.info}
         return {"attacker": self._names(), "weights": weights, "faces": [d.info for d in self.face_sets]}
 
-    def _warmup_file(self) -> Path | None:
-        if self.warmup_cache is None:
-            return None
-        digest = hashlib.sha256(json.dumps(self.warmup_key(), sort_keys=True, default=str).encode()).hexdigest()[:24]
-        return self.warmup_cache / f"{digest}.pt"
+    # steps (training/isp_steps.py) --------------------------------------------------------
+    def attacker_step(self, protected: bool = True) -> dict[str, float]:
+        """One SGD step of F and H (see :func:`~campro_bench.training.isp_steps.attacker_step`)."""
+        return isp_steps.attacker_step(self, protected)
 
-    def _warmup_state(self) -> dict[str, Any]:
-        return {"attacker": self.attacker.state_dict(), "head": self.head.state_dict(),
-                "optimizers": {k: self.optimizers[k].state_dict() for k in ("attacker", "head")},
-                "sampler": self.samplers["warmup"].state_dict(), "rows": self.warmup_rows,
-                "head_init": self.head_init}
+    def protector_step(self) -> dict[str, float]:
+        """One step of C and P, F and H fixed (see :func:`~campro_bench.training.isp_steps.protector_step`)."""
+        return isp_steps.protector_step(self)
 
-    def _load_warmup(self, state: dict[str, Any], source: str) -> None:
-        load_module_state(self.attacker, state["attacker"], source)
-        load_module_state(self.head, state["head"], source)
-        for k in ("attacker", "head"):
-            self.optimizers[k].load_state_dict(state["optimizers"][k])
-        self.samplers["warmup"].load_state_dict(state["sampler"])
-        self.warmup_rows, self.head_init = list(state["rows"]), dict(state["head_init"])
+    def iterate(self) -> dict[str, Any]:
+        """One adversarial iteration: m attacker steps (unless protector-only), n protector steps."""
+        return isp_steps.iterate(self)
+
+    def validate(self) -> dict[str, Any]:
+        """Held-out attacker accuracy and the detection loss (see :func:`~campro_bench.training.isp_steps.validate`)."""
+        return isp_steps.validate(self)
+
+    # warm-ups (training/isp_warmup.py) ----------------------------------------------------
+    def init_head(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Line 1 of Algorithm 1: H by a linear probe on F's raw embeddings."""
+        return isp_warmup.init_head(self, progress)
+
+    def warmup_epoch(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """One epoch of F + H on raw training crops; ends the warm-up at the threshold."""
+        return isp_warmup.warmup_epoch(self, progress)
+
+    def warmup_key(self) -> dict[str, Any]:
+        """Everything that determines the warm-up's result (its cache key)."""
+        return isp_warmup.warmup_key(self)
 
     def run_warmup(self, progress: ProgressCallback | None = None) -> None:
         """Lines 1-10 of Algorithm 1, or load their cached result."""
-        if self.phase != "warmup":
-            return
-        cached = self._warmup_file()
-        if cached is not None and verify_sealed(cached):
-            _, state = load_training_checkpoint(cached, "isp-warmup")
-            self._load_warmup(state, str(cached))
-            self.phase, self.warmup_source = "adversarial", f"cache {cached.name}"
-            return
-        if not self.warmup_rows and not self.head_init and self.config.head_init_epochs > 0:
-            self.init_head(progress)
-        while self.phase == "warmup":
-            self.warmup_epoch(progress)
-            self.save_checkpoint()
-        if cached is not None:
-            discard(cached)  # absent, or altered since it was written
-            save_training_checkpoint(cached, "isp-warmup", self.warmup_key(), self._warmup_state(), sealed=True)
-
-    def _restorer_batch(self, sampler: EpochSampler) -> list[torch.Tensor]:
-        """R's next batch of raw training crops (one tensor per attacker; shared alignments shared)."""
-        xs, _ = self._faces(*sampler.next())
-        return xs
+        isp_warmup.run_warmup(self, progress)
 
     def start_restorer(self, progress: ProgressCallback | None = None) -> None:
         """Freeze the warmed-up attackers as R's judges and train R on the initial ISP (once)."""
-        adversary = self.restoration
-        if adversary is None or self.iteration > 0:
-            return
-        if not adversary.ready:
-            adversary.take_judges(self.attackers, self.heads)
-        steps = self.config.restorer_warmup_steps
-        while len(adversary.warmup_rows) < steps:
-            adversary.warmup(self.isp, self._restorer_batch, min(steps, len(adversary.warmup_rows) + 50))
-            if progress is not None:
-                progress("restorer-warmup", len(adversary.warmup_rows), steps)
-        if adversary.warmup_rows:
-            write_csv(self.out / "restorer_warmup.csv", adversary.warmup_rows)
+        isp_warmup.start_restorer(self, progress)
 
-    # checkpoints ------------------------------------------------------------------------
+    # checkpoints (training/isp_checkpoint.py) ---------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
         return self.out / CHECKPOINT_NAME
 
     def save_checkpoint(self) -> None:
-        state = {
-            "phase": self.phase, "iteration": self.iteration, "warmup_source": self.warmup_source,
-            "isp": self.isp.state_dict(), "attacker": self.attacker.state_dict(), "head": self.head.state_dict(),
-            "detector": self.detector.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
-            "restoration": self.restoration.state_dict() if self.restoration is not None else None,
-            "rng": rng_state(), "rows": self.rows, "val_rows": self.val_rows, "warmup_rows": self.warmup_rows,
-            "head_init": self.head_init,
-            "elapsed": self.elapsed + time.perf_counter() - self._started,
-        }
-        save_training_checkpoint(self.checkpoint_path, TRAINER, self.config.to_dict(), state)
-        self.write_logs()
+        """Write ``out/checkpoint.pt`` and the logs."""
+        isp_checkpoint.save_checkpoint(self)
 
     def resume(self) -> None:
         """Continue from ``out/checkpoint.pt`` (its configuration must match, see RESUME_MAY_CHANGE)."""
-        path = self.checkpoint_path
-        saved, state = load_training_checkpoint(path, TRAINER)
-        diff = config_mismatch(saved, self.config.to_dict(), RESUME_MAY_CHANGE)
-        if diff:
-            raise CamproError(f"cannot resume {path}: configuration differs ({'; '.join(diff)})")
-        for name, module in (("isp", self.isp), ("attacker", self.attacker), ("head", self.head),
-                             ("detector", self.detector)):
-            load_module_state(module, state[name], f"{path} ({name})")
-        for k, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][k])
-        for k, sampler in self.samplers.items():
-            sampler.load_state_dict(state["samplers"][k])
-        if self.restoration is not None:
-            self.restoration.load_state_dict(state["restoration"], self.attackers, self.heads, str(path))
-        set_rng_state(state["rng"])
-        self.phase, self.iteration = state["phase"], int(state["iteration"])
-        self.rows = list(state["rows"])
-        # the end-of-run validation of a stopped run is off the schedule: drop it, as a run that
-        # had not stopped there would not have it (it is made again when this run ends)
-        every = self.config.val_every
-        self.val_rows = [r for r in state["val_rows"] if r["iteration"] == 0 or (every and r["iteration"] % every == 0)]
-        self.warmup_rows, self.warmup_source = list(state["warmup_rows"]), state["warmup_source"]
-        self.head_init = dict(state["head_init"])
-        self.elapsed, self._started = float(state["elapsed"]), time.perf_counter()
+        isp_checkpoint.resume(self)
 
     def write_logs(self) -> None:
-        if self.rows:
-            write_csv(self.out / "log.csv", self.rows)
-        if self.val_rows:
-            write_csv(self.out / "val.csv", self.val_rows)
-        if self.warmup_rows:
-            write_csv(self.out / "warmup.csv", self.warmup_rows)
+        """``log.csv``, ``val.csv`` and ``warmup.csv`` in ``out``."""
+        isp_checkpoint.write_logs(self.out, self.rows, self.val_rows, self.warmup_rows)
 
     # the whole run ----------------------------------------------------------------------
     def run(self, progress: ProgressCallback | None = None) -> None:
@@ -657,132 +411,26 @@ class ISPTrainer:
             self.validate()  # always end with a validation of the final parameters
         self.save_checkpoint()
 
-    # outputs ----------------------------------------------------------------------------
+    # outputs (training/isp_report.py) ------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Final metrics: last validation, means over the last 10% of iterations, warm-up."""
-        tail = self.rows[-max(1, len(self.rows) // 10):] if self.rows else []
-        keys = ("acc_protected", "attacker_acc", "l_ns", "ce_protected", "l_det", "l_cls", "l_box",
-                "acc_restored", "l_rs", "r_l1")
-        last = {f"train_last10pct_{k}": float(np.mean([r[k] for r in tail])) for k in keys if tail and k in tail[0]}
-        first_det = float(np.mean([r["l_det"] for r in self.rows[:max(1, len(self.rows) // 10)]])) if self.rows else None
-        val = self.val_rows[-1] if self.val_rows else {}
-        initial = next((r for r in self.val_rows if r["iteration"] == 0), {})
-        return {
-            "iterations": self.iteration,
-            "final_val": val, "initial_val": initial,
-            **last, "train_first10pct_l_det": first_det,
-            "head_init": self.head_init,
-            "warmup_epochs": len(self.warmup_rows),
-            "warmup_final_train_acc": self.warmup_rows[-1]["train_acc"] if self.warmup_rows else None,
-            "warmup_reached_threshold": bool(self.warmup_rows and self.warmup_rows[-1]["train_acc"] >= self.config.warmup_threshold),
-            "warmup_source": self.warmup_source,
-            "wall_seconds": self.elapsed + time.perf_counter() - self._started,
-            "seconds_per_iteration": float(np.mean([r["seconds"] for r in self.rows])) if self.rows else None,
-            **(self.restoration.summary() if self.restoration is not None else {}),
-        }
+        return isp_report.summary(self)
 
     def params(self) -> ISPParams:
         """The learned parameters (last iterate) with how they were made in the metadata."""
-        c = self.config
-        meta = {
-            "trainer": "campro-bench train isp (Algorithm 1)", "attacker": c.attacker,
-            "scheme": "protector-only" if c.protector_only else "protector+attacker",
-            "omega": c.omega, "m": c.m, "n": c.n, "iterations": self.iteration, "seed": c.seed,
-            "face_dataset": c.face_dataset, "person_dataset": c.person_dataset,
-            "person_detector": c.person_detector, "init": c.init, "ccm_bound": c.ccm_bound,
-            "selection": "last iterate",
-        }
-        if c.restorer != "none":
-            meta.update(restorer=c.restorer, restoration_weight=c.restoration_weight)
-        return ISPParams.from_tensors(self.isp.ccm, self.isp.lut, self.isp.degamma_exponent, **meta)
+        return isp_report.params(self)
 
     def finish(self, data_info: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write ``isp.json``, ``detector.pt``, ``report.json/png``, ``samples.png`` and ``manifest.json``."""
-        from ..detection.checkpoint import save_checkpoint as save_detector
-
-        out = self.out
-        params = self.params()
-        params.save(out / "isp.json")
-        self.detector.eval()
-        det_sha = save_detector(self.detector, out / "detector.pt", {"trained_with": "campro-bench train isp",
-                                                                     "isp_digest": params.digest()})
-        self.detector.train()
-        summary = self.summary()
-        self.write_logs()
-        report = {"config": self.config.to_dict(), "summary": summary, "head_init": self.head_init,
-                  "warmup": self.warmup_rows,
-                  "validation": self.val_rows, "isp": params.to_dict()}
-        atomic_write_json(out / "report.json", report)
-        self.plot(out / "report.png")
-        self.samples(out / "samples.png")
-        c = self.config
-        manifest = training_manifest(
-            "isp", config=c.to_dict(),
-            seeds={"seed": c.seed, "split_seed": c.seed, "samplers": "numpy default_rng([seed, stream, epoch]); "
-                   "streams: 0 warm-up, 1 attacker, 2 protector faces, 3 persons"},
-            data=data_info or {"faces": self.face_data.info, "persons": self.person_data.info},
-            models=models or {"attacker": ",".join(self._names()), "detector": getattr(self.detector, "name", "?")},
-            timings={"wall": summary["wall_seconds"],
-                     "warmup": sum(r["seconds"] for r in self.warmup_rows),
-                     "iterations": sum(r["seconds"] for r in self.rows)},
-            metrics=summary,
-            outputs={"isp": "isp.json", "isp_digest": params.digest(), "detector": "detector.pt",
-                     "detector_sha256": det_sha, "log": "log.csv", "validation": "val.csv", "report": "report.json"},
-            notes=["Parameters are the last iterate; validation accuracy is logged only, never used for selection.",
-                   "Validation images are held-out images of the training identities (split by image)."],
-        )
-        atomic_write_json(out / "manifest.json", manifest)
-        return manifest
+        return isp_report.finish(self, data_info, models)
 
     def plot(self, path: Path) -> None:
-        rows, val = self.rows, self.val_rows
-        it = [r["iteration"] for r in rows]
-        window = max(1, len(rows) // 20)
-        acc = Panel("attacker accuracy (train batches, moving average; validation)", ylabel="top-1", ylim=(0, 1))
-        acc.series["protected, protector-step batches"] = (it, moving_average([r["acc_protected"] for r in rows], window))
-        if rows and "attacker_acc" in rows[0]:
-            acc.series["protected, attacker-step batches"] = (it, moving_average([r["attacker_acc"] for r in rows], window))
-        if rows and "acc_restored" in rows[0]:
-            acc.series["restored (judges), protector-step batches"] = (
-                it, moving_average([r["acc_restored"] for r in rows], window))
-        for name in ("protected", "raw", "restored"):
-            if val and f"val_acc_{name}" in val[-1]:
-                acc.series[f"validation, {name}"] = ([v["iteration"] for v in val], [v[f"val_acc_{name}"] for v in val])
-        loss = Panel("privacy losses (moving average)", ylabel="loss", logy=True)
-        loss.series["L_ns = -log(1 - p_y)"] = (it, moving_average([r["l_ns"] for r in rows], window))
-        loss.series["L_ce on protected"] = (it, moving_average([r["ce_protected"] for r in rows], window))
-        if rows and "l_rs" in rows[0]:
-            loss.series["L_rs = L_ns on restored faces"] = (it, moving_average([r["l_rs"] for r in rows], window))
-            loss.series["R's L1 to the raw crop"] = (it, moving_average([r["r_l1"] for r in rows], window))
-        det = Panel("person detection loss L_det (moving average)", ylabel="loss")
-        for key in ("l_det", "l_cls", "l_box"):
-            det.series[f"{key} (train batches)"] = (it, moving_average([r[key] for r in rows], window))
-        if val and "person_l_det" in val[0]:
-            det.series["l_det, all person images (validation)"] = ([v["iteration"] for v in val],
-                                                                   [v["person_l_det"] for v in val])
-        xs = np.linspace(0, 1, self.isp.lut_points).tolist()
-        lut = Panel("gamma LUT", xlabel="input (after CCM)", ylabel="output", ylim=(0, 1))
-        lut.series["initial"] = (xs, self.init_params.lut)
-        lut.series["learned"] = (xs, self.isp.lut.detach().cpu().tolist())
-        c = self.config
-        title = (f"train isp: {c.attacker}, omega {c.omega}, m {c.m}, n {c.n}, "
-                 f"{'protector-only' if c.protector_only else 'protector+attacker'}, {self.iteration} iterations")
-        plot_panels(path, [acc, loss, det, lut], title=title)
+        """Training curves and the LUT, one PNG."""
+        isp_report.plot(self, path)
 
-    @torch.inference_mode()
     def samples(self, path: Path, faces: int = 8, persons: int = 3) -> None:
         """Raw vs protected (8-bit) validation faces and person images, one PNG."""
-        data = self.face_data
-        split = "val" if len(data.val_labels) else "train"
-        count = min(faces, len(data.val_labels) if split == "val" else len(data.train_labels))
-        x, _ = data.batch(np.arange(count), split=split, device=self.device)
-        people = self.person_data.images[: min(persons, len(self.person_data))].to(self.device)
-        save_image_grid(path, [
-            ("raw faces", list(tensor_to_uint8(x))),
-            ("protected", list(tensor_to_uint8(self.isp(x)))),
-            ("raw persons", list(tensor_to_uint8(people))),
-            ("protected", list(tensor_to_uint8(self.isp(people)))),
-        ])
+        isp_report.samples(self, path, faces, persons)
 
 
 # ----------------------------------------------------------------------------------------

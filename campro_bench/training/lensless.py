@@ -49,6 +49,7 @@ from .. import paths
 from ..errors import CamproError, CheckpointError, EmptyDatasetError, MissingFileError
 from ..io import uint8_to_tensor
 from ..io.atomic import atomic_path, atomic_write_json
+from ..io.hashing import ids_digest
 from ..io.torchfile import load_torch_file
 from ..protectors.lensless import (
     MASKS,
@@ -59,7 +60,7 @@ from ..protectors.lensless import (
     lensless_measure,
     save_mask_file,
 )
-from .data import EpochSampler, ids_digest, split_by_image, strip_roots
+from .data import EpochSampler, split_by_image, strip_roots
 from .report import training_manifest, write_csv
 from .unet import strict_dataclass
 

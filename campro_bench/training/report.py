@@ -16,7 +16,6 @@ import csv
 import io
 import math
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io.atomic import atomic_path, atomic_write_text
+from ..provenance import default_roots, environment, portable_paths
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
@@ -134,8 +134,6 @@ def training_manifest(
     notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The manifest of a training run (plain JSON-serialisable data, no absolute path of the machine)."""
-    from ..experiments.manifest import git_commit, package_versions
-    from ..provenance import default_roots, portable_paths
 
     return portable_paths({
         "trainer": trainer,
@@ -149,14 +147,7 @@ def training_manifest(
         "metrics": metrics,
         "outputs": outputs or {},
         "notes": list(notes),
-        "environment": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "torch_threads": _torch_threads(),
-            "campro_bench_commit": git_commit(),
-            "packages": package_versions(),
-        },
+        "environment": {**environment(), "torch_threads": _torch_threads()},
     }, default_roots())
 
 

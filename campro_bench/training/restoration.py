@@ -21,7 +21,6 @@ that determines them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Callable, Sequence
 from ..errors import CamproError
 from ..faces.pipeline import ProgressFactory, aligned_crops, progress_bar
 from ..io import atomic_write_json
+from ..io.hashing import sha256_json
 from ..protectors.base import Protector
 from ..protectors.isp import CamproISP
 from .unet import TrainingImages, UNetTrainConfig, save_unet, train_unet
@@ -91,8 +91,7 @@ def restoration_network(
     configuration in the cache key)."""
     if config.face_penalty:
         raise CamproError("a restoration network is trained without the face penalty (Eq. 7): face_penalty=False")
-    payload = json.dumps({"isp": isp.fingerprint(), "config": config.to_dict(), "data": key}, sort_keys=True, default=str)
-    digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    digest = sha256_json({"isp": isp.fingerprint(), "config": config.to_dict(), "data": key})[:16]
     weights = Path(cache_dir) / "e5" / f"restoration-{digest}.pt"
     report_file = weights.with_suffix(".json")
     if weights.is_file() and report_file.is_file():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
 import json
 import sys
@@ -34,6 +33,7 @@ import torch
 
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
 from ..io import load_image, tensor_to_uint8
+from ..io.hashing import sha256_file
 from ..registries import POSE_ESTIMATORS
 
 COCO_KEYPOINTS: tuple[str, ...] = (
@@ -198,7 +198,7 @@ class MediaPipePose:
     @functools.cached_property
     def model_sha256(self) -> str:
         """Hash of the landmark model file (recorded in manifests)."""
-        return hashlib.sha256(self.model_file.read_bytes()).hexdigest()
+        return sha256_file(self.model_file)
 
     def _graph(self) -> Any:
         if self._pose is None:

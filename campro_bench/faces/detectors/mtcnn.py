@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...registries import FACE_DETECTORS
-from ..runtime import torch_threads
+from ...runtime import torch_threads
 from ..detection import FaceDetector, Faces
 
 LENIENT = (0.5, 0.5, 0.5)
@@ -27,8 +27,6 @@ LENIENT = (0.5, 0.5, 0.5)
 
 @FACE_DETECTORS.register("mtcnn", description="MTCNN (facenet-pytorch weights); the default, as in the paper")
 class MTCNNDetector(FaceDetector):
-    name = "mtcnn"
-
     def __init__(self, pnet: float = 0.6, rnet: float = 0.7, onet: float = 0.7, min_face_size: int = 20,
                  device: str = "cpu") -> None:
         self.thresholds = (float(pnet), float(rnet), float(onet))

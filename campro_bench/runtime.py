@@ -1,15 +1,25 @@
-"""Small runtime helpers shared by the face pipeline: thread limits and ONNX Runtime sessions."""
+"""Inference runtimes in one place: CPU thread counts, torch thread limits and ONNX Runtime sessions.
+
+Every ONNX model (face detectors, recognisers, person detectors) is opened by :func:`onnx_session`,
+so providers, threads and log level are set the same way everywhere."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from ..recognizers.packaged import cpu_threads
+
+def cpu_threads() -> int:
+    """Threads for CPU inference runtimes (ONNX Runtime, dlib): the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
