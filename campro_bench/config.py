@@ -47,6 +47,19 @@ def option(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: f
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
+def option_like(cls: type, name: str) -> Any:
+    """A field with the default, range and help of ``cls``'s field ``name``.
+
+    For a key that one configuration exposes on behalf of another (a protocol's ``lr`` that is
+    passed on to the fine-tuning config), so that its default and range are written once.
+    """
+    source = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if source is None:
+        raise KeyError(f"{cls.__name__} has no field '{name}'")
+    default = source.default if source.default is not dataclasses.MISSING else source.default_factory  # type: ignore[misc]
+    return option(default, help=source.metadata.get("help", ""), **source.metadata.get("bounds", {}))
+
+
 def did_you_mean(key: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest known key, or an empty string."""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
@@ -91,20 +104,31 @@ def _resolved_types(cls: type) -> dict[str, Any]:
 def parse_config(cls: type[C], data: Mapping[str, Any] | None, what: str) -> C:
     """Build ``cls`` from ``data``; one :class:`CamproError` line for unknown keys, wrong types and ranges.
 
+    A field whose type is a dataclass (a nested table, e.g. ``[pose]``) or a list of one (an array
+    of tables, e.g. ``rows = [{...}, ...]``) is built from its mappings the same way; its keys are
+    named dotted in messages (``pose.estimator``, ``rows[2].reference``).
+
     Args:
         cls: a dataclass whose fields are made with :func:`option` (plain fields work too).
         data: the keys given (missing keys take their defaults).
         what: what the keys configure, for messages (``"protocol"``, ``"train isp"``).
     """
+    return _parse(cls, data, what, "")
+
+
+def _parse(cls: type[C], data: Mapping[str, Any] | None, what: str, prefix: str) -> C:
     data = dict(data or {})
     known = config_keys(cls)
     unknown = [k for k in data if k not in known]
     if unknown:
-        raise unknown_keys_error(unknown, known, what)
+        raise unknown_keys_error([prefix + k for k in unknown], [prefix + k for k in known], what)
+    types = _resolved_types(cls)
+    for key, value in data.items():
+        data[key] = _parse_nested(types[key], value, what, prefix + key)
     try:
         checked = _validator(cls).validate_python(data)
     except pydantic.ValidationError as exc:
-        raise CamproError(_first_error(exc, what)) from None
+        raise CamproError(_first_error(exc, what, prefix)) from None
     values = {k: getattr(checked, k) for k in known}
     try:
         return cls(**values)
@@ -114,9 +138,21 @@ def parse_config(cls: type[C], data: Mapping[str, Any] | None, what: str) -> C:
         raise CamproError(f"invalid {what} configuration: {exc}") from exc
 
 
-def _first_error(exc: pydantic.ValidationError, what: str) -> str:
+def _parse_nested(annotation: Any, value: Any, what: str, key: str) -> Any:
+    """``value`` built into ``annotation`` when that is a dataclass (or a list of one) and ``value`` a mapping."""
+    import typing
+
+    if dataclasses.is_dataclass(annotation) and isinstance(value, Mapping):
+        return _parse(annotation, value, what, key + ".")
+    item = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list and item and dataclasses.is_dataclass(item[0]) and isinstance(value, list):
+        return [_parse(item[0], v, what, f"{key}[{i}].") if isinstance(v, Mapping) else v for i, v in enumerate(value)]
+    return value
+
+
+def _first_error(exc: pydantic.ValidationError, what: str, prefix: str = "") -> str:
     error = exc.errors()[0]
-    key = ".".join(str(p) for p in error["loc"])
+    key = prefix + ".".join(str(p) for p in error["loc"])
     given = error.get("input")
     return f"{what} key '{key}': {error['msg'].rstrip('.').lower()}, got {given!r}"
 

@@ -18,15 +18,24 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import apply_overrides as _apply_overrides
 from ..config import parse_value as _parse_value
-from ..config import unknown_keys_error
+from ..config import parse_config, unknown_keys_error
 from ..errors import InvalidFileError, MissingFileError
 
 GENERAL_KEYS = ("description", "_source")
 """Keys every protocol may have."""
+
+
+C = TypeVar("C")
+
+
+def parse_protocol(cls: type[C], spec: dict[str, Any], experiment: str) -> C:
+    """An experiment's typed configuration (:func:`~campro_bench.config.parse_config`) from its whole
+    spec, less the keys every protocol may have (``description``)."""
+    return parse_config(cls, {k: v for k, v in spec.items() if k not in GENERAL_KEYS}, f"{experiment} protocol")
 
 
 def protocols_dir() -> Path:
