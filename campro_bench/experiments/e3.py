@@ -14,12 +14,14 @@ from ``baselines/paper/table3_person_detection.csv``, labelled as the paper's.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from ..config import option
 from ..datasets.coco import PersonDataset, load_person_dataset
 from ..detection import create_person_detector
 from ..errors import CamproError, MissingFileError
@@ -28,10 +30,39 @@ from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS, evaluate_detector
 from .base import ExperimentResult, RunContext
 from .common import PAPER_DIR
-from .finetuned import detector_from_checkpoint, finetune_config, finetuned_detector
+from .finetuned import DetectionUtilityConfig, detector_from_checkpoint, finetuned_detector
+from .spec import parse_protocol
 
 PAPER_TABLE = PAPER_DIR / "table3_person_detection.csv"
 PAPER_LABEL = "paper (YOLOv5m, full COCO)"
+
+
+@dataclass(frozen=True)
+class E3Protector:
+    """One row of Table III: a protector spec, its row name, optionally a detector checkpoint."""
+
+    label: str = option(help="the table's row name")
+    spec: str = option(help="protector spec (campro-bench list protectors)")
+    checkpoint: str = option("", help="a detector checkpoint evaluated as is (no fine-tuning); '' = none")
+
+
+@dataclass(frozen=True)
+class E3Config(DetectionUtilityConfig):
+    """The E3 protocol (``protocols/e3.toml``): the detection keys, the seed and the rows."""
+
+    seed: int = option(0, ge=0, help="seed of the subsets, the fine-tuning and torch")
+    protectors: list[E3Protector] = option(list, help="rows: {label, spec[, checkpoint]} or a protector spec")
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "E3Config":
+        """A row given as a bare spec string is labelled with that spec."""
+        given = dict(spec)
+        if isinstance(given.get("protectors"), list):
+            given["protectors"] = [{"label": p, "spec": p} if isinstance(p, str) else p for p in given["protectors"]]
+        cfg = parse_protocol(cls, given, "e3")
+        if not cfg.protectors:
+            raise CamproError("the e3 spec lists no protectors")
+        return cfg
 
 
 def _weights_label(checkpoint: Any, train_set: PersonDataset | None, epochs: int) -> str:
@@ -56,36 +87,29 @@ def paper_rows() -> pd.DataFrame:
 def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     if ctx.compare not in (None, "paper"):
         raise CamproError(f"e3 can compare with 'paper' only, not '{ctx.compare}'")
-    protectors = spec.get("protectors") or []
-    if not protectors:
-        raise CamproError("the e3 spec lists no protectors")
-    seed = int(spec.get("seed", 0))
+    cfg = E3Config.from_spec(spec)
+    seed = cfg.seed
     torch.manual_seed(seed)
-    config = finetune_config(spec)
+    config = cfg.finetune(seed)
     ctx.manifest.seeds.update({"seed": seed, "finetune": config.seed, "subset": seed, "torch": seed})
 
-    eval_set = load_person_dataset(spec.get("dataset", "coco128"), ctx.data_root, "val").subset(
-        int(spec.get("max_images", 0)), seed
-    )
+    eval_set = load_person_dataset(cfg.dataset, ctx.data_root, "val").subset(cfg.max_images, seed)
     ctx.manifest.data["eval"] = eval_set.fingerprint()
     train_set = None
     if config.epochs > 0:
-        train_set = load_person_dataset(spec.get("train_dataset", "coco128"), ctx.data_root, "train").subset(
-            int(spec.get("max_train_images", 0)), seed
-        )
+        train_set = load_person_dataset(cfg.train_dataset, ctx.data_root, "train").subset(cfg.max_train_images, seed)
         ctx.manifest.data["train"] = train_set.fingerprint()
 
-    name = spec.get("detector", "ssdlite-mobilenetv2-coco")
+    name = cfg.detector
     base = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device)
     ctx.manifest.models[name] = {"weights_sha256": base.weights_hash, "contract": base.contract.to_dict()}
-    batch_size = int(spec.get("batch_size", 8))
+    batch_size = cfg.batch_size
 
     rows, reports = [], {}
-    for item in protectors:
-        label, protector_spec = str(item["label"]), str(item["spec"])
-        protector = build_protector(protector_spec).to(ctx.device).eval()
+    for item in cfg.protectors:
+        label, checkpoint = item.label, item.checkpoint
+        protector = build_protector(item.spec).to(ctx.device).eval()
         detector = base
-        checkpoint = item.get("checkpoint")
         if checkpoint:  # a given detector, e.g. the P that `train isp` trained jointly: evaluated as is
             detector = detector_from_checkpoint(base, Path(str(checkpoint)))
             ctx.manifest.models[f"{name} from {checkpoint}"] = {"weights_sha256": detector.weights_hash}

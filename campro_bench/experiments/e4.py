@@ -14,6 +14,7 @@ with Table V through :mod:`campro_bench.experiments.common`.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import option
 from ..datasets.fingerprint import fingerprint
 from ..errors import CamproError, EmptyDatasetError, MissingFileError
 from ..io import list_images, load_image, tensor_to_uint8, uint8_to_tensor
@@ -38,6 +40,7 @@ from ..utility.quality import (
 )
 from .base import ExperimentResult, RunContext
 from .common import check_compare, expand_protector_specs, paper_table
+from .spec import parse_protocol
 
 REFERENCES = ("raw", "face-masked")
 
@@ -56,32 +59,54 @@ def image_folder(ctx: RunContext, relative: str) -> tuple[Path, list[Path]]:
 # ----------------------------------------------------------------------------------------
 # E4
 # ----------------------------------------------------------------------------------------
-def _rows(spec: dict[str, Any]) -> list[dict[str, str]]:
-    rows = spec.get("rows") or []
-    if not isinstance(rows, list) or not rows:
-        raise CamproError("the e4 spec needs 'rows': a list of {protector = '...', reference = 'raw'}")
-    out: list[dict[str, str]] = []
-    for row in rows:
-        if isinstance(row, str):
-            row = {"protector": row}
-        if not isinstance(row, dict) or "protector" not in row:
-            raise CamproError(f"bad e4 row {row!r}: expected {{protector = '...', reference = 'raw'}}")
-        reference = str(row.get("reference", "raw"))
-        if reference not in REFERENCES:
-            raise CamproError(f"e4 row {row!r}: reference must be one of {', '.join(REFERENCES)}")
-        for protector in expand_protector_specs([str(row["protector"])]):
-            label = str(row.get("label") or protector)
-            out.append({"protector": protector, "reference": reference, "label": label})
-    return out
+@dataclass(frozen=True)
+class E4Row:
+    """One image type of Table IV: a protector spec (``preset=*`` expands) and its reference."""
+
+    protector: str = option(help="protector spec; campro-isp:preset=* / campro-enhanced:preset=* expand")
+    reference: str = option("raw", help="raw: the original image; face-masked: its faces set to 0 (Eq. 8)")
+    label: str = option("", help="the row name; '' = the protector spec")
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise CamproError(f"e4 row {self!r}: reference must be one of {', '.join(REFERENCES)}")
 
 
-def _mask_fn(spec: dict[str, Any], rows: list[dict[str, str]]) -> MaskFn | None:
+@dataclass(frozen=True)
+class E4Config:
+    """The E4 protocol (``protocols/e4.toml``)."""
+
+    seed: int = option(0, ge=0, help="nothing is random; recorded for uniformity")
+    images: str = option("coco-mini/val2017", help="image folder, relative to the data root")
+    limit: int = option(0, ge=0, le=10_000_000, help="0 = every image (sorted by name), else the first N")
+    quantize: bool = option(True, help="round protected images to 8 bits, as a camera writes them")
+    face_detector: str = option("centerface", help="face detector of the face-masked rows")
+    rows: list[E4Row] = option(list, help="image types: {protector[, reference][, label]} or a protector spec")
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "E4Config":
+        """A row given as a bare string is that protector against the raw image."""
+        given = dict(spec)
+        if isinstance(given.get("rows"), list):
+            given["rows"] = [{"protector": r} if isinstance(r, str) else r for r in given["rows"]]
+        cfg = parse_protocol(cls, given, "e4")
+        if not cfg.rows:
+            raise CamproError("the e4 spec needs 'rows': a list of {protector = '...', reference = 'raw'}")
+        return cfg
+
+
+def _rows(cfg: E4Config) -> list[dict[str, str]]:
+    """The rows with ``preset=*`` expanded."""
+    return [{"protector": protector, "reference": row.reference, "label": row.label or protector}
+            for row in cfg.rows for protector in expand_protector_specs([row.protector])]
+
+
+def _mask_fn(cfg: E4Config, rows: list[dict[str, str]]) -> MaskFn | None:
     if not any(r["reference"] == "face-masked" for r in rows):
         return None
-    detector = str(spec.get("face_detector") or "")
-    if not detector:
+    if not cfg.face_detector:
         raise CamproError("rows with reference = 'face-masked' need 'face_detector' in the e4 spec")
-    return detector_mask_fn(detector)
+    return detector_mask_fn(cfg.face_detector)
 
 
 @EXPERIMENTS.register(
@@ -89,11 +114,11 @@ def _mask_fn(spec: dict[str, Any], rows: list[dict[str, str]]) -> MaskFn | None:
 )
 def run_e4(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     check_compare(ctx)
-    rows = _rows(spec)
-    folder, files = image_folder(ctx, str(spec.get("images", "coco-mini/val2017")))
-    limit = int(spec.get("limit", 0))
-    files = files[:limit] if limit > 0 else files
-    quantize = bool(spec.get("quantize", True))
+    cfg = E4Config.from_spec(spec)
+    rows = _rows(cfg)
+    folder, files = image_folder(ctx, cfg.images)
+    files = files[:cfg.limit] if cfg.limit > 0 else files
+    quantize = cfg.quantize
     ctx.manifest.data["images"] = fingerprint(ctx.data_root, files)
     ctx.manifest.notes["e4"] = {
         "images_folder": str(folder.relative_to(ctx.data_root)),
@@ -103,9 +128,9 @@ def run_e4(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "ssim": {"kernel": SSIM_KERNEL, "sigma": SSIM_SIGMA, "data_range": 1.0},
         "ms_ssim": {"betas": MS_SSIM_BETAS, "negative_terms": "clamped to 0 (relu)"},
     }
-    mask_fn = _mask_fn(spec, rows)
+    mask_fn = _mask_fn(cfg, rows)
     if mask_fn is not None:
-        ctx.manifest.models["face_detector"] = str(spec.get("face_detector"))
+        ctx.manifest.models["face_detector"] = cfg.face_detector
 
     raw: dict[Path, np.ndarray] = {}
     masks: dict[Path, torch.Tensor] = {}

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_config
+from ..config import option, option_like
 from ..datasets.coco import PersonDataset
 from ..detection import PersonDetector
 from ..detection.checkpoint import load_checkpoint
@@ -22,11 +23,30 @@ from ..io.hashing import sha256_file, sha256_json
 from .base import RunContext
 
 
-def finetune_config(spec: dict[str, Any]) -> FinetuneConfig:
-    """The fine-tuning keys of a protocol section (``finetune_epochs`` is the config's ``epochs``)."""
-    names = {"finetune_epochs": "epochs", **{k: k for k in ("batch_size", "lr", "momentum", "weight_decay", "hflip",
-                                                             "seed")}}
-    return parse_config(FinetuneConfig, {names[k]: v for k, v in spec.items() if k in names}, "fine-tuning")
+@dataclass(frozen=True)
+class DetectionUtilityConfig:
+    """Person detection on protected images (E3's protocol, the trade-off's ``[utility]``).
+
+    ``batch_size`` is both the evaluation and the fine-tuning batch; the fine-tuning keys take
+    their defaults and ranges from :class:`FinetuneConfig` (``finetune_epochs`` is its ``epochs``).
+    """
+
+    detector: str = option("ssdlite-mobilenetv2-coco", help="person detector (PERSON_DETECTORS)")
+    dataset: str = option("coco128", help="person dataset whose val split is evaluated")
+    train_dataset: str = option("coco128", help="person dataset whose train split fine-tunes the detector")
+    max_images: int = option(0, ge=0, le=1_000_000, help="0 = every val image; N = a seeded subset")
+    max_train_images: int = option(0, ge=0, le=1_000_000, help="0 = every train image; N = a seeded subset")
+    finetune_epochs: int = option_like(FinetuneConfig, "epochs")
+    batch_size: int = option_like(FinetuneConfig, "batch_size")
+    lr: float = option_like(FinetuneConfig, "lr")
+    momentum: float = option_like(FinetuneConfig, "momentum")
+    weight_decay: float = option_like(FinetuneConfig, "weight_decay")
+    hflip: bool = option_like(FinetuneConfig, "hflip")
+
+    def finetune(self, seed: int) -> FinetuneConfig:
+        """The fine-tuning hyper-parameters (they key the cached detectors, see :func:`cache_key`)."""
+        return FinetuneConfig(epochs=self.finetune_epochs, batch_size=self.batch_size, lr=self.lr,
+                              momentum=self.momentum, weight_decay=self.weight_decay, hflip=self.hflip, seed=seed)
 
 
 def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[str, Any], config: FinetuneConfig) -> str:

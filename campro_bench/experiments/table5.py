@@ -16,11 +16,13 @@ protected with the same model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..config import option
 from ..datasets.fingerprint import fingerprint
 from ..errors import CamproError
 from ..protectors import build_protector
@@ -29,17 +31,50 @@ from ..utility.caption import build_captioner, caption_dataset, cider_d, load_co
 from ..utility.pose import build_pose_estimator, keypoint_ap, load_person_keypoints, predict_keypoints
 from .base import ExperimentResult, RunContext
 from .common import camera_transform, check_compare, expand_protector_specs, paper_table
+from .spec import parse_protocol
 
 
-def _pose_rows(spec: dict[str, Any], ctx: RunContext, protectors: list[str]) -> tuple[list[dict], pd.DataFrame]:
-    cfg = dict(spec.get("pose", {}))
-    name = str(cfg.get("estimator", "mediapipe-pose"))
-    gt = load_person_keypoints(ctx.data_root / str(spec.get("dataset", "coco-mini")),
-                               str(spec.get("split", "val2017")), int(spec.get("limit", 0)))
+@dataclass(frozen=True)
+class PoseConfig:
+    """``[pose]``: top-down pose estimation on the ground-truth person boxes."""
+
+    enabled: bool = option(True, help="false: no pose rows")
+    estimator: str = option("mediapipe-pose", help="a POSE_ESTIMATORS entry")
+    options: dict[str, Any] = option(dict, help="the estimator's own options (checked by its factory)")
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """``[caption]``: one caption per image, scored with CIDEr-D."""
+
+    enabled: bool = option(True, help="false: caption rows say 'unavailable: disabled in the spec'")
+    captioner: str = option("blip", help="a CAPTIONERS entry")
+    path: str = option("", help="BLIP folder; '' = <models-dir>/blip")
+    tokenizer: str = option("auto", help="auto: PTB (Java) when available, else the simple tokenizer")
+    batch_size: int = option(8, ge=1, le=4096, help="images per captioning batch")
+    options: dict[str, Any] = option(dict, help="the captioner's own options (checked by its factory)")
+
+
+@dataclass(frozen=True)
+class Table5Config:
+    """The Table V protocol (``protocols/table5.toml``)."""
+
+    seed: int = option(0, ge=0, help="nothing is random; recorded for uniformity")
+    dataset: str = option("coco-mini", help="folder under the data root holding annotations/ and <split>/")
+    split: str = option("val2017", help="COCO split")
+    limit: int = option(0, ge=0, le=10_000_000, help="0 = every image, else the first N image ids (per task)")
+    protectors: list[str] = option(lambda: ["raw"], help="protector specs; preset=* expands")
+    pose: PoseConfig = option(PoseConfig, help="pose estimation")
+    caption: CaptionConfig = option(CaptionConfig, help="captioning")
+
+
+def _pose_rows(cfg: Table5Config, ctx: RunContext, protectors: list[str]) -> tuple[list[dict], pd.DataFrame]:
+    name = cfg.pose.estimator
+    gt = load_person_keypoints(ctx.data_root / cfg.dataset, cfg.split, cfg.limit)
     ctx.manifest.data["pose"] = fingerprint(
         ctx.data_root, [gt.image_path(i) for i in gt.image_ids], [gt.annotation_file]
     )
-    estimator = build_pose_estimator(name, **dict(cfg.get("options", {})))
+    estimator = build_pose_estimator(name, **dict(cfg.pose.options))
     config = getattr(estimator, "config", lambda: {"name": name})()
     ctx.manifest.models["pose_estimator"] = config
     raw = {i: gt.load(i) for i in gt.image_ids}
@@ -64,20 +99,18 @@ def _pose_rows(spec: dict[str, Any], ctx: RunContext, protectors: list[str]) -> 
     return rows, pd.DataFrame(details)
 
 
-def _caption_rows(spec: dict[str, Any], ctx: RunContext, protectors: list[str]) -> list[dict]:
-    cfg = dict(spec.get("caption", {}))
-    name = str(cfg.get("captioner", "blip"))
-    if not cfg.get("enabled", True):
+def _caption_rows(cfg: Table5Config, ctx: RunContext, protectors: list[str]) -> list[dict]:
+    name = cfg.caption.captioner
+    if not cfg.caption.enabled:
         return [_row("Image Caption", "CIDEr-D", name, p, np.nan, "unavailable: disabled in the spec")
                 for p in protectors]
-    data = load_coco_captions(ctx.data_root / str(spec.get("dataset", "coco-mini")),
-                              str(spec.get("split", "val2017")), int(spec.get("limit", 0)))
+    data = load_coco_captions(ctx.data_root / cfg.dataset, cfg.split, cfg.limit)
     ctx.manifest.data["captions"] = fingerprint(
         ctx.data_root, [data.images_dir / data.files[i] for i in data.image_ids], [data.annotation_file]
     )
-    options = dict(cfg.get("options", {}))
+    options = dict(cfg.caption.options)
     if name == "blip":
-        options.setdefault("path", str(cfg.get("path", "")) or None)
+        options.setdefault("path", cfg.caption.path or None)
         options.setdefault("models_dir", ctx.models_dir)
         options.setdefault("device", ctx.device)
     try:
@@ -93,9 +126,8 @@ def _caption_rows(spec: dict[str, Any], ctx: RunContext, protectors: list[str]) 
         for spec_text in protectors:
             transform = camera_transform(build_protector(spec_text), ctx.device)
             with ctx.manifest.timer(f"caption:{spec_text}"):
-                captions = caption_dataset(captioner, data, transform, raw,
-                                           int(cfg.get("batch_size", 8)), advance)
-                result = cider_d(data.references, captions, str(cfg.get("tokenizer", "auto")))
+                captions = caption_dataset(captioner, data, transform, raw, cfg.caption.batch_size, advance)
+                result = cider_d(data.references, captions, cfg.caption.tokenizer)
             tokenizers.add(result.tokenizer)
             rows.append(_row("Image Caption", "CIDEr-D", name, spec_text, result.score,
                              f"ok (tokenizer: {result.tokenizer})"))
@@ -117,7 +149,8 @@ def _row(application: str, metric: str, model: str, protector: str, value: float
 )
 def run_table5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     check_compare(ctx)
-    protectors = expand_protector_specs([str(p) for p in spec.get("protectors", ["raw"])])
+    cfg = parse_protocol(Table5Config, spec, "table5")
+    protectors = expand_protector_specs(cfg.protectors)
     if not protectors:
         raise CamproError("the table5 spec needs 'protectors': a list of protector specs")
     ctx.manifest.notes["table5"] = {
@@ -126,10 +159,10 @@ def run_table5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     }
     tables: dict[str, pd.DataFrame] = {}
     rows: list[dict] = []
-    if spec.get("pose", {}).get("enabled", True):
-        pose_rows, tables["table5_pose"] = _pose_rows(spec, ctx, protectors)
+    if cfg.pose.enabled:
+        pose_rows, tables["table5_pose"] = _pose_rows(cfg, ctx, protectors)
         rows += pose_rows
-    rows += _caption_rows(spec, ctx, protectors)
+    rows += _caption_rows(cfg, ctx, protectors)
     tables = {"table5": pd.DataFrame(rows), **tables}
     if ctx.compare == "paper":
         tables["paper_table5"] = paper_table("table5_vision_apps.csv")
