@@ -69,7 +69,7 @@ def test_tradeoff_runs_end_to_end_at_tiny_scale(tmp_path: Path, data_root: Path,
 def test_tradeoff_spec_errors(tmp_path: Path) -> None:
     from campro_bench.experiments.runner import run_experiment
 
-    with pytest.raises(CamproError, match="need method and spec"):
+    with pytest.raises(CamproError, match=r"tradeoff protocol key 'methods\[0\]\.method': field required"):
         run_experiment("tradeoff", overrides=['methods=[{label="x"}]'], out=tmp_path / "a", quiet=True)
     with pytest.raises(UnknownNameError, match="unknown ISP preset"):
         run_experiment("tradeoff", overrides=['methods=[{method="CamPro", spec="campro-isp:preset=nope"}]'],

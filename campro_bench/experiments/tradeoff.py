@@ -18,11 +18,13 @@ points the paper states in its text (no values read off Fig. 11), in a separate 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..config import option
 from ..datasets.coco import load_person_dataset
 from ..detection import create_person_detector
 from ..errors import CamproError, UnknownNameError
@@ -32,7 +34,8 @@ from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS, evaluate_detector
 from .base import ExperimentResult, RunContext
 from .common import check_compare
-from .finetuned import finetune_config, finetuned_detector
+from .finetuned import DetectionUtilityConfig, finetuned_detector
+from .spec import parse_protocol
 
 PAPER_POINTS = [
     {"method": "Raw", "accuracy_pct": 84.3, "AP": 0.578,
@@ -61,36 +64,63 @@ def pareto_front(accuracy: Sequence[float], ap: Sequence[float]) -> np.ndarray:
     return front
 
 
-def _methods(spec: dict[str, Any], ctx: RunContext) -> list[dict[str, str]]:
-    items = spec.get("methods") or []
-    if not items:
-        raise CamproError("the tradeoff spec lists no methods")
+@dataclass(frozen=True)
+class TradeoffMethod:
+    """One point of the sweep: a method level."""
+
+    method: str = option(help="the method (one line and marker per method)")
+    spec: str = option(help="protector spec")
+    label: str = option("", help="the level's name on the figure; '' = the spec")
+    optional: bool = option(False, help="skip the point (with a note) when the protector is not available")
+
+
+@dataclass(frozen=True)
+class TradeoffConfig:
+    """The trade-off protocol (``protocols/tradeoff.toml``)."""
+
+    seed: int = option(0, ge=0, help="seed of the identification draws, the subsets and the fine-tuning")
+    methods: list[TradeoffMethod] = option(list, help="method levels: {method, spec[, label][, optional]}")
+    privacy: dict[str, Any] = option(dict, help="the E1 protocol keys (ProtocolConfig), one classifier and one "
+                                                "gallery (classifier, gallery)")
+    utility: DetectionUtilityConfig = option(DetectionUtilityConfig, help="person detection (the E3 keys)")
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "TradeoffConfig":
+        cfg = parse_protocol(cls, spec, "tradeoff")
+        if not cfg.methods:
+            raise CamproError("the tradeoff spec lists no methods")
+        cfg.protocol(["raw"])  # the privacy keys are checked before anything runs
+        return cfg
+
+    def protocol(self, protectors: list[str]) -> ProtocolConfig:
+        """The E1 protocol of the privacy axis, for ``protectors``."""
+        privacy = dict(self.privacy)
+        gallery = privacy.pop("gallery", "raw")
+        classifier = privacy.pop("classifier", "nearest")
+        return ProtocolConfig.from_spec({"repeats": 10, "seed": self.seed, **privacy, "protectors": protectors,
+                                         "classifiers": [classifier], "galleries": [gallery]})
+
+
+def _methods(cfg: TradeoffConfig, ctx: RunContext) -> list[dict[str, str]]:
     out = []
-    for item in items:
-        if not isinstance(item, dict) or not {"method", "spec"} <= set(item):
-            raise CamproError(f"bad tradeoff method {item!r}: need method and spec (and a label)")
+    for item in cfg.methods:
         try:
-            build_protector(str(item["spec"]))
+            build_protector(item.spec)
         except UnknownNameError as exc:
-            if not item.get("optional", False):
+            if not item.optional:
                 raise
-            ctx.log(f"[yellow]skipping {item['method']} {item.get('label', '')}[/]: {exc}")
-            ctx.manifest.notes.setdefault("skipped", {})[str(item["spec"])] = str(exc)
+            ctx.log(f"[yellow]skipping {item.method} {item.label}[/]: {exc}")
+            ctx.manifest.notes.setdefault("skipped", {})[item.spec] = str(exc)
             continue
-        out.append({"method": str(item["method"]), "label": str(item.get("label", item["spec"])),
-                    "spec": str(item["spec"])})
+        out.append({"method": item.method, "label": item.label or item.spec, "spec": item.spec})
     return out
 
 
-def privacy_points(methods: list[dict[str, str]], spec: dict[str, Any], ctx: RunContext) -> pd.DataFrame:
+def privacy_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
     """Per protector spec: accuracy of each model and their mean (the E1 protocol)."""
-    privacy = dict(spec.get("privacy", {}))
-    gallery = str(privacy.pop("gallery", "raw"))
-    classifier = str(privacy.pop("classifier", "nearest"))
-    specs = list(dict.fromkeys(m["spec"] for m in methods))
-    cfg = ProtocolConfig.from_spec({"repeats": 10, "seed": int(spec.get("seed", 0)), **privacy, "protectors": specs,
-                                    "classifiers": [classifier], "galleries": [gallery]})
-    outcome = run_protocol(cfg, ctx)
+    protocol = cfg.protocol(list(dict.fromkeys(m["spec"] for m in methods)))
+    gallery = protocol.galleries[0]
+    outcome = run_protocol(protocol, ctx)
     long = pd.DataFrame(outcome.rows)
     long = long[long["gallery"] == gallery]
     per_model = long.pivot_table(index="image_type", columns="model", values="accuracy_mean", aggfunc="mean")
@@ -100,20 +130,18 @@ def privacy_points(methods: list[dict[str, str]], spec: dict[str, Any], ctx: Run
     return per_model.join(std)
 
 
-def utility_points(methods: list[dict[str, str]], spec: dict[str, Any], ctx: RunContext) -> pd.DataFrame:
+def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
     """Per protector spec: the E3 metrics (detector fine-tuned per protector unless epochs = 0)."""
-    utility = dict(spec.get("utility", {}))
-    seed = int(spec.get("seed", 0))
-    config = finetune_config({**utility, "seed": seed})
-    eval_set = load_person_dataset(str(utility.get("dataset", "coco128")), ctx.data_root, "val").subset(
-        int(utility.get("max_images", 0)), seed)
+    utility, seed = cfg.utility, cfg.seed
+    config = utility.finetune(seed)
+    eval_set = load_person_dataset(utility.dataset, ctx.data_root, "val").subset(utility.max_images, seed)
     train_set = None
     if config.epochs > 0:
-        train_set = load_person_dataset(str(utility.get("train_dataset", "coco128")), ctx.data_root, "train").subset(
-            int(utility.get("max_train_images", 0)), seed)
+        train_set = load_person_dataset(utility.train_dataset, ctx.data_root, "train").subset(
+            utility.max_train_images, seed)
         ctx.manifest.data["utility_train"] = train_set.fingerprint()
     ctx.manifest.data["utility_eval"] = eval_set.fingerprint()
-    name = str(utility.get("detector", "ssdlite-mobilenetv2-coco"))
+    name = utility.detector
     base = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device)
     ctx.manifest.models[name] = {"weights_sha256": base.weights_hash}
     rows = {}
@@ -126,7 +154,7 @@ def utility_points(methods: list[dict[str, str]], spec: dict[str, Any], ctx: Run
             cached = report["cached"]
         with ctx.manifest.timer(f"utility/evaluate {protector_spec}"), \
                 ctx.progress(f"AP {protector_spec}", len(eval_set)) as advance:
-            metrics = evaluate_detector(detector, eval_set, protector, int(utility.get("batch_size", 8)), ctx.device,
+            metrics = evaluate_detector(detector, eval_set, protector, utility.batch_size, ctx.device,
                                         on_progress=advance)
         rows[protector_spec] = {**{m: metrics[m] for m in METRICS}, "detector_cached": cached}
     ctx.manifest.notes["utility"] = {"detector": name, "finetune": config.to_dict(), "eval_images": len(eval_set),
@@ -175,13 +203,14 @@ def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> A
 @EXPERIMENTS.register("tradeoff", protocol="tradeoff", description="Fig. 11: privacy-utility trade-off sweep")
 def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     check_compare(ctx)
-    methods = _methods(spec, ctx)
+    cfg = TradeoffConfig.from_spec(spec)
+    methods = _methods(cfg, ctx)
     if not methods:
         raise CamproError("no tradeoff method is available (all optional presets are missing)")
     with ctx.manifest.timer("privacy"):
-        privacy = privacy_points(methods, spec, ctx)
+        privacy = privacy_points(methods, cfg, ctx)
     with ctx.manifest.timer("utility"):
-        utility = utility_points(methods, spec, ctx)
+        utility = utility_points(methods, cfg, ctx)
     rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
     table = pd.DataFrame(rows)
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
@@ -190,13 +219,13 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     if ctx.compare == "paper":
         paper = pd.DataFrame(PAPER_POINTS)
         tables["paper_points"] = paper
-    privacy_spec = spec.get("privacy", {})
+    protocol = cfg.protocol(["raw"])
     notes = (
-        f"x: top-1 closed-set accuracy ({privacy_spec.get('classifier', 'nearest')}, gallery "
-        f"{privacy_spec.get('gallery', 'raw')}, {privacy_spec.get('repeats', 10)} draws) on "
-        f"{', '.join(privacy_spec.get('datasets', []))}, mean over {', '.join(privacy_spec.get('models', []))}; "
+        f"x: top-1 closed-set accuracy ({protocol.classifiers[0]}, gallery "
+        f"{protocol.galleries[0]}, {protocol.repeats} draws) on "
+        f"{', '.join(protocol.datasets)}, mean over {', '.join(protocol.models)}; "
         f"y: person AP (COCOeval) on {ctx.manifest.notes['utility']['eval_images']} protected "
-        f"{spec.get('utility', {}).get('dataset', 'coco128')} val images. pareto: no other point has lower-or-equal "
+        f"{cfg.utility.dataset} val images. pareto: no other point has lower-or-equal "
         "accuracy and higher-or-equal AP (one strictly)."
     )
     return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)
