@@ -1,0 +1,132 @@
+"""The typed protocol configs of E3, E4, Table V and the trade-off sweep: shipped files parse, typos and
+out-of-range values fail in one line naming the key, and the dataclass defaults are the shipped values."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Callable
+
+import pytest
+
+from campro_bench.errors import CamproError
+from campro_bench.experiments.e3 import E3Config, E3Protector
+from campro_bench.experiments.e4 import E4Config, E4Row
+from campro_bench.experiments.spec import GENERAL_KEYS, apply_overrides, load_spec, parse_protocol
+from campro_bench.experiments.table5 import Table5Config
+from campro_bench.experiments.tradeoff import TradeoffConfig
+
+PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
+    "e3": (E3Config, E3Config.from_spec),
+    "e4": (E4Config, E4Config.from_spec),
+    "table5": (Table5Config, lambda spec: parse_protocol(Table5Config, spec, "table5")),
+    "tradeoff": (TradeoffConfig, TradeoffConfig.from_spec),
+}
+
+ROWS_AND_FREE_TABLES = {"protectors", "rows", "methods", "options", "privacy"}
+"""Fields whose shipped value is the experiment's content, not a default: the rows (the TOML is their
+one source), the factories' own options (checked by the factories) and the trade-off's E1 keys
+(checked by ProtocolConfig)."""
+
+
+def parse(experiment: str, overrides: list[str] | None = None) -> Any:
+    return PARSERS[experiment][1](apply_overrides(load_spec(experiment), overrides or []))
+
+
+def one_line_error(experiment: str, overrides: list[str]) -> str:
+    with pytest.raises(CamproError) as info:
+        parse(experiment, overrides)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    return message
+
+
+@pytest.mark.parametrize("experiment", sorted(PARSERS))
+def test_the_shipped_protocol_parses(experiment: str) -> None:
+    assert isinstance(parse(experiment), PARSERS[experiment][0])
+
+
+def _assert_defaults_are_shipped(cls: type, shipped: dict[str, Any], where: str) -> None:
+    types = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(shipped) <= set(fields), f"{where}: the shipped protocol has keys the config lacks"
+    for name, field in fields.items():
+        assert name in shipped, f"{where}{name} is not in the shipped protocol (it lists every key, commented)"
+        if name in ROWS_AND_FREE_TABLES:
+            continue
+        if dataclasses.is_dataclass(types[name]):
+            _assert_defaults_are_shipped(types[name], shipped[name], f"{where}{name}.")
+            continue
+        assert field.default is not dataclasses.MISSING, f"{where}{name} has no default"
+        assert field.default == shipped[name] and type(field.default) is type(shipped[name]), \
+            f"{where}{name}: default {field.default!r} != shipped {shipped[name]!r}"
+
+
+@pytest.mark.parametrize("experiment", sorted(PARSERS))
+def test_defaults_are_the_shipped_values(experiment: str) -> None:
+    shipped = {k: v for k, v in load_spec(experiment).items() if k not in GENERAL_KEYS}
+    _assert_defaults_are_shipped(PARSERS[experiment][0], shipped, "")
+
+
+@pytest.mark.parametrize("experiment, override, key, hint", [
+    ("e3", "max_image=3", "max_image", "max_images"),
+    ("e3", 'protectors=[{label="Raw", spec="raw", chekpoint="x.pt"}]', "protectors[0].chekpoint",
+     "protectors[0].checkpoint"),
+    ("e4", "quantise=false", "quantise", "quantize"),
+    ("e4", 'rows=[{protector="raw", refrence="raw"}]', "rows[0].refrence", "rows[0].reference"),
+    ("table5", "limt=2", "limt", "limit"),
+    ("table5", "pose.estimatr=\"x\"", "pose.estimatr", "pose.estimator"),
+    ("table5", "caption.batch_sise=2", "caption.batch_sise", "caption.batch_size"),
+    ("tradeoff", "utility.finetune_epoch=0", "utility.finetune_epoch", "utility.finetune_epochs"),
+    ("tradeoff", 'methods=[{method="Raw", spec="raw", optinal=true}]', "methods[0].optinal", "methods[0].optional"),
+])
+def test_a_misspelt_key_fails_naming_it(experiment: str, override: str, key: str, hint: str) -> None:
+    message = one_line_error(experiment, [override])
+    assert message.startswith(f"unknown {experiment} protocol key '{key}' (did you mean '{hint}'?)"), message
+
+
+@pytest.mark.parametrize("experiment, override, key", [
+    ("e3", "batch_size=0", "batch_size"),
+    ("e3", "max_images=-1", "max_images"),
+    ("e3", "momentum=1.0", "momentum"),
+    ("e3", "finetune_epochs=-1", "finetune_epochs"),
+    ("e3", 'seed="0"', "seed"),
+    ("e4", "limit=-1", "limit"),
+    ("e4", 'quantize="yes"', "quantize"),
+    ("table5", "limit=-1", "limit"),
+    ("table5", "caption.batch_size=0", "caption.batch_size"),
+    ("tradeoff", "utility.lr=0", "utility.lr"),
+    ("tradeoff", "utility.max_train_images=-5", "utility.max_train_images"),
+    ("tradeoff", "seed=-1", "seed"),
+])
+def test_an_out_of_range_or_mistyped_value_fails_naming_the_key(experiment: str, override: str, key: str) -> None:
+    assert f"{experiment} protocol key '{key}': input should be" in one_line_error(experiment, [override])
+
+
+def test_the_trade_off_privacy_keys_are_checked_before_the_run() -> None:
+    assert "protocol key 'repeats'" in one_line_error("tradeoff", ["privacy.repeats=0"])
+
+
+@pytest.mark.parametrize("experiment, override, message", [
+    ("e3", "protectors=[]", "the e3 spec lists no protectors"),
+    ("e4", "rows=[]", "the e4 spec needs 'rows'"),
+    ("e4", 'rows=[{protector="raw", reference="blurred"}]', "reference must be one of raw, face-masked"),
+    ("e4", 'rows=[{label="x"}]', "e4 protocol key 'rows[0].protector': field required"),
+    ("tradeoff", "methods=[]", "the tradeoff spec lists no methods"),
+])
+def test_rows_are_checked(experiment: str, override: str, message: str) -> None:
+    assert message in one_line_error(experiment, [override])
+
+
+def test_row_shapes_accepted_today() -> None:
+    e3 = parse("e3", ['protectors=["invert", {label="Given P", spec="raw", checkpoint="p.pt"}]'])
+    assert e3.protectors == [E3Protector("invert", "invert"), E3Protector("Given P", "raw", "p.pt")]
+    e4 = parse("e4", ['rows=["invert", {protector="raw", reference="face-masked", label="m"}]'])
+    assert e4.rows == [E4Row("invert"), E4Row("raw", "face-masked", "m")]
+
+
+def test_the_fine_tuning_keys_become_the_cached_detectors_config() -> None:
+    e3 = parse("e3", ["finetune_epochs=2", "lr=0.01", "seed=4"])
+    assert e3.finetune(e3.seed).to_dict() == {"epochs": 2, "batch_size": 8, "lr": 0.01, "momentum": 0.9,
+                                              "weight_decay": 4e-5, "hflip": True, "seed": 4}
+    assert parse("tradeoff").utility.finetune(0) == parse("e3").finetune(0)  # the two shipped protocols agree
