@@ -18,7 +18,7 @@ from campro_bench.faces.embeddings import weights_identity
 from campro_bench.io import load_image, uint8_to_tensor
 from campro_bench.recognizers import facenet_casia
 from campro_bench.recognizers.base import contract_of, create_face_recognizer
-from campro_bench.recognizers.tf_graph import read_frozen_graph
+from campro_bench.io.tf_graph import read_frozen_graph
 from campro_bench.recognizers.tf_reference import ReferenceResult, available_runners, run_reference
 
 TOLERANCE = 1e-5  # unit-length 512-d embeddings; the float32 conversion is exact to ~2e-7

