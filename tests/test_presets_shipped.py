@@ -13,7 +13,7 @@ from campro_bench.protectors import build_protector
 from campro_bench.protectors.isp import ISPParams, list_presets
 
 PRESETS = Path(str(resources.files("campro_bench") / "presets"))
-TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-restore-w1"]
+TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-restore-w1", "casia-restore4-w1"]
 ABLATION_PAIR = ["casia-adv", "casia-protector-only"]
 
 
@@ -55,6 +55,13 @@ def test_restoration_preset_differs_from_the_omega_preset_only_in_the_restorer()
     assert set(new) - set(old) == restorer_keys  # the older manifest predates the restorer
     params = ISPParams.load(PRESETS / "isp" / "casia-restore-w1.json")
     assert params.metadata["restorer"] == "unet"
+
+
+def test_stronger_restorer_preset_differs_only_in_its_restorer_schedule_and_length() -> None:
+    one, four = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
+                 for n in ("casia-restore-w1", "casia-restore4-w1")]
+    assert {k for k in one if one[k] != four[k]} == {"restorer_steps", "restorer_warmup_steps", "iterations"}
+    assert (four["restorer_steps"], four["restorer_warmup_steps"], four["iterations"]) == (4, 400, 200)
 
 
 def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
