@@ -93,6 +93,7 @@ from .data import EpochSampler, FaceTrainingData, PersonTrainingData
 from .isp_checkpoint import CHECKPOINT_NAME
 from .isp_restoration import RESTORERS, RestorationAdversary
 from .losses import non_saturating_loss  # noqa: F401  (re-exported: part of this module's interface)
+from .losses import per_distinct
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``"head-init"`` (crops embedded), ``"warmup"`` (steps, out of
@@ -298,20 +299,13 @@ class ISPTrainer:
     def _faces(self, indices: np.ndarray, flips: np.ndarray | None = None,
                split: str = "train") -> tuple[list[torch.Tensor], torch.Tensor]:
         """The batch's crops for every attacker (one tensor per distinct alignment) and the labels."""
-        made: dict[int, torch.Tensor] = {}
-        y = torch.empty(0)
-        for data in self.face_sets:
-            if id(data) not in made:
-                made[id(data)], y = data.batch(indices, flips, split=split, device=self.device)
-        return [made[id(data)] for data in self.face_sets], y
+        batches = per_distinct(lambda data: data.batch(indices, flips, split=split, device=self.device),
+                               self.face_sets)
+        return [x for x, _ in batches], batches[-1][1]  # every set has the same labels (checked at start)
 
     def _protect(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
         """C applied to each attacker's crops (once per distinct crop tensor)."""
-        made: dict[int, torch.Tensor] = {}
-        for x in crops:
-            if id(x) not in made:
-                made[id(x)] = self.isp(x)
-        return [made[id(x)] for x in crops]
+        return per_distinct(self.isp, crops)
 
     def _logits(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each attacker's proxy-head logits on its own crops."""

@@ -44,21 +44,13 @@ from torch import nn
 from ..enhancer.model import UNet, UNetConfig, masked_l1_loss
 from .checkpoint import load_module_state
 from .data import EpochSampler
-from .losses import frozen, non_saturating_loss, quantize8, quantize8_straight_through
+from .losses import distinct, frozen, non_saturating_loss, per_distinct, quantize8, quantize8_straight_through
 
 RESTORERS = ("none", "unet")
 """Values of ``ISPTrainConfig.restorer``: none (the paper's Algorithm 1) or a U-Net in the loop."""
 
 SAMPLER_STREAM = 5
 """Seed stream of R's face batches (0-4 are the trainer's warm-up, attacker, protector, person, probe)."""
-
-
-def _distinct(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """One of each tensor object (attackers that share an alignment share their crops)."""
-    seen: dict[int, torch.Tensor] = {}
-    for t in tensors:
-        seen.setdefault(id(t), t)
-    return list(seen.values())
 
 
 class RestorationAdversary:
@@ -106,7 +98,7 @@ class RestorationAdversary:
         """One Adam step of R on ``|R(q(C(x))) - x|`` (C fixed), averaged over the distinct crop sets."""
         self.net.train()
         losses = []
-        for x in _distinct(crops):
+        for x in distinct(crops):
             with torch.no_grad():
                 captured = quantize8(isp(x))
             losses.append(masked_l1_loss(self.net(captured), x, None))
@@ -127,12 +119,8 @@ class RestorationAdversary:
     def restored(self, isp_outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """R applied to the 8-bit captures (rounding straight-through), R in eval mode, its weights fixed."""
         self.net.eval()
-        made: dict[int, torch.Tensor] = {}
         with frozen(self.net):
-            for t in isp_outputs:
-                if id(t) not in made:
-                    made[id(t)] = self.net(quantize8_straight_through(t))
-        return [made[id(t)] for t in isp_outputs]
+            return per_distinct(lambda t: self.net(quantize8_straight_through(t)), isp_outputs)
 
     def judge_logits(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Each judge's logits on its own (restored) crops."""

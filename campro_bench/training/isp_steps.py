@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .isp_restoration import restoration_privacy_loss, restored_accuracy
-from .losses import frozen, non_saturating_loss, quantize8
+from .losses import frozen, non_saturating_loss, per_distinct, quantize8
 
 if TYPE_CHECKING:
     from .isp import ISPTrainer
@@ -41,7 +41,7 @@ def attacker_step(trainer: ISPTrainer, protected: bool = True) -> dict[str, floa
     xs, y = trainer._faces(*sampler.next())
     if protected:
         with torch.no_grad():
-            xs = [trainer.isp(x) for x in xs]
+            xs = trainer._protect(xs)
     logits = trainer._logits(xs)
     loss = torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
     for name in ("attacker", "head"):
@@ -130,26 +130,32 @@ def validate(trainer: ISPTrainer) -> dict[str, Any]:
     detector.train()
     result["person_l_det"] = total / len(persons)
     names, count = trainer._names(), len(data.val_labels)
-    if trainer.restoration is not None and trainer.restoration.ready and count:
-        correct_r = np.zeros(len(names))
-        for s in range(0, count, 64):
-            xs, y = trainer._faces(np.arange(s, min(s + 64, count)), split="val")
-            correct_r += restored_accuracy(trainer.restoration, trainer._protect(xs), y)
-        result["val_acc_restored"] = float(correct_r.mean()) / count
-        if len(names) > 1:
-            result.update({f"val_acc_restored[{model}]": float(v) / count for model, v in zip(names, correct_r)})
+    adversary = trainer.restoration if trainer.restoration is not None and trainer.restoration.ready else None
+    restored: dict[str, float] = {}  # filled by the protected pass, listed before it (as val.csv has it)
+    measured: dict[str, float] = {}
     for name, protect in (("protected", True), ("raw", False)):
         if count == 0:
             break
-        correct, ce = np.zeros(len(names)), np.zeros(len(names))
+        correct, ce, correct_r = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
         for s in range(0, count, 64):
             xs, y = trainer._faces(np.arange(s, min(s + 64, count)), split="val")
-            logits = trainer._logits([quantize8(trainer.isp(x)) if protect else x for x in xs])
+            if protect:
+                captured = trainer._protect(xs)
+                xs = per_distinct(quantize8, captured)
+                if adversary is not None:  # R rounds the same captures to 8 bits itself
+                    correct_r += restored_accuracy(adversary, captured, y)
+            logits = trainer._logits(xs)
             correct += [int((z.argmax(1) == y).sum()) for z in logits]
             ce += [float(F.cross_entropy(z, y, reduction="sum")) for z in logits]
-        result[f"val_acc_{name}"] = float(correct.mean()) / count
-        result[f"val_ce_{name}"] = float(ce.mean()) / count
+        if protect and adversary is not None:
+            restored["val_acc_restored"] = float(correct_r.mean()) / count
+            if len(names) > 1:
+                restored.update({f"val_acc_restored[{model}]": float(v) / count for model, v in zip(names, correct_r)})
+        measured[f"val_acc_{name}"] = float(correct.mean()) / count
+        measured[f"val_ce_{name}"] = float(ce.mean()) / count
         if len(names) > 1:  # each model of the ensemble
-            result.update({f"val_acc_{name}[{model}]": float(v) / count for model, v in zip(names, correct)})
+            measured.update({f"val_acc_{name}[{model}]": float(v) / count for model, v in zip(names, correct)})
+    result.update(restored)
+    result.update(measured)
     trainer.val_rows.append(result)
     return result

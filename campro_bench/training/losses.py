@@ -1,13 +1,17 @@
-"""Loss, rounding and gradient-freezing pieces shared by the ISP trainer and its restoration adversary."""
+"""Loss, rounding, gradient-freezing and batch-sharing pieces shared by the ISP trainer and its
+restoration adversary."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def non_saturating_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -41,3 +45,15 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
+
+
+def distinct(items: Sequence[Item]) -> list[Item]:
+    """One of each object in ``items``, in first-seen order (attackers that share an alignment share
+    one crop tensor, and the ISP, the restorer and their losses should see it once)."""
+    return list({id(item): item for item in items}.values())
+
+
+def per_distinct(fn: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    """``[fn(item) for item in items]``, calling ``fn`` once per distinct object and sharing the result."""
+    made = {id(item): fn(item) for item in distinct(items)}
+    return [made[id(item)] for item in items]
