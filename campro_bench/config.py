@@ -47,16 +47,18 @@ def option(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: f
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
-def option_like(cls: type, name: str) -> Any:
+def option_like(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     """A field with the default, range and help of ``cls``'s field ``name``.
 
     For a key that one configuration exposes on behalf of another (a protocol's ``lr`` that is
-    passed on to the fine-tuning config), so that its default and range are written once.
+    passed on to the fine-tuning config), so that its default and range are written once. ``default``
+    replaces the source's default where the exposing protocol has its own (the range stays).
     """
     source = next((f for f in dataclasses.fields(cls) if f.name == name), None)
     if source is None:
         raise KeyError(f"{cls.__name__} has no field '{name}'")
-    default = source.default if source.default is not dataclasses.MISSING else source.default_factory  # type: ignore[misc]
+    if default is dataclasses.MISSING:
+        default = source.default if source.default is not dataclasses.MISSING else source.default_factory  # type: ignore[misc]
     return option(default, help=source.metadata.get("help", ""), **source.metadata.get("bounds", {}))
 
 

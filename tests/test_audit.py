@@ -19,6 +19,7 @@ from campro_bench.enhancer.model import UNet, UNetConfig, save_enhancer
 from campro_bench.errors import CamproError, UnknownNameError
 from campro_bench.experiments.audit import (
     AuditConfig,
+    AuditRetrainSection,
     IdentityLeakError,
     check_disjoint,
     check_protector,
@@ -198,10 +199,10 @@ def test_bad_protectors_and_rungs_fail_with_one_clear_error(test_protectors) -> 
         check_protector("test-shrinks")
     assert isinstance(check_protector("test-signed-permutation"), ChannelPermutation)
     with pytest.raises(CamproError, match="differentiable face extractor"):
-        check_retrain(AuditConfig(protectors=["invert"], retrain={"extractor": ""}))
+        check_retrain(AuditConfig(protectors=["invert"], retrain=AuditRetrainSection(extractor="")))
     with pytest.raises(CamproError, match="'dlib-resnet' is not one"):
-        check_retrain(AuditConfig(protectors=["invert"], retrain={"extractor": "dlib-resnet"}))
-    check_retrain(AuditConfig(protectors=["invert"], rungs=["cheap"], retrain={}))  # rung off: nothing needed
+        check_retrain(AuditConfig(protectors=["invert"], retrain=AuditRetrainSection(extractor="dlib-resnet")))
+    check_retrain(AuditConfig(protectors=["invert"], rungs=["cheap"], retrain=AuditRetrainSection()))  # rung off: nothing needed
     with pytest.raises(UnknownNameError, match="known rungs"):
         AuditConfig.from_spec({"protectors": ["invert"], "rungs": ["psychic"]})
     with pytest.raises(CamproError, match="unknown audit protocol key"):

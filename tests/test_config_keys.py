@@ -113,8 +113,19 @@ def test_config_file_then_options_then_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["train", "isp"], ["train", "enhancer", "--isp", "standard"],
-                                     ["train", "detector", "--protector", "raw"]])
+                                     ["train", "detector", "--protector", "raw"], ["train", "lensless"]])
 def test_training_commands_refuse_misspelt_set_keys(command: list[str], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*command, "--out", str(tmp_path / "o"), "--set", "sed=1"]) == 2
     assert "key 'sed' (did you mean 'seed'?)" in error_line(capsys)
+
+
+def test_train_lensless_takes_a_toml_config_and_checks_cross_field_rules(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "lensless.toml"
+    config.write_text("mask_size = 40\nimage_size = 33\n")
+    assert main(["train", "lensless", "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
+    assert "mask_size 40 must not exceed image_size 33" in error_line(capsys)
+    assert main(["train", "lensless", "--out", str(tmp_path / "o"), "--set", "noise=-0.1"]) == 2
+    assert "train lensless key 'noise': input should be greater than or equal to 0" in error_line(capsys)
+    assert not (tmp_path / "o").exists()  # refused before any work

@@ -137,7 +137,7 @@ def test_retraining_is_deterministic_and_flags_divergence(toy_extractor: str, tm
         runs.append(embed(extractor, x))
     assert np.array_equal(runs[0], runs[1])
     extractor = build_extractor(toy_extractor, tmp_path, seed=5)
-    result = retrain(extractor, x, y, RetrainConfig(epochs=3, batch_size=8, lr=1e30, seed=5))
+    result = retrain(extractor, x, y, RetrainConfig(epochs=3, batch_size=8, lr=1000.0, seed=5))
     assert result.diverged and result.history[-1].get("diverged") == 1.0
     assert np.isfinite(embed(extractor, x)).all()  # non-finite rows are zeroed
     with pytest.raises(CamproError, match="takes"):
@@ -206,5 +206,5 @@ def test_shipped_e5_protocol_parses() -> None:
     assert {c.extractor for c in cfg.columns} == {"facenet-casia", "inception-resnet-v1"}
     assert all(c.config.weight_decay == 5e-4 and c.config.decay_factor == 0.1 for c in cfg.columns)
     assert all(c.config.arcface_scale == 64 and c.config.arcface_margin == 0.5 for c in cfg.columns)
-    assert cfg.restoration_models == ["facenet-casia", "dlib-resnet", "sface", "facenet-msceleb", "mobilefacenet",
-                                      "mobilefacenet-fp"] and cfg.restoration_data == "faces"
+    assert cfg.restoration.models == ["facenet-casia", "dlib-resnet", "sface", "facenet-msceleb", "mobilefacenet",
+                                      "mobilefacenet-fp"] and cfg.restoration.data == "faces"

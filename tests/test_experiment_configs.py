@@ -1,4 +1,4 @@
-"""The typed protocol configs of E3, E4, Table V and the trade-off sweep: shipped files parse, typos and
+"""The typed protocol configs of E3, E4, E5, Table V, the trade-off sweep and the audit: shipped files parse, typos and
 out-of-range values fail in one line naming the key, and the dataclass defaults are the shipped values."""
 
 from __future__ import annotations
@@ -10,23 +10,29 @@ from typing import Any, Callable
 import pytest
 
 from campro_bench.errors import CamproError
+from campro_bench.experiments.audit import AuditConfig
 from campro_bench.experiments.e3 import E3Config, E3Protector
 from campro_bench.experiments.e4 import E4Config, E4Row
 from campro_bench.experiments.spec import GENERAL_KEYS, apply_overrides, load_spec, parse_protocol
 from campro_bench.experiments.table5 import Table5Config
 from campro_bench.experiments.tradeoff import TradeoffConfig
+from campro_bench.experiments.whitebox import E5Config
 
 PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
     "e3": (E3Config, E3Config.from_spec),
     "e4": (E4Config, E4Config.from_spec),
     "table5": (Table5Config, lambda spec: parse_protocol(Table5Config, spec, "table5")),
     "tradeoff": (TradeoffConfig, TradeoffConfig.from_spec),
+    "e5": (E5Config, E5Config.from_spec),
+    "audit": (AuditConfig, lambda spec: AuditConfig.from_spec({**spec, "protectors": spec["protectors"] or ["invert"]})),
 }
 
-ROWS_AND_FREE_TABLES = {"protectors", "rows", "methods", "options", "privacy"}
-"""Fields whose shipped value is the experiment's content, not a default: the rows (the TOML is their
-one source), the factories' own options (checked by the factories) and the trade-off's E1 keys
-(checked by ProtocolConfig)."""
+ROWS_AND_FREE_TABLES = {"protectors", "rows", "methods", "options", "privacy", "columns", "linear", "utility.e3",
+                        "utility.e4", "restoration.models"}
+"""Fields whose shipped value is the experiment's content, not a default: the rows and columns (the
+TOML is their one source), the factories' own options (checked by the factories: the linear
+classifier's), the trade-off's E1 keys (checked by ProtocolConfig), the audit's utility tables and the
+models that score E5's restoration (none by default). Nested ones are named dotted."""
 
 
 def parse(experiment: str, overrides: list[str] | None = None) -> Any:
@@ -51,15 +57,18 @@ def _assert_defaults_are_shipped(cls: type, shipped: dict[str, Any], where: str)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     assert set(shipped) <= set(fields), f"{where}: the shipped protocol has keys the config lacks"
     for name, field in fields.items():
+        if field.default is None and name not in shipped:
+            continue  # "unset" (a seed that follows the protocol's): TOML has no null, the file shows it commented
         assert name in shipped, f"{where}{name} is not in the shipped protocol (it lists every key, commented)"
-        if name in ROWS_AND_FREE_TABLES:
+        if name in ROWS_AND_FREE_TABLES or f"{where}{name}" in ROWS_AND_FREE_TABLES:
             continue
         if dataclasses.is_dataclass(types[name]):
             _assert_defaults_are_shipped(types[name], shipped[name], f"{where}{name}.")
             continue
-        assert field.default is not dataclasses.MISSING, f"{where}{name} has no default"
-        assert field.default == shipped[name] and type(field.default) is type(shipped[name]), \
-            f"{where}{name}: default {field.default!r} != shipped {shipped[name]!r}"
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        assert default is not dataclasses.MISSING, f"{where}{name} has no default"
+        assert default == shipped[name] and type(default) is type(shipped[name]), \
+            f"{where}{name}: default {default!r} != shipped {shipped[name]!r}"
 
 
 @pytest.mark.parametrize("experiment", sorted(PARSERS))
@@ -79,6 +88,12 @@ def test_defaults_are_the_shipped_values(experiment: str) -> None:
     ("table5", "caption.batch_sise=2", "caption.batch_sise", "caption.batch_size"),
     ("tradeoff", "utility.finetune_epoch=0", "utility.finetune_epoch", "utility.finetune_epochs"),
     ("tradeoff", 'methods=[{method="Raw", spec="raw", optinal=true}]', "methods[0].optinal", "methods[0].optional"),
+    ("e5", "eval_identites=3", "eval_identites", "eval_identities"),
+    ("e5", "retrain.train_seed=[1]", "retrain.train_seed", "retrain.train_seeds"),
+    ("e5", "restoration.epoch=1", "restoration.epoch", "restoration.epochs"),
+    ("audit", "cheap.gamas=[1.0]", "cheap.gamas", "cheap.gammas"),
+    ("audit", "retrain.extracter=\"x\"", "retrain.extracter", "retrain.extractor"),
+    ("audit", "utility.psnr_image=3", "utility.psnr_image", "utility.psnr_images"),
 ])
 def test_a_misspelt_key_fails_naming_it(experiment: str, override: str, key: str, hint: str) -> None:
     message = one_line_error(experiment, [override])
@@ -98,6 +113,14 @@ def test_a_misspelt_key_fails_naming_it(experiment: str, override: str, key: str
     ("tradeoff", "utility.lr=0", "utility.lr"),
     ("tradeoff", "utility.max_train_images=-5", "utility.max_train_images"),
     ("tradeoff", "seed=-1", "seed"),
+    ("e5", "eval_identities=1", "eval_identities"),
+    ("e5", "restoration.crop=2", "restoration.crop"),
+    ("e5", 'restoration.data="videos"', "restoration.data"),
+    ("e5", "retrain.epochs=0", "retrain.epochs"),
+    ("audit", "repeats=0", "repeats"),
+    ("audit", "confidence=1.5", "confidence"),
+    ("audit", "retrain.lr=-1", "retrain.lr"),
+    ("audit", "restoration.depth=1", "restoration.depth"),
 ])
 def test_an_out_of_range_or_mistyped_value_fails_naming_the_key(experiment: str, override: str, key: str) -> None:
     assert f"{experiment} protocol key '{key}': input should be" in one_line_error(experiment, [override])
@@ -116,6 +139,22 @@ def test_the_trade_off_privacy_keys_are_checked_before_the_run() -> None:
 ])
 def test_rows_are_checked(experiment: str, override: str, message: str) -> None:
     assert message in one_line_error(experiment, [override])
+
+
+def test_a_bad_e5_column_names_its_index() -> None:
+    message = one_line_error("e5", ['retrain.columns=[{label="a", extractor="facenet-casia", loss="softmax", lrr=1.0}]'])
+    assert message.startswith("unknown e5 retrain.columns[0] key 'lrr' (did you mean 'lr'?)"), message
+
+
+def test_the_audit_rungs_become_e5s_configs() -> None:
+    audit = parse("audit", ["seed=3", "restoration.epochs=5", "retrain.epochs=1"])
+    assert audit.restoration.unet(audit.seed).to_dict() == {
+        "epochs": 5, "batch_size": 16, "crop": 112, "lr": 3e-4, "weight_decay": 1e-2, "hflip": True,
+        "face_crop_fraction": 0.0, "quantize": True, "base_channels": 12, "depth": 4, "face_penalty": False, "seed": 3}
+    assert parse("audit", ["restoration.seed=7"]).restoration.unet(3).seed == 7
+    assert parse("audit").restoration.unet(0) == parse("e5").restoration.unet(0)  # the two shipped attacks agree
+    column = audit.retrain.column()
+    assert column["epochs"] == 1 and column["lr"] == 0.01 and "seed" not in column
 
 
 def test_row_shapes_accepted_today() -> None:

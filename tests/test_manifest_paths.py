@@ -1,4 +1,5 @@
-"""Manifests hold no absolute path of the machine: committed ones, and the ones a run writes."""
+"""Manifests, tables and extra files hold no absolute path of the machine: committed ones, and the ones a
+run writes."""
 
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ def test_no_committed_manifest_holds_an_absolute_path(name: str) -> None:
     assert has_absolute_path(json.loads((REPO / name).read_text(encoding="utf-8"))) == []
 
 
+def committed_results() -> list[str]:
+    """Tables and result files the tool wrote (the hand-written READMEs excepted)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "baselines/*.csv", "baselines/*.md", "baselines/*.json"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    return [name for name in listed if (REPO / name).is_file() and "manifest" not in name and not name.endswith("README.md")]
+
+
+def test_no_committed_table_or_result_file_names_a_machine_path() -> None:
+    names = committed_results()
+    assert len(names) >= 50
+    found = {name: has_absolute_path((REPO / name).read_text(encoding="utf-8")) for name in names}
+    assert {name: paths for name, paths in found.items() if paths} == {}
+
+
 def test_portable_paths_makes_paths_relative_to_their_roots() -> None:
     manifest = {"root": "/data/sets/lfw", "cache": "/c/faces/embeddings/ab12", "spec": {"_source": "/pkg/protocols/e1.toml"},
                 "command": ["/venv/bin/campro-bench", "run", "e1", "--out", "/tmp/x/run1"],
@@ -51,7 +66,10 @@ def test_a_run_writes_a_portable_manifest(tmp_path: Path) -> None:
 
     def run(spec, ctx) -> ExperimentResult:
         ctx.manifest.data["faces"] = {"root": str(ctx.data_root / "faces"), "cache": str(ctx.cache_dir / "k" / "1")}
-        return ExperimentResult(tables={"t": pd.DataFrame({"a": [1]})})
+        note = f"unavailable: no model folder {ctx.cache_dir / 'models' / 'blip'}"
+        report = json.dumps({"checkpoint": str(ctx.cache_dir / "detectors" / "p.pt"), "epochs": 2}).encode()
+        return ExperimentResult(tables={"t": pd.DataFrame({"a": [1], "note": [note]})}, notes=note,
+                                extra_files={"report.json": report, "raw.bin": str(ctx.cache_dir).encode()})
 
     EXPERIMENTS.add("portable-test", run, origin="tests")
     protocol = tmp_path / "p.toml"
@@ -64,3 +82,7 @@ def test_a_run_writes_a_portable_manifest(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert has_absolute_path(manifest) == []
     assert manifest["data"]["faces"] == {"root": "faces", "cache": "k/1"}
+    assert pd.read_csv(out / "t.csv")["note"].tolist() == ["unavailable: no model folder models/blip"]
+    assert has_absolute_path((out / "t.md").read_text()) == []
+    assert json.loads((out / "report.json").read_text()) == {"checkpoint": "detectors/p.pt", "epochs": 2}
+    assert (out / "raw.bin").read_bytes() == str(tmp_path / "cache").encode()  # not JSON: written as given

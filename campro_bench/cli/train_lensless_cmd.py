@@ -7,7 +7,6 @@ Attaches to the ``train`` sub-app of :mod:`campro_bench.cli.train_cmd`; see
 from __future__ import annotations
 
 import json
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,11 +14,13 @@ import typer
 from rich.console import Console
 
 from .. import paths
+from .config_options import config_file_option, resolve_config, set_option
 from .train_cmd import train_app
 
 
 @train_app.command("lensless")
 def train_lensless_command(
+    ctx: typer.Context,
     mask: str = typer.Option("learned", help="learned (sigmoid-parameterised), or fixed: pinhole, open, random, mseq"),
     w_sim: float = typer.Option(0.0, help="weight of the similarity loss to a Gaussian reference blur"),
     w_tv: float = typer.Option(0.0, help="weight of the total-variation loss -(|dx H| + |dy H|)"),
@@ -31,21 +32,17 @@ def train_lensless_command(
     heldout_identities: int = typer.Option(40, help="next N identities: the owner's open-set test, never trained on"),
     epochs: int = typer.Option(30, help="passes over the training images"),
     seed: int = typer.Option(0, help="seed of the split, mask init, batches, flips and noise"),
-    config: Optional[Path] = typer.Option(None, help="JSON file with any LenslessTrainConfig field (options above win)"),
     out: Path = typer.Option(Path("results/train-lensless"), help="output folder"),
     resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoint.pt"),
     data_root: Optional[str] = typer.Option(None, help="data root (default $CAMPRO_BENCH_DATA)"),
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
+    config_file: Optional[Path] = config_file_option(),
+    set_: list[str] = set_option(),
 ) -> None:
     """Jointly train a lensless mask and an identification ResNet; writes mask.json + manifest."""
-    from ..training.lensless import LenslessTrainConfig, config_from_file, train_lensless
+    from ..training.lensless import LenslessTrainConfig, train_lensless
 
-    base = config_from_file(config) if config else LenslessTrainConfig()
-    given = {"mask": mask, "w_sim": w_sim, "w_tv": w_tv, "w_inv": w_inv, "w_rip": w_rip, "image_size": image_size,
-             "mask_size": mask_size, "identities": identities, "heldout_identities": heldout_identities,
-             "epochs": epochs, "seed": seed}
-    defaults = {f.name: f.default for f in fields(LenslessTrainConfig)}
-    cfg = replace(base, **{k: v for k, v in given.items() if v != defaults[k] or not config})
+    cfg = resolve_config(ctx, LenslessTrainConfig, "train lensless", config_file, set_)
     console = Console(stderr=True)
     report = train_lensless(cfg, out, resume=resume, data_root=paths.data_root(data_root),
                             cache_dir=paths.cache_dir(cache_dir), log=lambda m: console.print(m, highlight=False))

@@ -97,11 +97,6 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    def scaled(self, sx: float, sy: float) -> "Detections":
-        """The same detections with x multiplied by ``sx`` and y by ``sy``."""
-        scale = torch.tensor([sx, sy, sx, sy], dtype=self.boxes.dtype, device=self.boxes.device)
-        return Detections(self.boxes * scale, self.scores, self.labels)
-
     def to_coco(self, image_id: int) -> list[dict[str, Any]]:
         """COCO result records (``bbox`` as ``[x, y, w, h]``) for pycocotools."""
         records = []

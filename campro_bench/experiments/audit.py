@@ -35,6 +35,7 @@ import pandas as pd
 from ..attacks.base import Attacked, ImageAttack, build_attack, save_protector_config
 from ..attacks.cheap import default_sweep
 from ..attacks.inverses import build_inverses
+from ..config import option, option_like
 from ..errors import CamproError, UnknownNameError
 from ..io.hashing import ids_digest
 from ..privacy.cache import OutcomeCache
@@ -54,7 +55,9 @@ from ..registries import EXPERIMENTS
 from . import audit_report
 from .base import ExperimentResult, RunContext
 from .common import check_protector
-from .whitebox import E5Config, IdentitySplit, run_column
+from ..training.fr_retrain import RetrainConfig
+from .spec import parse_protocol
+from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainSchedule, run_column
 
 RUNGS = ("black-box", "gray-box", "cheap", "restoration", "retrain")
 REFERENCE = "reference"
@@ -67,81 +70,100 @@ class IdentityLeakError(CamproError):
 # ----------------------------------------------------------------------------------------
 # configuration
 # ----------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
+class CheapSection:
+    """``[cheap]``: the blind transforms and analytic inverses of rung 3."""
+
+    gammas: list[float] = option(lambda: [0.5, 2.0], help="the gamma sweep of the default blind list")
+    attacks: list[str] = option(list, help="[] = the default blind list; a list of attack specs replaces it")
+    inverses: bool = option(True, help="apply every analytic inverse registered for the protector's name")
+    models: list[str] = option(list, help="blind attacks only on these models ([] = every model)")
+
+
+@dataclass(frozen=True)
+class AuditRetrainSection(RetrainSchedule):
+    """``[retrain]``: rung 5, E5's re-training of one differentiable extractor (a short schedule);
+    ``seed`` unset = the protocol's seed."""
+
+    epochs: int = option_like(RetrainConfig, "epochs", 2)
+    extractor: str = option("facenet-casia", help="a differentiable, re-trainable extractor")
+    loss: str = option_like(RetrainConfig, "loss")
+    lr: float = option_like(RetrainConfig, "lr", 0.01)
+    seed: int | None = option(None, ge=0, help="re-training seed; unset = the protocol's seed")
+
+    def column(self) -> dict[str, Any]:
+        """E5's column for this extractor: its schedule, loss and learning rate."""
+        return {"label": f"retrain {self.extractor}", "extractor": self.extractor, "loss": self.loss, "lr": self.lr,
+                **self.schedule()}
+
+
+@dataclass(frozen=True)
+class UtilitySection:
+    """``[utility]``: where person AP (E3) and PSNR (E4) are read from (paths relative to the working folder)."""
+
+    e3: list[str] = option(list, help="E3 table3.csv files")
+    e4: list[str] = option(list, help="E4 table4_values.csv files")
+    psnr_images: int = option(20, ge=0, le=100_000, help="PSNR not in those tables: E4 on the first N images (0 = skip)")
+    psnr_folder: str = option("coco-mini/val2017", help="image folder of that E4 run, under the data root")
+
+
+@dataclass(frozen=True)
 class AuditConfig:
-    protectors: list[str]
-    dataset: str = "celeba-subset"
-    models: list[str] = field(default_factory=lambda: ["facenet-casia", "dlib-resnet", "sface"])
-    classifiers: list[str] = field(default_factory=lambda: ["nearest", "linear"])
-    rungs: list[str] = field(default_factory=lambda: list(RUNGS))
-    eval_identities: int = 40
-    train_identities: int = 60
-    min_images: int = 2
-    max_images_per_identity: int = 5
-    repeats: int = 10
-    seed: int = 0
-    confidence: float = 0.95
-    detector: str = "mtcnn"
-    batch_size: int = 64
-    cheap_attacks: list[str] = field(default_factory=list)
-    cheap_models: list[str] = field(default_factory=list)  # blind attacks on these models (analytic inverses: all)
-    inverses: bool = True
-    restoration: dict[str, Any] = field(default_factory=dict)
-    retrain: dict[str, Any] = field(default_factory=dict)
-    utility: dict[str, Any] = field(default_factory=dict)
-    classifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    grid_faces: int = 4
+    """The audit protocol (``protocols/audit.toml``): data, models, the ladder's rungs and their settings."""
+
+    protectors: list[str] = option(list, help="protector specs (the command line's SPEC arguments)")
+    dataset: str = option("celeba-subset")
+    models: list[str] = option(lambda: ["facenet-casia", "dlib-resnet", "sface"])
+    classifiers: list[str] = option(lambda: ["nearest", "linear"])
+    rungs: list[str] = option(lambda: list(RUNGS), help=f"a subset of {', '.join(RUNGS)}")
+    eval_identities: int = option(40, ge=2)
+    train_identities: int = option(60, ge=1)
+    min_images: int = option(2, ge=2)
+    max_images_per_identity: int = option(5, ge=2)
+    repeats: int = option(10, ge=1, le=1000)
+    seed: int = option(0, ge=0)
+    confidence: float = option(0.95, gt=0.0, lt=1.0)
+    detector: str = option("mtcnn")
+    batch_size: int = option(64, ge=1, le=4096)
+    grid_faces: int = option(4, ge=0, le=64, help="faces in the run folder's image grid (0 = no grid)")
+    linear: dict[str, Any] = option(dict, help="E1's linear classifier schedule")
+    cheap: CheapSection = option(CheapSection)
+    restoration: RestorationAttackConfig = option(RestorationAttackConfig)
+    retrain: AuditRetrainSection = option(AuditRetrainSection)
+    utility: UtilitySection = option(UtilitySection)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "AuditConfig":
-        known = {"description", "_source", "protectors", "dataset", "models", "classifiers", "rungs",
-                 "eval_identities", "train_identities", "min_images", "max_images_per_identity", "repeats", "seed",
-                 "confidence", "detector", "batch_size", "cheap", "restoration", "retrain", "utility", "linear",
-                 "grid_faces"}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise CamproError(f"unknown audit protocol key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        protectors = spec.get("protectors") or []
-        if isinstance(protectors, str):
-            protectors = [protectors]
-        if not protectors:
+        given = dict(spec)
+        if isinstance(given.get("protectors"), str):
+            given["protectors"] = [given["protectors"]]
+        cfg = parse_protocol(cls, given, "audit")
+        if not cfg.protectors:
             raise CamproError("the audit needs at least one protector spec (campro-bench audit SPEC ...)")
-        rungs = list(spec.get("rungs", RUNGS))
-        bad = [r for r in rungs if r not in RUNGS]
-        if bad or not rungs:
+        bad = [r for r in cfg.rungs if r not in RUNGS]
+        if bad or not cfg.rungs:
             raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
-        cheap = dict(spec.get("cheap", {}))
-        attacks = cheap.get("attacks") or default_sweep([float(g) for g in cheap.get("gammas", [0.5, 2.0])])
-        cfg = cls(
-            protectors=[str(p) for p in protectors],
-            dataset=str(spec.get("dataset", "celeba-subset")),
-            models=[str(m) for m in spec.get("models", ["facenet-casia", "dlib-resnet", "sface"])],
-            classifiers=[str(c) for c in spec.get("classifiers", ["nearest", "linear"])],
-            rungs=rungs,
-            eval_identities=int(spec.get("eval_identities", 40)),
-            train_identities=int(spec.get("train_identities", 60)),
-            min_images=int(spec.get("min_images", 2)),
-            max_images_per_identity=int(spec.get("max_images_per_identity", 5)),
-            repeats=int(spec.get("repeats", 10)),
-            seed=int(spec.get("seed", 0)),
-            confidence=float(spec.get("confidence", 0.95)),
-            detector=str(spec.get("detector", "mtcnn")),
-            batch_size=int(spec.get("batch_size", 64)),
-            cheap_attacks=[str(a) for a in attacks],
-            cheap_models=[str(m) for m in cheap.get("models", [])],
-            inverses=bool(cheap.get("inverses", True)),
-            restoration=dict(spec.get("restoration", {})),
-            retrain=dict(spec.get("retrain", {})),
-            utility=dict(spec.get("utility", {})),
-            classifier_options={"linear": dict(spec["linear"])} if isinstance(spec.get("linear"), dict) else {},
-            grid_faces=int(spec.get("grid_faces", 4)),
-        )
         unknown_models = sorted(set(cfg.cheap_models) - set(cfg.models))
         if unknown_models:
             raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
-        if cfg.eval_identities < 2 or cfg.train_identities < 1 or cfg.repeats < 1:
-            raise CamproError("audit needs eval_identities >= 2, train_identities >= 1 and repeats >= 1")
         return cfg
+
+    @property
+    def cheap_attacks(self) -> list[str]:
+        """The blind attack specs: the given list, or the default sweep over ``cheap.gammas``."""
+        return [str(a) for a in self.cheap.attacks or default_sweep([float(g) for g in self.cheap.gammas])]
+
+    @property
+    def cheap_models(self) -> list[str]:
+        return self.cheap.models
+
+    @property
+    def inverses(self) -> bool:
+        return self.cheap.inverses
+
+    @property
+    def classifier_options(self) -> dict[str, dict[str, Any]]:
+        return {"linear": dict(self.linear)} if self.linear else {}
 
 
 def check_retrain(cfg: AuditConfig) -> None:
@@ -150,7 +172,7 @@ def check_retrain(cfg: AuditConfig) -> None:
         return
     from ..training.fr_retrain import EXTRACTORS
 
-    name = str(cfg.retrain.get("extractor", ""))
+    name = cfg.retrain.extractor
     if not name:
         raise CamproError("the retrain rung needs a differentiable face extractor: set retrain.extractor to one of "
                           f"{', '.join(EXTRACTORS.names())} (or drop 'retrain' from rungs)")
@@ -292,12 +314,8 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: A
     """Rung 4: E5's restoration network for any protector, trained on TRAIN faces only."""
     from ..recognizers.base import contract_of
     from ..training.restoration import face_crop_images, restoration_network
-    from ..training.unet import UNetTrainConfig
 
-    options = {"epochs": 3, "crop": 112, "batch_size": 16, "lr": 3e-4, "weight_decay": 1e-2, "base_channels": 12,
-               "depth": 4, **cfg.restoration}
-    config = UNetTrainConfig.from_dict({"face_crop_fraction": 0.0, **options, "face_penalty": False,
-                                        "seed": int(options.get("seed", cfg.seed))})
+    config = cfg.restoration.unet(cfg.seed)
     alignments = list(dict.fromkeys(contract_of(m).alignment for m in cfg.models))
     data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                             data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
@@ -326,10 +344,9 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: A
 def retrain_rows(cfg: AuditConfig, spec: str, protector: Protector, split: AuditSplit,
                  ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rung 5: E5's re-training column for any protector (short schedule by default)."""
-    options = {"epochs": 2, "batch_size": 32, "lr": 0.01, "loss": "softmax", **cfg.retrain}
-    extractor = str(options.pop("extractor"))
-    seed = int(options.pop("seed", cfg.seed))
-    column = {"label": f"retrain {extractor}", "extractor": extractor, **options}
+    extractor = cfg.retrain.extractor
+    seed = cfg.seed if cfg.retrain.seed is None else cfg.retrain.seed
+    column = cfg.retrain.column()
     e5 = E5Config.from_spec({"dataset": cfg.dataset, "eval_identities": cfg.eval_identities,
                              "min_images": cfg.min_images, "repeats": cfg.repeats, "seed": cfg.seed,
                              "classifier": "nearest", "detector": cfg.detector, "batch_size": cfg.batch_size,
@@ -386,15 +403,14 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
     (``utility.e3`` / ``utility.e4`` paths); a PSNR not found there is computed with E4 on
     ``utility.psnr_images`` images; an AP not found stays empty (E3 fine-tunes a detector)."""
     run_e4 = EXPERIMENTS.get("e4")  # the E4 experiment itself, through the registry
-    e3 = [str(p) for p in cfg.utility.get("e3", [])]
-    e4 = [str(p) for p in cfg.utility.get("e4", [])]
+    e3, e4 = cfg.utility.e3, cfg.utility.e4
     rows = []
     for spec in specs:
         ap, ap_source = _lookup(e3, spec, "AP", False)
         psnr, psnr_source = _lookup(e4, spec, "psnr_mean", True)
-        if np.isnan(psnr) and int(cfg.utility.get("psnr_images", 0)) > 0:
-            limit = int(cfg.utility["psnr_images"])
-            result = run_e4({"images": str(cfg.utility.get("psnr_folder", "coco-mini/val2017")), "limit": limit,
+        if np.isnan(psnr) and cfg.utility.psnr_images > 0:
+            limit = cfg.utility.psnr_images
+            result = run_e4({"images": cfg.utility.psnr_folder, "limit": limit,
                              "rows": [{"protector": spec}]}, ctx)
             psnr = float(result.tables["table4_values"]["psnr_mean"].iloc[0])
             psnr_source = f"computed now (E4, first {limit} images)"
@@ -406,7 +422,8 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
 # ----------------------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------------------
-@EXPERIMENTS.register("audit", protocol="audit", description="worst-case privacy audit: attacker ladder per protector")
+@EXPERIMENTS.register("audit", protocol="audit", description="worst-case privacy audit: attacker ladder per protector",
+                      extra_keys=("restoration.seed", "retrain.seed"))
 def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     cfg = AuditConfig.from_spec(spec)
     protectors = {s: check_protector(s) for s in cfg.protectors}  # bad input fails before any work

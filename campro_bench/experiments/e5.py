@@ -45,7 +45,6 @@ from ..training.restoration import (
     restoration_spec,
     scene_training_images,
 )
-from ..training.unet import UNetTrainConfig
 from .base import ExperimentResult, RunContext
 from .common import check_compare, check_protector, paper_table
 from .whitebox import E5Config, IdentitySplit, run_column
@@ -81,19 +80,18 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
     """Train the restoration U-Net and run the E1 protocol for raw, captured and restored probes."""
     from ..recognizers.base import contract_of
 
-    options = dict(cfg.restoration)
-    config = UNetTrainConfig.from_dict({"crop": 112, "face_crop_fraction": 0.0, **options, "face_penalty": False,
-                                        "seed": int(options.get("seed", cfg.seed))})
-    if cfg.restoration_data == "faces":
-        alignments = [contract_of(m).alignment for m in cfg.restoration_models]
+    rest = cfg.restoration
+    config = rest.unet(cfg.seed)
+    if rest.data == "faces":
+        alignments = [contract_of(m).alignment for m in cfg.restoration.models]
         data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                                 data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
                                 progress=ctx.progress)
         key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(split.train_ids), "alignments": alignments,
                "detector": cfg.detector}
     else:
-        data = scene_training_images(ctx.data_root, cfg.restoration_sources, cfg.restoration_holdout)
-        key = {"kind": "scenes", "sources": cfg.restoration_sources, "holdout": cfg.restoration_holdout,
+        data = scene_training_images(ctx.data_root, cfg.restoration.sources, cfg.restoration.holdout)
+        key = {"kind": "scenes", "sources": cfg.restoration.sources, "holdout": cfg.restoration.holdout,
                "images": len(data)}
     with ctx.manifest.timer("restoration/train"):
         weights, report = restoration_network(data, isp, config, ctx.cache_dir, key, device=str(ctx.device),
@@ -106,7 +104,7 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
     else:
         isp_path = isp_file(isp, ctx.cache_dir)
         captured, restored = f"campro-isp:params={isp_path}", restoration_spec(isp_path, weights)
-    pcfg = ProtocolConfig(datasets=[cfg.dataset], models=cfg.restoration_models, protectors=["raw", captured, restored],
+    pcfg = ProtocolConfig(datasets=[cfg.dataset], models=cfg.restoration.models, protectors=["raw", captured, restored],
                           classifiers=[cfg.classifier], galleries=["raw", "protected"], repeats=cfg.repeats,
                           seed=cfg.seed, pipeline="paper", detector=cfg.detector, min_images=cfg.min_images,
                           max_identities=cfg.eval_identities, batch_size=cfg.batch_size)
@@ -185,7 +183,8 @@ def epoch_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
     return fig
 
 
-@EXPERIMENTS.register("e5", protocol="e5", description="Table VII: white-box attacks (re-training, restoration)")
+@EXPERIMENTS.register("e5", protocol="e5", description="Table VII: white-box attacks (re-training, restoration)",
+                      extra_keys=("restoration.seed",))
 def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     check_compare(ctx)
     cfg = E5Config.from_spec(spec)
@@ -197,25 +196,25 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "eval_images": len(split.eval_ids), "eval_ids_sha": ids_digest(split.eval_ids),
         "train_images": len(split.train_ids), "train_identities": split.train_identities,
         "train_ids_sha": ids_digest(split.train_ids)}
-    ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats)), "train_seeds": cfg.train_seeds})
+    ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats)), "train_seeds": cfg.retrain.train_seeds})
     rows: list[dict[str, Any]] = []
     epochs: list[dict[str, Any]] = []
     curves: dict[str, list[dict[str, float]]] = {}
     trainings: dict[str, Any] = {}
     for column in cfg.columns:
-        for protected in [True, False] if cfg.control_raw else [True]:
+        for protected in [True, False] if cfg.retrain.control_raw else [True]:
             label = column.label if protected else f"{column.label} (control: raw images)"
-            outcomes = [run_column(cfg, column, s, split, isp, protected, ctx) for s in cfg.train_seeds]
+            outcomes = [run_column(cfg, column, s, split, isp, protected, ctx) for s in cfg.retrain.train_seeds]
             accuracies = np.concatenate([o["accuracies"] for o in outcomes])
             last = [o["info"]["history"][-1] for o in outcomes]
-            rows.append(_row(cfg.retrain_row, label, accuracies, outcomes[0]["chance"], outcomes[0]["identities"], {
+            rows.append(_row(cfg.retrain.row, label, accuracies, outcomes[0]["chance"], outcomes[0]["identities"], {
                 "gallery": "protected" if protected else "raw images, raw probes", "probe": "captured" if protected else "raw",
                 "extractor": column.extractor, "loss": column.config.loss, "epochs": column.config.epochs,
-                "lr": column.config.lr, "train_seeds": len(cfg.train_seeds),
+                "lr": column.config.lr, "train_seeds": len(cfg.retrain.train_seeds),
                 "final_train_loss": float(np.mean([h["train_loss"] for h in last])),
                 "final_train_accuracy": float(np.mean([h["train_accuracy"] for h in last])),
                 "diverged": int(sum(o["info"]["diverged"] for o in outcomes))}))
-            for seed, o in zip(cfg.train_seeds, outcomes):
+            for seed, o in zip(cfg.retrain.train_seeds, outcomes):
                 curves[f"{label} s{seed}"] = o["info"]["history"]
                 trainings[f"{label} seed {seed}"] = {"cached": o["cached"], "config": o["config"],
                                                      "train_images": o["info"]["train_images"],
@@ -223,7 +222,7 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
                                                      "seconds": o["info"]["seconds"], "diverged": o["info"]["diverged"]}
                 epochs.extend({"attack": label, "train_seed": seed, **h} for h in o["info"]["history"])
     restoration_info: dict[str, Any] = {}
-    if cfg.restoration_models:
+    if cfg.restoration.models:
         more, restoration_info = restoration_rows(cfg, split, isp, ctx)
         rows.extend(more)
     if not rows:
@@ -231,7 +230,7 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     ctx.manifest.notes["e5"] = {"retraining": trainings, "restoration": restoration_info}
     long = pd.DataFrame(rows)
     order = [c.label for c in cfg.columns] + [RESTORATION] + list(CONTEXT_COLUMNS.values())
-    if cfg.control_raw:
+    if cfg.retrain.control_raw:
         order += [f"{c.label} (control: raw images)" for c in cfg.columns]
     tables = {"e5": long, "table7": table7_wide(long, order)}
     figures = {}
@@ -250,11 +249,11 @@ def _notes(cfg: E5Config, split: IdentitySplit, long: pd.DataFrame) -> str:
         f"name ({len(split.eval_ids)} images), TRAIN = the other {split.train_identities} identities "
         f"({len(split.train_ids)} images); chance = {100 * chance:.1f} %.",
         f"Closed-set identification ({cfg.classifier}), {cfg.repeats} gallery/probe draws (seeds {cfg.seed}.."
-        f"{cfg.seed + cfg.repeats - 1}); mean ± std over draws (and over train seeds {cfg.train_seeds}) in %.",
+        f"{cfg.seed + cfg.repeats - 1}); mean ± std over draws (and over train seeds {cfg.retrain.train_seeds}) in %.",
         "Re-training columns: gallery AND probes protected (the attacker enrols protected images); the extractor "
         "after the LAST epoch is used. e5_epochs (if present) is a diagnostic curve of EVAL accuracy per epoch: "
         "nothing is selected on it (the paper's artifact prints the best epoch; we do not).",
-        f"Restoration: U-Net, plain L1 (Eq. 7), trained on {cfg.restoration_data} (faces: crops of the TRAIN identities; scenes: COCO images); restored "
+        f"Restoration: U-Net, plain L1 (Eq. 7), trained on {cfg.restoration.data} (faces: crops of the TRAIN identities; scenes: COCO images); restored "
         "probes vs a raw gallery. Context columns: Raw (raw probes), Captured (captured probes, raw gallery), "
         "Captured, re-enrolled (captured probes, captured gallery).",
     ]

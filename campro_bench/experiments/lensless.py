@@ -34,8 +34,8 @@ from .base import ExperimentResult, RunContext
 
 def variant_configs(spec: dict[str, Any]) -> dict[str, Any]:
     """``{variant: LenslessTrainConfig}``: the shared ``[train]`` table updated by each variant's."""
+    from ..config import parse_config
     from ..training.lensless import LenslessTrainConfig
-    from ..training.unet import strict_dataclass
 
     shared = dict(spec.get("train", {}))
     table = spec.get("variant", {})
@@ -43,7 +43,7 @@ def variant_configs(spec: dict[str, Any]) -> dict[str, Any]:
     unknown = [n for n in names if n not in table]
     if unknown:
         raise CamproError(f"lensless variants {unknown} have no [variant.NAME] table; known: {', '.join(table)}")
-    return {n: strict_dataclass(LenslessTrainConfig, {**shared, **table[n]}, f"lensless variant '{n}'") for n in names}
+    return {n: parse_config(LenslessTrainConfig, {**shared, **table[n]}, f"lensless variant '{n}'") for n in names}
 
 
 def train_or_reuse(name: str, config: Any, runs_dir: Path, ctx: RunContext) -> dict[str, Any]:

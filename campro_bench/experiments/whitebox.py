@@ -10,11 +10,12 @@ history) is cached under ``<cache>/e5/``, keyed by everything that determines it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 import numpy as np
 
+from ..config import option, option_like
 from ..errors import CamproError
 from ..faces.pipeline import aligned_crops
 from ..io import atomic_write_json
@@ -23,8 +24,9 @@ from ..privacy.classifiers import build_classifier
 from ..privacy.identification import FeatureSet, identify_many
 from ..privacy.splits import IdentificationSplits, sample_splits, select_identities
 from ..training.fr_retrain import EXTRACTORS, RetrainConfig, build_extractor, embed, retrain
-from ..training.restoration import DATA_KINDS
+from ..training.unet import UNetTrainConfig
 from .base import RunContext
+from .spec import parse_protocol
 
 
 @dataclass
@@ -36,73 +38,122 @@ class RetrainColumn:
     config: RetrainConfig
 
 
-@dataclass
-class E5Config:
-    dataset: str
-    isp: str
-    eval_identities: int
-    max_train_identities: int
-    min_images: int
-    repeats: int
-    seed: int
-    classifier: str
-    detector: str
-    batch_size: int
-    retrain_row: str
-    columns: list[RetrainColumn]
-    train_seeds: list[int]
-    eval_every_epoch: bool
-    control_raw: bool
-    restoration: dict[str, Any]
-    restoration_models: list[str]
-    restoration_data: str = "faces"
-    restoration_sources: str = "coco128,coco-mini"
-    restoration_holdout: str = "coco-mini:val"
-    protector: str = ""  # any protector spec; empty = the CamPro ISP of `isp`
+@dataclass(frozen=True)
+class RetrainSchedule:
+    """The schedule keys of :class:`~campro_bench.training.fr_retrain.RetrainConfig` that a protocol
+    table sets for all of its re-trainings (E5's ``[retrain]``, the audit's ``[retrain]``)."""
 
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> "E5Config":
-        retrain_spec = dict(spec.get("retrain", {}))
-        shared = {k: retrain_spec[k] for k in ("epochs", "batch_size", "momentum", "weight_decay", "decay_epoch",
-                                               "decay_factor", "arcface_scale", "arcface_margin", "hflip", "grad_clip")
-                  if k in retrain_spec}
+    epochs: int = option_like(RetrainConfig, "epochs")
+    batch_size: int = option_like(RetrainConfig, "batch_size")
+    momentum: float = option_like(RetrainConfig, "momentum")
+    weight_decay: float = option_like(RetrainConfig, "weight_decay")
+    decay_epoch: int = option_like(RetrainConfig, "decay_epoch")
+    decay_factor: float = option_like(RetrainConfig, "decay_factor")
+    arcface_scale: float = option_like(RetrainConfig, "arcface_scale")
+    arcface_margin: float = option_like(RetrainConfig, "arcface_margin")
+    hflip: bool = True
+    grad_clip: float = option_like(RetrainConfig, "grad_clip")
+
+    def schedule(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(RetrainSchedule)}
+
+
+@dataclass(frozen=True)
+class E5RetrainSection(RetrainSchedule):
+    """E5's ``[retrain]`` table: the schedule shared by every column, and the columns.
+
+    A column is ``{label, extractor, loss[, any schedule key]}``; its own keys override the shared
+    schedule, and :class:`~campro_bench.training.fr_retrain.RetrainConfig` validates the result.
+    """
+
+    row: str = option("facenet-casia", help="the Table VII row the re-trained extractors belong to")
+    train_seeds: list[int] = option(lambda: [0], help="one re-training per seed; mean and std over them")
+    eval_every_epoch: bool = option(True, help="diagnostic EVAL accuracy per epoch (never used to select)")
+    control_raw: bool = option(False, help="also train every column on RAW crops")
+    columns: list[dict[str, Any]] = option(list, help="{label, extractor, loss[, lr, epochs, ...]} per column")
+
+    def built_columns(self) -> list[RetrainColumn]:
+        """Each column with its extractor checked and its schedule validated (shared keys, then its own)."""
+        shared = self.schedule()
         columns = []
-        for item in retrain_spec.get("columns", []):
-            if not isinstance(item, dict) or not {"label", "extractor", "loss"} <= set(item):
-                raise CamproError(f"bad e5 retrain column {item!r}: need label, extractor and loss")
+        for index, item in enumerate(self.columns):
+            if not {"label", "extractor", "loss"} <= set(item):
+                raise CamproError(f"bad e5 retrain.columns[{index}] {item!r}: need label, extractor and loss")
             EXTRACTORS.entry(str(item["extractor"]))
             own = {k: v for k, v in item.items() if k not in ("label", "extractor")}
             columns.append(RetrainColumn(str(item["label"]), str(item["extractor"]),
-                                         RetrainConfig.from_dict({**shared, **own})))
-        restoration = dict(spec.get("restoration", {}))
-        if restoration.get("data", "faces") not in DATA_KINDS:
-            raise CamproError(f"e5 restoration.data must be one of {', '.join(DATA_KINDS)}")
-        eval_identities = int(spec.get("eval_identities", 100))
-        if eval_identities < 2:
-            raise CamproError("e5 eval_identities must be >= 2")
-        return cls(
-            dataset=str(spec.get("dataset", "celeba-subset")),
-            isp=str(spec.get("isp", "casia-adv")),
-            eval_identities=eval_identities,
-            max_train_identities=int(spec.get("max_train_identities", 0)),
-            min_images=int(spec.get("min_images", 2)),
-            repeats=int(spec.get("repeats", 10)),
-            seed=int(spec.get("seed", 0)),
-            classifier=str(spec.get("classifier", "nearest")),
-            detector=str(spec.get("detector", "mtcnn")),
-            batch_size=int(spec.get("batch_size", 64)),
-            retrain_row=str(retrain_spec.get("row", "facenet-casia")),
-            columns=columns,
-            train_seeds=[int(s) for s in retrain_spec.get("train_seeds", [0])],
-            eval_every_epoch=bool(retrain_spec.get("eval_every_epoch", False)),
-            control_raw=bool(retrain_spec.get("control_raw", False)),
-            restoration={k: v for k, v in restoration.items() if k not in ("models", "data", "sources", "holdout")},
-            restoration_models=list(restoration.get("models", [])),
-            restoration_data=str(restoration.get("data", "faces")),
-            restoration_sources=str(restoration.get("sources", "coco128,coco-mini")),
-            restoration_holdout=str(restoration.get("holdout", "coco-mini:val")),
-            protector=str(spec.get("protector", "") or ""),
-        )
+                                         RetrainConfig.from_dict({**shared, **own}, f"e5 retrain.columns[{index}]")))
+        return columns
+
+
+@dataclass(frozen=True)
+class RestorationAttackConfig:
+    """The restoration attack's U-Net training (plain L1, Eq. 7): E5's and the audit's ``[restoration]``.
+
+    The keys and ranges of :class:`~campro_bench.training.unet.UNetTrainConfig`, with this attack's
+    defaults (a short CPU schedule on 112-px face crops); ``seed`` unset = the protocol's seed.
+    """
+
+    epochs: int = option_like(UNetTrainConfig, "epochs", 3)
+    crop: int = option_like(UNetTrainConfig, "crop", 112)
+    batch_size: int = option_like(UNetTrainConfig, "batch_size", 16)
+    lr: float = option_like(UNetTrainConfig, "lr")
+    weight_decay: float = option_like(UNetTrainConfig, "weight_decay")
+    base_channels: int = option_like(UNetTrainConfig, "base_channels")
+    depth: int = option_like(UNetTrainConfig, "depth")
+    face_crop_fraction: float = option_like(UNetTrainConfig, "face_crop_fraction", 0.0)
+    hflip: bool = True
+    quantize: bool = True
+    seed: int | None = option(None, ge=0, help="U-Net seed; unset = the protocol's seed")
+
+    def unet(self, protocol_seed: int) -> UNetTrainConfig:
+        """The U-Net training configuration (no face penalty: restoration is plain L1)."""
+        values = {f.name: getattr(self, f.name) for f in fields(RestorationAttackConfig)}
+        values["seed"] = protocol_seed if self.seed is None else self.seed
+        return UNetTrainConfig.from_dict({**values, "face_penalty": False})
+
+
+@dataclass(frozen=True)
+class E5RestorationSection(RestorationAttackConfig):
+    """E5's ``[restoration]`` table: the attack's U-Net, the models that score it and its training data."""
+
+    models: list[str] = option(list, help="face models that identify the restored probes ([] = no restoration)")
+    data: Literal["faces", "scenes"] = option("faces", help="faces: TRAIN identities' crops; scenes: COCO images")
+    sources: str = option("coco128,coco-mini", help="COCO sets (data = scenes only)")
+    holdout: str = option("coco-mini:val", help="held-out COCO set (data = scenes only)")
+
+    def unet(self, protocol_seed: int) -> UNetTrainConfig:
+        values = {f.name: getattr(self, f.name) for f in fields(RestorationAttackConfig)}
+        return RestorationAttackConfig(**values).unet(protocol_seed)
+
+
+@dataclass(frozen=True)
+class E5Config:
+    """The E5 protocol (``protocols/e5.toml``): EVAL/TRAIN split, draws, re-training and restoration."""
+
+    dataset: str = option("celeba-subset", help="face dataset whose identities are split EVAL/TRAIN")
+    isp: str = option("casia-adv", help="the attacked ISP: a preset name or an ISP .json file")
+    protector: str = option("", help="any protector spec instead of the ISP; empty = the ISP of `isp`")
+    eval_identities: int = option(100, ge=2, help="EVAL = the first N identities with >= min_images images")
+    max_train_identities: int = option(100, ge=0, help="0 = every non-EVAL identity; N = the first N by name")
+    min_images: int = option(2, ge=2)
+    repeats: int = option(10, ge=1, le=1000)
+    seed: int = option(0, ge=0)
+    classifier: str = option("nearest")
+    detector: str = option("mtcnn")
+    batch_size: int = option(64, ge=1, le=4096, help="embedding batch size")
+    retrain: E5RetrainSection = option(E5RetrainSection)
+    restoration: E5RestorationSection = option(E5RestorationSection)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "E5Config":
+        cfg = parse_protocol(cls, spec, "e5")
+        cfg.retrain.built_columns()  # fail on a bad column before any work
+        return cfg
+
+    @property
+    def columns(self) -> list[RetrainColumn]:
+        return self.retrain.built_columns()
 
 
 @dataclass
@@ -151,7 +202,7 @@ def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentityS
                    "protector": isp.fingerprint() if protected else "raw", "train": ids_digest(split.train_ids),
                    "eval": ids_digest(split.eval_ids), "crops": {k: train.provenance.get(k) for k in
                                                                  ("dataset_fingerprint", "detector", "alignment")},
-                   "eval_every_epoch": cfg.eval_every_epoch, "classifier": cfg.classifier,
+                   "eval_every_epoch": cfg.retrain.eval_every_epoch, "classifier": cfg.classifier,
                    "splits": [cfg.seed, cfg.repeats], "version": 1}
     key = sha256_json(key_payload)[:16]
     cache = ctx.cache_dir / "e5" / f"retrain-{column.extractor}-{key}"
@@ -169,7 +220,7 @@ def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentityS
         what = f"re-train {column.label} ({'protected' if protected else 'raw control'}, seed {seed})"
         with ctx.manifest.timer(f"retrain {column.label}"), ctx.progress(what, steps) as advance:
             result = retrain(extractor, train.crops[train.found], train.labels[train.found], config, device=ctx.device,
-                             on_step=advance, on_epoch=diagnostic if cfg.eval_every_epoch else None, log=ctx.log)
+                             on_step=advance, on_epoch=diagnostic if cfg.retrain.eval_every_epoch else None, log=ctx.log)
         embeddings = embed(extractor, evals.crops, cfg.batch_size, ctx.device)
         info = {"history": result.history, "diverged": result.diverged, "seconds": result.seconds, "key": key_payload,
                 "train_images": int(train.found.sum()), "train_identities": int(len(np.unique(train.labels)))}

@@ -40,10 +40,6 @@ class Faces:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         return cls(boxes, np.asarray(scores, np.float32).reshape(-1), np.asarray(landmarks, np.float32).reshape(-1, 5, 2))
 
-    def above(self, threshold: float) -> "Faces":
-        keep = self.scores >= threshold
-        return Faces(self.boxes[keep], self.scores[keep], self.landmarks[keep])
-
 
 class FaceDetector:
     """Base class: ``detect(images)`` on a list of ``H x W x 3`` uint8 RGB arrays.

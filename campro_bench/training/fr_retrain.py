@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option, parse_config, validate_config
 from ..errors import CamproError
 from ..io import uint8_to_tensor
 from ..registries import RETRAIN_EXTRACTORS, RETRAIN_HEADS
 from .data import EpochSampler
-from .unet import strict_dataclass
 
 SAMPLER_STREAM = 0xF2
 
@@ -183,24 +183,23 @@ class RetrainConfig:
     at least 1). ``grad_clip > 0`` clips the global gradient norm (0: off, as in the paper).
     """
 
-    loss: str = "softmax"
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    decay_epoch: int = 0
-    decay_factor: float = 0.1
-    arcface_scale: float = 64.0
-    arcface_margin: float = 0.5
+    loss: str = option("softmax", help="classification head: softmax or arcface")
+    epochs: int = option(4, ge=1, le=10_000)
+    batch_size: int = option(32, ge=1, le=4096)
+    lr: float = option(0.1, gt=0.0, le=1000.0)
+    momentum: float = option(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = option(5e-4, ge=0.0, le=1.0)
+    decay_epoch: int = option(0, ge=0, help="0 = floor(0.75 * epochs)")
+    decay_factor: float = option(0.1, gt=0.0, le=1.0)
+    arcface_scale: float = option(64.0, gt=0.0, le=1024.0)
+    arcface_margin: float = option(0.5, ge=0.0, le=3.14)
     hflip: bool = True
-    grad_clip: float = 0.0
-    seed: int = 0
+    grad_clip: float = option(0.0, ge=0.0, help="global gradient-norm clip; 0 = off")
+    seed: int = option(0, ge=0)
 
     def __post_init__(self) -> None:
+        validate_config(self, "re-training")
         HEADS.entry(self.loss)
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise CamproError(f"invalid re-training schedule: epochs {self.epochs}, batch size {self.batch_size}, lr {self.lr}")
 
     @property
     def decay_after(self) -> int:
@@ -214,8 +213,8 @@ class RetrainConfig:
         return {**asdict(self), "decay_after": self.decay_after}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RetrainConfig":
-        return strict_dataclass(cls, data, "re-training")
+    def from_dict(cls, data: dict[str, Any], what: str = "re-training") -> "RetrainConfig":
+        return parse_config(cls, data, what)
 
 
 def build_head(config: RetrainConfig, embedding_size: int, classes: int) -> nn.Module:

@@ -46,6 +46,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from .. import paths
+from ..config import option, validate_config
 from ..errors import CamproError, CheckpointError, EmptyDatasetError, MissingFileError
 from ..io import uint8_to_tensor
 from ..io.atomic import atomic_path, atomic_write_json
@@ -62,7 +63,6 @@ from ..protectors.lensless import (
 )
 from .data import EpochSampler, split_by_image, strip_roots
 from .report import training_manifest, write_csv
-from .unet import strict_dataclass
 
 TRAINER = "lensless"
 CHECKPOINT_FORMAT = "campro-lensless-checkpoint"
@@ -73,43 +73,43 @@ REGULARISERS = ("sim", "tv", "inv", "rip")
 class LenslessTrainConfig:
     """Everything that defines a lensless training run (recorded in its manifest)."""
 
-    dataset: str = "celeba-subset"
-    alignment: str = "arcface-112"
-    detector: str = "mtcnn"
-    min_images: int = 10
-    identities: int = 60
-    heldout_identities: int = 40
-    val_per_identity: int = 2
-    image_size: int = 63
-    mask_size: int = 32
-    mask: str = "learned"
-    noise: float = 0.01
-    bits: int = 8
-    w_sim: float = 0.0
-    w_tv: float = 0.0
-    w_inv: float = 0.0
-    w_rip: float = 0.0
-    reference_sigma: float = 4.0
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 2e-3
-    lr_mask: float = 5e-2
-    weight_decay: float = 5e-4
-    width: int = 16
-    seed: int = 0
-    heldout_repeats: int = 10
+    dataset: str = option("celeba-subset", help="face dataset (identities split into train and held-out)")
+    alignment: str = option("arcface-112")
+    detector: str = option("mtcnn")
+    min_images: int = option(10, ge=2, le=10_000)
+    identities: int = option(60, ge=1, le=100_000)
+    heldout_identities: int = option(40, ge=0, le=100_000)
+    val_per_identity: int = option(2, ge=1, le=1000)
+    image_size: int = option(63, ge=8, le=1024, help="sensor side in pixels")
+    mask_size: int = option(32, ge=1, le=1024, help="mask side in pixels (<= image_size)")
+    mask: str = option("learned")
+    noise: float = option(0.01, ge=0.0, le=1.0, help="sensor noise std (images in [0, 1])")
+    bits: int = option(8, ge=1, le=16)
+    w_sim: float = option(0.0, ge=0.0, le=1e6)
+    w_tv: float = option(0.0, ge=0.0, le=1e6)
+    w_inv: float = option(0.0, ge=0.0, le=1e6)
+    w_rip: float = option(0.0, ge=0.0, le=1e6)
+    reference_sigma: float = option(4.0, gt=0.0, le=100.0)
+    epochs: int = option(30, ge=1, le=100_000)
+    batch_size: int = option(32, ge=1, le=4096)
+    lr: float = option(2e-3, gt=0.0, le=10.0)
+    lr_mask: float = option(5e-2, gt=0.0, le=10.0)
+    weight_decay: float = option(5e-4, ge=0.0, le=1.0)
+    width: int = option(16, ge=1, le=1024)
+    seed: int = option(0, ge=0)
+    heldout_repeats: int = option(10, ge=1, le=1000)
+
+    def __post_init__(self) -> None:
+        validate_config(self, "lensless training")
+        self.check()
 
     def check(self) -> None:
         if self.mask not in MASKS:
             raise CamproError(f"unknown lensless mask '{self.mask}'; known masks: {', '.join(MASKS)}")
         if self.mask_size > self.image_size:
             raise CamproError(f"mask_size {self.mask_size} must not exceed image_size {self.image_size}")
-        if min(self.identities, self.epochs, self.batch_size, self.width) < 1 or self.heldout_identities < 0:
-            raise CamproError("identities, epochs, batch_size and width must be >= 1; heldout_identities >= 0")
-        if self.val_per_identity < 1 or self.min_images <= self.val_per_identity:
-            raise CamproError("val_per_identity must be >= 1 and smaller than min_images")
-        if any(getattr(self, f"w_{r}") < 0 for r in REGULARISERS) or self.noise < 0:
-            raise CamproError("regulariser weights and noise must be >= 0")
+        if self.min_images <= self.val_per_identity:
+            raise CamproError(f"val_per_identity {self.val_per_identity} must be smaller than min_images {self.min_images}")
 
     @property
     def learned(self) -> bool:
@@ -335,7 +335,6 @@ def train_lensless(
 
     ``stop_after = k`` stops after epoch ``k`` with only the checkpoint written, as an
     interrupted run would (returns ``None``); ``resume`` continues it."""
-    config.check()
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -441,12 +440,3 @@ def mask_digest(mask: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(mask, dtype=np.float64).tobytes()).hexdigest()[:16]
-
-
-def config_from_file(path: Path) -> LenslessTrainConfig:
-    """A configuration from a JSON file; unknown keys are an error (typed, strict)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CamproError(f"cannot read lensless config {path}: {exc}") from exc
-    return strict_dataclass(LenslessTrainConfig, data, f"lensless config {path}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,14 +40,6 @@ from .data import EpochSampler
 
 SAMPLER_STREAM = 0xE7
 CROP_STREAM = 0xC7
-
-
-T = TypeVar("T")
-
-
-def strict_dataclass(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """``cls(**data)``, or one line naming the unknown keys and the known ones (see :func:`parse_config`)."""
-    return parse_config(cls, data, what)
 
 
 @dataclass(frozen=True)
