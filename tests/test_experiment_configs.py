@@ -28,7 +28,7 @@ PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
 }
 
 ROWS_AND_FREE_TABLES = {"protectors", "rows", "methods", "options", "privacy", "columns", "linear", "utility.e3",
-                        "utility.e4", "restoration.models"}
+                        "utility.e4", "restoration.models", "audits"}
 """Fields whose shipped value is the experiment's content, not a default: the rows and columns (the
 TOML is their one source), the factories' own options (checked by the factories: the linear
 classifier's), the trade-off's E1 keys (checked by ProtocolConfig), the audit's utility tables and the

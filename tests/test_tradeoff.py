@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from campro_bench.errors import CamproError, UnknownNameError
-from campro_bench.experiments.tradeoff import PAPER_POINTS, pareto_front
+from campro_bench.experiments.tradeoff import PAPER_POINTS, pareto_front, worst_case_points
 
 
 def test_pareto_front_on_a_hand_made_set() -> None:
@@ -28,6 +29,22 @@ def test_pareto_front_on_a_hand_made_set() -> None:
     assert pareto_front(acc, ap).tolist() == [False, True, False, True, False, True, True, False]
     assert pareto_front([0.5], [0.5]).tolist() == [True]
     assert pareto_front([], []).tolist() == []
+
+
+def test_the_worst_case_is_the_highest_attack_over_galleries_and_the_audit(tmp_path: Path) -> None:
+    table = pd.DataFrame({"spec": ["raw", "invert", "lowres:factor=4"], "accuracy_best_model": [0.9, 0.02, 0.3],
+                          "reenrolled_best_model": [0.9, 0.19, np.nan]})
+    audit = tmp_path / "summary.csv"
+    pd.DataFrame({"protector": ["invert", "lowres:factor=4"], "worst_case_top1": [0.895, 0.1],
+                  "rung": ["cheap", "black-box"], "attack": ["invert-inverse", "protected probes"],
+                  "model": ["sface", "sface"]}).to_csv(audit, index=False)
+    out = worst_case_points(table, [str(tmp_path / "missing.csv"), str(audit)])
+    assert out["worst_case"].tolist() == [0.9, 0.895, 0.3]
+    assert out["worst_case_source"].tolist() == [
+        "this run, raw gallery", f"audit {audit}: cheap / invert-inverse / sface", "this run, raw gallery"]
+    assert out["audit_worst_case"].fillna(-1).tolist() == [-1, 0.895, 0.1]
+    assert out["audit_attack"].iloc[0] == "not audited"
+    assert worst_case_points(table, [])["worst_case"].tolist() == [0.9, 0.19, 0.3]
 
 
 def test_paper_points_are_only_the_text_values() -> None:
@@ -59,6 +76,12 @@ def test_tradeoff_runs_end_to_end_at_tiny_scale(tmp_path: Path, data_root: Path,
     assert raw["accuracy"] > x16["accuracy"]  # x16 low resolution hides identities from sface
     assert raw["AP"] == table["AP"].max() and raw["pareto"]  # the most useful point is on the front
     assert table["pareto"].tolist() == pareto_front(table["accuracy"], table["AP"]).tolist()
+    assert np.allclose(table["accuracy_best_model"], table["accuracy/sface"])
+    reenrolled = table.set_index("label")["reenrolled"]
+    assert np.isnan(reenrolled["raw"])  # raw probes have no separate re-enrolled gallery
+    assert ((reenrolled.drop("raw") >= 0) & (reenrolled.drop("raw") <= 1)).all()
+    assert (table["worst_case"] >= table[["accuracy_best_model", "reenrolled_best_model"]].max(axis=1)).all()
+    assert table["pareto_worst_case"].tolist() == pareto_front(table["worst_case"], table["AP"]).tolist()
     assert (out / "tradeoff.png").is_file() and (out / "tradeoff.csv").is_file()
     assert "paper_points" in result.tables
     manifest = json.loads((out / "manifest.json").read_text())

@@ -26,7 +26,6 @@ is selected on EVAL identities), with its interval and the rung that reached it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,7 +53,7 @@ from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from . import audit_report
 from .base import ExperimentResult, RunContext
-from .common import check_protector
+from .common import check_protector, find_protector_row
 from ..training.fr_retrain import RetrainConfig
 from .spec import parse_protocol
 from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainSchedule, run_column
@@ -382,20 +381,9 @@ def verdict(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _lookup(paths: list[str], spec: str, column: str, reference_ok: bool) -> tuple[float, str]:
-    for text in paths:
-        path = Path(text)
-        if not path.is_file():
-            continue
-        table = pd.read_csv(path)
-        if "protector" not in table or column not in table:
-            continue
-        rows = table[table["protector"] == spec]
-        if reference_ok and "reference" in rows:
-            rows = rows[rows["reference"] == "raw"]
-        if len(rows):
-            return float(rows[column].iloc[0]), str(path)
-    return float("nan"), ""
+def _lookup(paths: list[str], spec: str, column: str, reference_raw: bool) -> tuple[float, str]:
+    row, source = find_protector_row(paths, spec, [column], reference_raw)
+    return (float("nan"), "") if row is None else (float(row[column]), source)
 
 
 def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame:

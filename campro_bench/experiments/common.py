@@ -139,3 +139,27 @@ def check_protector(spec: str) -> Protector:
         if not bool(torch.isfinite(y).all()) or float(y.min()) < -1e-3 or float(y.max()) > 1 + 1e-3:
             raise CamproError(f"protector '{spec}' cannot run on face crops: its output leaves [0, 1] or is not finite")
     return protector
+
+
+def find_protector_row(paths: list[str], spec: str, columns: list[str],
+                       reference_raw: bool = False) -> tuple[pd.Series | None, str]:
+    """The first row for protector ``spec`` in earlier result tables (CSV ``paths``, relative to the
+    working folder), and the path it came from; ``(None, "")`` when no table has it.
+
+    Tables without a ``protector`` column or without ``columns`` are passed over; with
+    ``reference_raw`` only rows whose ``reference`` is ``raw`` count (E4's values).
+    """
+    for text in paths:
+        path = Path(text)
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path)
+        if "protector" not in table or any(c not in table for c in columns):
+            continue
+        rows = table[table["protector"] == spec]
+        if reference_raw and "reference" in rows:
+            rows = rows[rows["reference"] == "raw"]
+        if len(rows):
+            return rows.iloc[0], str(path)
+    return None, ""
+

@@ -33,7 +33,7 @@ from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS, evaluate_detector
 from .base import ExperimentResult, RunContext
-from .common import check_compare
+from .common import check_compare, find_protector_row
 from .finetuned import DetectionUtilityConfig, finetuned_detector
 from .spec import parse_protocol
 
@@ -83,6 +83,8 @@ class TradeoffConfig:
     privacy: dict[str, Any] = option(dict, help="the E1 protocol keys (ProtocolConfig), one classifier and one "
                                                 "gallery (classifier, gallery)")
     utility: DetectionUtilityConfig = option(DetectionUtilityConfig, help="person detection (the E3 keys)")
+    audits: list[str] = option(list, help="audit summary.csv files (campro-bench audit): each audited point's "
+                                          "worst case over the attacker ladder joins its worst-case column")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "TradeoffConfig":
@@ -97,8 +99,9 @@ class TradeoffConfig:
         privacy = dict(self.privacy)
         gallery = privacy.pop("gallery", "raw")
         classifier = privacy.pop("classifier", "nearest")
+        galleries = list(dict.fromkeys([gallery, "protected"]))  # the re-enrolled gallery costs no embedding
         return ProtocolConfig.from_spec({"repeats": 10, "seed": self.seed, **privacy, "protectors": protectors,
-                                         "classifiers": [classifier], "galleries": [gallery]})
+                                         "classifiers": [classifier], "galleries": galleries})
 
 
 def _methods(cfg: TradeoffConfig, ctx: RunContext) -> list[dict[str, str]]:
@@ -117,17 +120,41 @@ def _methods(cfg: TradeoffConfig, ctx: RunContext) -> list[dict[str, str]]:
 
 
 def privacy_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
-    """Per protector spec: accuracy of each model and their mean (the E1 protocol)."""
+    """Per protector spec: accuracy of each model and their mean in the x-axis gallery (the E1
+    protocol), and the best model's accuracy in that gallery and in the re-enrolled one."""
     protocol = cfg.protocol(list(dict.fromkeys(m["spec"] for m in methods)))
     gallery = protocol.galleries[0]
     outcome = run_protocol(protocol, ctx)
-    long = pd.DataFrame(outcome.rows)
-    long = long[long["gallery"] == gallery]
+    rows = pd.DataFrame(outcome.rows)
+    long = rows[rows["gallery"] == gallery]
     per_model = long.pivot_table(index="image_type", columns="model", values="accuracy_mean", aggfunc="mean")
     per_model.columns = [f"accuracy/{m}" for m in per_model.columns]
     per_model["accuracy"] = per_model.mean(axis=1)
+    per_model["accuracy_best_model"] = per_model.drop(columns="accuracy").max(axis=1)
     std = long.groupby("image_type")["accuracy_std"].mean().rename("accuracy_std_mean_over_models")
-    return per_model.join(std)
+    reenrolled = rows[rows["gallery"] == "protected"].groupby("image_type")["accuracy_mean"]
+    return per_model.join(std).join(reenrolled.mean().rename("reenrolled")).join(
+        reenrolled.max().rename("reenrolled_best_model"))
+
+
+def worst_case_points(table: pd.DataFrame, audits: list[str]) -> pd.DataFrame:
+    """Each point's worst case: the highest accuracy any evaluated attacker reached, over the best
+    model in both galleries of this run and, where an audit summary has the protector, the audit's
+    worst case over its whole ladder (its own identities and scale; named in ``worst_case_source``)."""
+    out = []
+    for point in table.itertuples():
+        candidates = {"this run, raw gallery": point.accuracy_best_model,
+                      "this run, re-enrolled gallery": point.reenrolled_best_model}
+        row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"])
+        audit = {"audit_worst_case": np.nan, "audit_attack": "not audited"}
+        if row is not None:
+            label = f"audit {source}: {row['rung']} / {row['attack']} / {row['model']}"
+            candidates[label] = float(row["worst_case_top1"])
+            audit = {"audit_worst_case": float(row["worst_case_top1"]), "audit_attack": label}
+        valid = {k: v for k, v in candidates.items() if not np.isnan(v)}
+        worst = max(valid, key=valid.get) if valid else ""
+        out.append({**audit, "worst_case": valid.get(worst, np.nan), "worst_case_source": worst})
+    return pd.DataFrame(out, index=table.index)
 
 
 def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
@@ -162,34 +189,43 @@ def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _front_panel(ax: Any, table: pd.DataFrame, x: str, front_column: str, xlabel: str, title: str) -> None:
+    """One method per line and marker, the points labelled, the Pareto front on ``x`` drawn and circled."""
+    markers = iter(["*", "s", "^", "o", "D", "v", "P", "X"])
+    for method, part in table.groupby("method", sort=False):
+        part = part.sort_values(x)
+        style = next(markers, "o")
+        ax.plot(100 * part[x], part["AP"], marker=style, markersize=9 if style == "*" else 6,
+                linewidth=1.2, label=method)
+        for r in part.itertuples():
+            ax.annotate(r.label, (100 * getattr(r, x), r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = table[table[front_column]].sort_values(x)
+    ax.step(100 * front[x], front["AP"], where="post", color="black", linestyle="--", linewidth=0.9,
+            label="Pareto front")
+    ax.scatter(100 * front[x], front["AP"], s=160, facecolors="none", edgecolors="black", linewidths=1.0)
+    ax.set(xlabel=xlabel, ylabel="person detection AP (higher = more useful)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> Any:
-    """Accuracy (x, %) vs AP (y): one marker style and line per method, the Pareto front circled."""
+    """Accuracy (x, %) vs AP (y): the paper's axis (mean over models) and the worst case, one marker
+    style and line per method, each panel's Pareto front circled; the paper's stated points beside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 2 if paper is not None else 1
+    panels = 3 if paper is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
-    ax = axes[0, 0]
-    markers = iter(["*", "s", "^", "o", "D", "v", "P", "X"])
-    for method, part in table.groupby("method", sort=False):
-        part = part.sort_values("accuracy")
-        style = next(markers, "o")
-        ax.plot(100 * part["accuracy"], part["AP"], marker=style, markersize=9 if style == "*" else 6,
-                linewidth=1.2, label=method)
-        for r in part.itertuples():
-            ax.annotate(r.label, (100 * r.accuracy, r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    front = table[table["pareto"]].sort_values("accuracy")
-    ax.step(100 * front["accuracy"], front["AP"], where="post", color="black", linestyle="--", linewidth=0.9,
-            label="Pareto front")
-    ax.scatter(100 * front["accuracy"], front["AP"], s=160, facecolors="none", edgecolors="black", linewidths=1.0)
-    ax.set(xlabel="face identification accuracy (%, mean over models; lower = more private)",
-           ylabel="person detection AP (higher = more useful)", title="ours (this run)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _front_panel(axes[0, 0], table, "accuracy", "pareto",
+                 "face identification accuracy (%, mean over models; lower = more private)",
+                 "ours: black box, mean over models (Fig. 11's axis)")
+    _front_panel(axes[0, 1], table, "worst_case", "pareto_worst_case",
+                 "worst case (%): best model, raw or re-enrolled gallery, audit ladder",
+                 "ours: worst case over attackers")
     if paper is not None:
-        pax = axes[0, 1]
+        pax = axes[0, 2]
         pax.scatter(paper["accuracy_pct"], paper["AP"], facecolors="none", edgecolors="grey", s=60)
         for r in paper.itertuples():
             pax.annotate(r.method, (r.accuracy_pct, r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -213,7 +249,9 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         utility = utility_points(methods, cfg, ctx)
     rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
     table = pd.DataFrame(rows)
+    table = table.join(worst_case_points(table, cfg.audits))
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
+    table["pareto_worst_case"] = pareto_front(table["worst_case"], table["AP"])
     tables = {"tradeoff": table}
     paper = None
     if ctx.compare == "paper":
@@ -226,6 +264,10 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         f"{', '.join(protocol.datasets)}, mean over {', '.join(protocol.models)}; "
         f"y: person AP (COCOeval) on {ctx.manifest.notes['utility']['eval_images']} protected "
         f"{cfg.utility.dataset} val images. pareto: no other point has lower-or-equal "
-        "accuracy and higher-or-equal AP (one strictly)."
+        "accuracy and higher-or-equal AP (one strictly). worst_case: the highest top-1 any evaluated attacker "
+        "reached: the best single model with the raw and with the re-enrolled gallery in this run, and the "
+        "audit's worst case over its ladder (cheap attacks, analytic inverses, restoration U-Net, re-training; "
+        "its own identities, scale and models) where `audits` lists a summary with the protector; "
+        "pareto_worst_case: the front on that axis."
     )
     return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)
