@@ -9,9 +9,13 @@ For each model, on the first ``--images`` LFW images (dataset order) and a fresh
 * ``warm``: the same call again (a cache hit: dataset scan + file reads only);
 * ``forward``: the model's bare batched forward on random crops of its input size.
 
+``--forward-only`` measures just the bare forward (no dataset, no cache), e.g. the PyTorch port
+of dlib's ResNet against dlib itself.
+
 Run::
 
     python bench/embed.py --images 256            # CPU, or the GPU when one is available
+    python bench/embed.py --forward-only --models dlib-resnet dlib-resnet-native --threads 2
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ def bare_forward(model: str, device: str, batch: int, repeats: int, cache: str) 
     return batch * repeats / (time.perf_counter() - start)
 
 
+def machine_line(args: argparse.Namespace, inputs: str) -> str:
+    return (f"device {args.device}, {inputs}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
+            f"CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} "
+            "(other processes share the CPUs when it exceeds their count)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256)
@@ -55,7 +65,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--forward-only", action="store_true", help="only the bare forward rate of each model")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.forward_only:
+        with tempfile.TemporaryDirectory(prefix="campro-bench-embed-") as cache:
+            rows = [{"model": m, "forward img/s": bare_forward(m, args.device, args.batch_size, args.repeats, cache)}
+                    for m in args.models]
+        print(machine_line(args, "random crops"))
+        print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+        return
 
     ds = load_face_dataset("lfw", args.data_root)
     ids = [it.image_id for it in ds.items()[: args.images]]
@@ -79,9 +100,7 @@ def main() -> None:
             rows.append({"model": model, "alignment": contract_of(model).alignment, "first use s": first_use,
                          "forward img/s": forward,
                          "cold align+embed img/s": cold, "warm (cache hit) img/s": warm})
-    print(f"device {args.device}, {len(ids)} LFW images, batch {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} "
-          "(other processes share the CPUs when it exceeds their count)")
+    print(machine_line(args, f"{len(ids)} LFW images"))
     print(f"MTCNN detect + arcface-112 align (cold cache): {detect_rate:.1f} img/s")
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
 
