@@ -9,9 +9,14 @@ time gives megapixels per second. The same batch is copied (``torch.clone``) in 
 a protector cannot beat that rate, so ``copy / protector`` says how far each one is from the
 memory floor.
 
-Then the CamPro ISP on 8-bit frames (``uint8 [N, 1080, 1920, 3]``, what a camera delivers) through
-the fused 8-bit path (:mod:`campro_bench.protectors.isp_uint8`), beside a copy of the same 8-bit
-frames and beside the float path on the same frames (convert to float, protect, round to 8 bits).
+``defocus`` runs the fused CPU blur (:mod:`campro_bench.protectors.fast_blur`, no gradient asked);
+each defocus row is followed by kornia's separable blur on the same batch (the path ``Defocus``
+keeps for gradients, and the one it used for everything before), for comparison.
+
+Then 8-bit frames (``uint8 [N, 1080, 1920, 3]``, what a camera delivers): the CamPro ISP through the
+fused 8-bit path (:mod:`campro_bench.protectors.isp_uint8`) and defocus through the 8-bit blur
+(:func:`campro_bench.protectors.fast_blur.defocus_uint8`), beside a copy of the same 8-bit frames
+and beside each float path on the same frames (convert to float, protect, round to 8 bits).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Callable
 import torch
 
 from campro_bench.protectors import build_protector
+from campro_bench.protectors.baselines import Defocus
 
 SPECS = (
     "raw",
@@ -48,6 +54,16 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device)
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def kornia_blur(protector: Defocus, frames: torch.Tensor) -> torch.Tensor:
+    """``protector``'s blur through kornia's ``gaussian_blur2d`` (the path kept for gradients)."""
+    import kornia
+
+    sigma = torch.tensor([[protector.sigma, protector.sigma]], dtype=frames.dtype, device=frames.device)
+    with torch.inference_mode():
+        return kornia.filters.gaussian_blur2d(frames, (protector.kernel, protector.kernel), sigma,
+                                              border_type="reflect", separable=True)
 
 
 def main() -> None:
@@ -78,14 +94,19 @@ def main() -> None:
         seconds = median_seconds(run, args.repeats, device)
         rate = megapixels / seconds
         print(f"{spec:32s} {seconds * 1e3:10.1f} {rate:10.1f} {copy_rate / rate:15.2f}")
+        if isinstance(protector, Defocus):
+            seconds = median_seconds(lambda p=protector: kornia_blur(p, frames), args.repeats, device)
+            rate = megapixels / seconds
+            print(f"{'  kornia separable (old path)':32s} {seconds * 1e3:10.1f} {rate:10.1f} {copy_rate / rate:15.2f}")
     if device.type == "cpu":
         eight_bit(args.frames, args.repeats, megapixels)
 
 
 def eight_bit(count: int, repeats: int, megapixels: float) -> None:
-    """The CamPro ISP on uint8 HWC frames: fused 8-bit path vs float path, against a uint8 copy."""
+    """8-bit HWC frames: each fused 8-bit path vs its float path, against a uint8 copy."""
     import numpy as np
 
+    from campro_bench.protectors.fast_blur import defocus_uint8
     from campro_bench.protectors.isp import campro_isp, load_preset
     from campro_bench.protectors.isp_uint8 import campro_isp_uint8
 
@@ -94,19 +115,26 @@ def eight_bit(count: int, repeats: int, megapixels: float) -> None:
     cpu = torch.device("cpu")
     copy_s = median_seconds(lambda: frames.copy(), repeats, cpu)
     ccm, lut = params.ccm_tensor(), params.lut_tensor()
+    defocus = Defocus(25, 7.0)
 
-    def float_path() -> np.ndarray:
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)
-        y = campro_isp(x, ccm, lut, params.degamma)
-        return y.mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    def via_float(protect: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)
+            y = protect(x)
+            return y.mul(255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
-    print(f"\n8-bit frames: {count}x1080x1920x3 uint8, campro-isp:preset=casia-adv")
-    print(f"{'path':32s} {'ms/batch':>10s} {'MP/s':>10s} {'x copy time':>15s}")
-    print(f"{'(uint8 copy: memory floor)':32s} {copy_s * 1e3:10.1f} {megapixels / copy_s:10.1f} {1.0:15.2f}")
-    for name, fn in (("float path (to float and back)", float_path),
-                     ("fused 8-bit path", lambda: campro_isp_uint8(frames, params))):
+    print(f"\n8-bit frames: {count}x1080x1920x3 uint8")
+    print(f"{'path':48s} {'ms/batch':>10s} {'MP/s':>10s} {'x copy time':>15s}")
+    print(f"{'(uint8 copy: memory floor)':48s} {copy_s * 1e3:10.1f} {megapixels / copy_s:10.1f} {1.0:15.2f}")
+    paths = (
+        ("campro-isp:preset=casia-adv float path", lambda: via_float(lambda x: campro_isp(x, ccm, lut, params.degamma))),
+        ("campro-isp:preset=casia-adv fused 8-bit", lambda: campro_isp_uint8(frames, params)),
+        ("defocus:kernel=25,sigma=7 float path", lambda: via_float(defocus)),
+        ("defocus:kernel=25,sigma=7 fused 8-bit", lambda: defocus_uint8(frames, 25, 7.0)),
+    )
+    for name, fn in paths:
         seconds = median_seconds(fn, repeats, cpu)
-        print(f"{name:32s} {seconds * 1e3:10.1f} {megapixels / seconds:10.1f} {seconds / copy_s:15.2f}")
+        print(f"{name:48s} {seconds * 1e3:10.1f} {megapixels / seconds:10.1f} {seconds / copy_s:15.2f}")
 
 
 if __name__ == "__main__":

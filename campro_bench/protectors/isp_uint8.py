@@ -18,12 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CamproError
+from ._jit import numba, parallel_jit
 from .isp import ISPParams
-
-try:  # numba is a dependency; this keeps the module importable while it is being installed
-    import numba
-except ImportError:  # pragma: no cover - exercised only without numba
-    numba = None
 
 
 def _kernel(frames: np.ndarray, table: np.ndarray, ccm: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
@@ -50,18 +46,6 @@ def _kernel(frames: np.ndarray, table: np.ndarray, ccm: np.ndarray, lut: np.ndar
                 out[row, col, i] = np.uint8(min(max(np.rint(level), 0.0), 255.0))
 
 
-_compiled = None
-
-
-def _compiled_kernel():  # type: ignore[no-untyped-def]
-    global _compiled
-    if _compiled is None:
-        if numba is None:
-            raise CamproError("the 8-bit ISP path needs numba: pip install numba")
-        _compiled = numba.njit(parallel=True, fastmath=False, cache=False)(_kernel)
-    return _compiled
-
-
 def degamma_table(exponent: float) -> np.ndarray:
     """``(v / 255) ** exponent`` for v = 0..255, in float32 as the float path computes it."""
     import torch
@@ -78,6 +62,7 @@ def campro_isp_uint8(frames: np.ndarray, params: ISPParams) -> np.ndarray:
                           f"{list(frames.shape)}")
     flat = np.ascontiguousarray(frames).reshape(-1, frames.shape[-2], 3)
     out = np.empty_like(flat)
-    _compiled_kernel()(flat, degamma_table(params.degamma), np.asarray(params.ccm, np.float32),
-                       np.asarray(params.lut, np.float32), out)
+    kernel = parallel_jit(_kernel, "the 8-bit ISP path")
+    kernel(flat, degamma_table(params.degamma), np.asarray(params.ccm, np.float32),
+           np.asarray(params.lut, np.float32), out)
     return out.reshape(frames.shape)
