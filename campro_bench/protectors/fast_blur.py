@@ -35,33 +35,55 @@ else:  # pragma: no cover - exercised only without numba
 
 
 @_jit_helper
+def _scale(acc: np.ndarray, a: np.ndarray, wa: np.float32) -> None:
+    for j in range(acc.shape[0]):
+        acc[j] = a[j] * wa
+
+
+@_jit_helper
+def _add1(acc: np.ndarray, a: np.ndarray, wa: np.float32) -> None:
+    for j in range(acc.shape[0]):
+        acc[j] += a[j] * wa
+
+
+@_jit_helper
+def _add4(acc: np.ndarray, a: np.ndarray, wa: np.float32, b: np.ndarray, wb: np.float32, c: np.ndarray,
+          wc: np.float32, d: np.ndarray, wd: np.float32) -> None:
+    """Four taps per sweep, added left to right: the sums of four :func:`_add1` calls, to the bit."""
+    for j in range(acc.shape[0]):
+        acc[j] = acc[j] + a[j] * wa + b[j] * wb + c[j] * wc + d[j] * wd
+
+
+@_jit_helper
 def _correlate_row(padded: np.ndarray, taps: np.ndarray, channels: int, line: np.ndarray) -> None:
     """``line[j] = sum_t taps[t] * padded[j + t * channels]``, taps added in order."""
     count = line.shape[0]
-    weight = taps[0]
-    for j in range(count):
-        line[j] = padded[j] * weight
-    for t in range(1, taps.shape[0]):
-        weight = taps[t]
-        source = padded[t * channels:t * channels + count]
-        for j in range(count):
-            line[j] += source[j] * weight
+    _scale(line, padded[:count], taps[0])
+    t = 1
+    while t + 4 <= taps.shape[0]:
+        o = t * channels
+        _add4(line, padded[o:o + count], taps[t], padded[o + channels:o + channels + count], taps[t + 1],
+              padded[o + 2 * channels:o + 2 * channels + count], taps[t + 2],
+              padded[o + 3 * channels:o + 3 * channels + count], taps[t + 3])
+        t += 4
+    while t < taps.shape[0]:
+        _add1(line, padded[t * channels:t * channels + count], taps[t])
+        t += 1
 
 
 @_jit_helper
 def _sum_rows(ring: np.ndarray, first: int, taps: np.ndarray, acc: np.ndarray) -> None:
     """``acc = sum_t taps[t] * ring[(first + t) % len(ring)]``, taps added in order."""
     size = ring.shape[0]
-    count = acc.shape[0]
-    line = ring[first]
-    weight = taps[0]
-    for j in range(count):
-        acc[j] = line[j] * weight
-    for t in range(1, taps.shape[0]):
-        line = ring[(first + t) % size]
-        weight = taps[t]
-        for j in range(count):
-            acc[j] += line[j] * weight
+    _scale(acc, ring[first], taps[0])
+    t = 1
+    while t + 4 <= taps.shape[0]:
+        _add4(acc, ring[(first + t) % size], taps[t], ring[(first + t + 1) % size], taps[t + 1],
+              ring[(first + t + 2) % size], taps[t + 2], ring[(first + t + 3) % size], taps[t + 3])
+        t += 4
+    while t < taps.shape[0]:
+        _add1(acc, ring[(first + t) % size], taps[t])
+        t += 1
 
 
 def _separable(src: np.ndarray, taps: np.ndarray, channels: int, reflect: bool, band: int, rounding: bool,
