@@ -4,10 +4,11 @@ The float path (:func:`campro_bench.protectors.isp.campro_isp`) stays the refere
 training differentiates; this path is for deployment and benchmarks. Per pixel it reads the three
 8-bit values, takes the CCM products of their de-gammed values from 9 x 256-entry tables
 (``ccm[i, j] * (v / 255) ** degamma``, computed in float32 like the float path), sums them, clips to
-[0, 1], interpolates the LUT (its segment slopes tabled too) and rounds to 8 bits: the float path's operations in float32, fused in one compiled loop (numba,
-parallel over rows) instead of seven full-frame tensor passes. Equal to ``round(255 *
-campro_isp(frames / 255))`` up to float32 rounding order (tests: at most one level on any pixel,
-and on almost all pixels exactly).
+[0, 1], interpolates the LUT (its segment slopes tabled too) and rounds to 8 bits: the float path's
+operations in float32, fused in one compiled loop (numba, parallel over rows, clamps as branch-free
+min/max) instead of seven full-frame tensor passes. Equal to ``round(255 * campro_isp(frames /
+255))`` up to float32 rounding order (tests: at most one level on any pixel, and on almost all
+pixels exactly).
 
 Frames are ``uint8 [N, H, W, 3]`` (interleaved RGB, the layout of camera buffers and decoded
 images) or a single ``[H, W, 3]`` frame; the output has the same shape.
