@@ -168,8 +168,20 @@ def test_presets_are_listed() -> None:
     assert {"identity", "standard"} <= set(list_presets())
 
 
-@pytest.mark.parametrize("preset", ["identity", "standard", "casia-adv", "casia-adv-w1"])
-def test_fused_8bit_path_equals_the_float_path_rounded(preset: str) -> None:
+def _test_frames(kind: str):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    if kind == "cube":  # 65^3 colours (every 4th level of each channel and 255): all clip cases of a CCM
+        levels = np.append(np.arange(0, 256, 4), 255).astype(np.uint8)
+        return np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(1, 65 * 65, 65, 3)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    frames[0, 0, :, :] = np.arange(64)[:, None] * 4  # grey ramp: every LUT segment, both clip ends
+    return frames
+
+
+@pytest.mark.parametrize("kind", ["random", "cube"])
+@pytest.mark.parametrize("preset", ["identity", "standard", "casia-adv", "casia-adv-w1", "casia-restore4-w1"])
+def test_fused_8bit_path_equals_the_float_path_rounded(preset: str, kind: str) -> None:
     """The camera path on uint8 frames gives the float path's output rounded to 8 bits."""
     import numpy as np
 
@@ -177,16 +189,14 @@ def test_fused_8bit_path_equals_the_float_path_rounded(preset: str) -> None:
     from campro_bench.protectors.isp_uint8 import campro_isp_uint8
 
     params = load_preset(preset)
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
-    frames[0, 0, :, :] = np.arange(64)[:, None] * 4  # grey ramp: every LUT segment, both clip ends
+    frames = _test_frames(kind)
     ours = campro_isp_uint8(frames, params)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
     ref = campro_isp(x, params.ccm_tensor(), params.lut_tensor(), params.degamma)
     ref = (ref * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     difference = np.abs(ours.astype(int) - ref.astype(int))
     assert difference.max() <= 1 and (difference == 0).mean() > 0.999
-    assert campro_isp_uint8(frames[0], params).shape == (48, 64, 3)
+    assert campro_isp_uint8(frames[0], params).shape == frames.shape[1:]
 
 
 def test_fused_8bit_path_rejects_float_frames() -> None:

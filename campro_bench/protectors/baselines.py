@@ -5,7 +5,8 @@
 * ``lowres``: a low-resolution camera, simulated by area downsampling by ``factor`` and bilinear
   upsampling back to the input size (paper factors 4 / 8 / 16);
 * ``defocus``: a defocused lens, simulated by a Gaussian blur with ``kernel`` size and ``sigma``
-  (paper settings 9/3, 13/5, 15/7 and 25/7).
+  (paper settings 9/3, 13/5, 15/7 and 25/7); kornia's separable blur, computed on the CPU without
+  gradients by the fused pass of :mod:`.fast_blur` (equal within float32 rounding).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from ..registries import PROTECTORS
+from . import _jit
 from .base import Protector
+from .fast_blur import defocus_planes, reflects
 
 LOWRES_PAPER_FACTORS = (4, 8, 16)
 DEFOCUS_PAPER_SETTINGS = ((9, 3.0), (13, 5.0), (15, 7.0), (25, 7.0))
@@ -87,10 +90,19 @@ class Defocus(Protector):
         return {"kernel": self.kernel, "sigma": self.sigma}
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
+        if _fast_blur_applies(images):
+            return defocus_planes(images, self.kernel, self.sigma)
         h, w = images.shape[-2:]
         # reflect padding needs the image to be larger than half the kernel
-        border = "reflect" if min(h, w) > self.kernel // 2 else "replicate"
+        border = "reflect" if reflects(h, w, self.kernel) else "replicate"
         sigma = torch.tensor([[self.sigma, self.sigma]], dtype=images.dtype, device=images.device)
         return kornia.filters.gaussian_blur2d(
             images, (self.kernel, self.kernel), sigma, border_type=border, separable=True
         )
+
+
+def _fast_blur_applies(images: torch.Tensor) -> bool:
+    """The fused CPU blur (:mod:`.fast_blur`) serves float32 CPU batches that need no gradient;
+    kornia's differentiable convolution serves the rest (training, GPU, float64)."""
+    return (_jit.numba is not None and images.device.type == "cpu" and images.dtype == torch.float32
+            and not (torch.is_grad_enabled() and images.requires_grad))

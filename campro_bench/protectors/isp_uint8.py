@@ -2,12 +2,13 @@
 
 The float path (:func:`campro_bench.protectors.isp.campro_isp`) stays the reference and the one
 training differentiates; this path is for deployment and benchmarks. Per pixel it reads the three
-8-bit values, takes their de-gammed values from a 256-entry table (``(v / 255) ** degamma``, computed
-in float32 like the float path), applies the 3x3 CCM and the clip to [0, 1], interpolates the LUT and
-rounds to 8 bits: the float path's operations in float32, fused in one compiled loop (numba,
-parallel over rows) instead of seven full-frame tensor passes. Equal to ``round(255 *
-campro_isp(frames / 255))`` up to float32 rounding order (tests: at most one level on any pixel,
-and on almost all pixels exactly).
+8-bit values, takes the CCM products of their de-gammed values from 9 x 256-entry tables
+(``ccm[i, j] * (v / 255) ** degamma``, computed in float32 like the float path), sums them, clips to
+[0, 1], interpolates the LUT (its segment slopes tabled too) and rounds to 8 bits: the float path's
+operations in float32, fused in one compiled loop (numba, parallel over rows, clamps as branch-free
+min/max) instead of seven full-frame tensor passes. Equal to ``round(255 * campro_isp(frames /
+255))`` up to float32 rounding order (tests: at most one level on any pixel, and on almost all
+pixels exactly).
 
 Frames are ``uint8 [N, H, W, 3]`` (interleaved RGB, the layout of camera buffers and decoded
 images) or a single ``[H, W, 3]`` frame; the output has the same shape.
@@ -18,48 +19,34 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CamproError
+from ._jit import numba, parallel_jit
 from .isp import ISPParams
 
-try:  # numba is a dependency; this keeps the module importable while it is being installed
-    import numba
-except ImportError:  # pragma: no cover - exercised only without numba
-    numba = None
 
-
-def _kernel(frames: np.ndarray, table: np.ndarray, ccm: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+def _kernel(frames: np.ndarray, products: np.ndarray, lut: np.ndarray, slope: np.ndarray, out: np.ndarray) -> None:
     rows = frames.shape[0]
     width = frames.shape[1]
     last = lut.shape[0] - 1
     scale = np.float32(last)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    top = np.float32(255.0)
     for row in numba.prange(rows):  # type: ignore[union-attr]
+        source = frames[row]
+        target = out[row]
         for col in range(width):
-            r = table[frames[row, col, 0]]
-            g = table[frames[row, col, 1]]
-            b = table[frames[row, col, 2]]
+            r = source[col, 0]
+            g = source[col, 1]
+            b = source[col, 2]
             for i in range(3):
-                value = ccm[i, 0] * r + ccm[i, 1] * g + ccm[i, 2] * b
-                if value < np.float32(0.0):
-                    value = np.float32(0.0)
-                elif value > np.float32(1.0):
-                    value = np.float32(1.0)
+                value = products[3 * i, r] + products[3 * i + 1, g] + products[3 * i + 2, b]
+                # clamps as min/max (selects, no branches: random colours mispredict if/else)
+                value = min(max(value, zero), one)
                 position = value * scale
-                index = min(int(position), last - 1)
+                index = min(np.int32(position), np.int32(last - 1))
                 fraction = position - np.float32(index)
-                y = lut[index] + (lut[index + 1] - lut[index]) * fraction
-                level = np.float32(255.0) * y
-                out[row, col, i] = np.uint8(min(max(np.rint(level), 0.0), 255.0))
-
-
-_compiled = None
-
-
-def _compiled_kernel():  # type: ignore[no-untyped-def]
-    global _compiled
-    if _compiled is None:
-        if numba is None:
-            raise CamproError("the 8-bit ISP path needs numba: pip install numba")
-        _compiled = numba.njit(parallel=True, fastmath=False, cache=False)(_kernel)
-    return _compiled
+                level = top * (lut[index] + slope[index] * fraction)
+                target[col, i] = np.uint8(min(max(np.rint(level), zero), top))
 
 
 def degamma_table(exponent: float) -> np.ndarray:
@@ -78,6 +65,10 @@ def campro_isp_uint8(frames: np.ndarray, params: ISPParams) -> np.ndarray:
                           f"{list(frames.shape)}")
     flat = np.ascontiguousarray(frames).reshape(-1, frames.shape[-2], 3)
     out = np.empty_like(flat)
-    _compiled_kernel()(flat, degamma_table(params.degamma), np.asarray(params.ccm, np.float32),
-                       np.asarray(params.lut, np.float32), out)
+    # the float32 products ccm[i, j] * degamma(v) and LUT segment slopes the float path computes
+    # per pixel, computed once per call (the same float32 operations, so the same values)
+    products = (np.asarray(params.ccm, np.float32).reshape(9, 1) * degamma_table(params.degamma)[None, :])
+    lut = np.asarray(params.lut, np.float32)
+    kernel = parallel_jit(_kernel, "the 8-bit ISP path")
+    kernel(flat, products.astype(np.float32), lut, (lut[1:] - lut[:-1]).astype(np.float32), out)
     return out.reshape(frames.shape)
