@@ -129,11 +129,9 @@ def _fresh_cache(cache_dir: Path, tmp_path: Path) -> Path:
     return fresh
 
 
-@pytest.mark.realdata
-def test_tradeoff_utility_through_a_pickling_executor_equals_the_local_run(data_root: Path, cache_dir: Path,
-                                                                           tmp_path: Path) -> None:
-    """One detector fine-tuning + evaluation task per protector: the same table, bit for bit,
-    whether the tasks run in this process or from pickled arguments in reverse order."""
+def _tiny_utility(cache_dir: Path, tmp_path: Path, executors: dict) -> dict:
+    """The trade-off's utility axis (raw and x16, the detector fine-tuned one epoch on one coco128
+    image, evaluated on one) with each executor, each from a cache with nothing trained."""
     from campro_bench.experiments.tradeoff import TradeoffConfig, utility_points
 
     cfg = TradeoffConfig.from_spec({
@@ -143,12 +141,42 @@ def test_tradeoff_utility_through_a_pickling_executor_equals_the_local_run(data_
         "utility": {"finetune_epochs": 1, "max_images": 1, "max_train_images": 1}})
     methods = [{"method": m.method, "label": m.label or m.spec, "spec": m.spec} for m in cfg.methods]
     tables = {}
-    for name, executor in [("local", LocalExecutor()), ("remote", PicklingReversedExecutor())]:
+    for name, executor in executors.items():
         ctx = RunContext(manifest=Manifest("tradeoff", {}), cache_dir=_fresh_cache(cache_dir, tmp_path / name),
                          quiet=True, executor=executor)
         tables[name] = utility_points(methods, cfg, ctx)
         assert ctx.manifest.models["ssdlite-mobilenetv2-coco"]["weights_sha256"]
-    assert executor.maps == [("call_with_context", 2)]  # one task per distinct protector spec
-    assert list(tables["local"].index) == ["raw", "lowres:factor=16"]
-    assert not tables["local"]["detector_cached"].any()  # both runs fine-tuned from scratch
+        assert "utility/finetune lowres:factor=16" in ctx.manifest.timings  # the tasks' timers reach the run
+    assert list(tables["local"].index) == ["raw", "lowres:factor=16"]  # one task per distinct protector spec
+    assert not tables["local"]["detector_cached"].any()  # every run fine-tuned from scratch
+    return tables
+
+
+@pytest.mark.realdata
+def test_tradeoff_utility_through_a_pickling_executor_equals_the_local_run(data_root: Path, cache_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """One detector fine-tuning + evaluation task per protector: the same table, bit for bit,
+    whether the tasks run in this process or from pickled arguments in reverse order."""
+    remote = PicklingReversedExecutor()
+    tables = _tiny_utility(cache_dir, tmp_path, {"local": LocalExecutor(), "remote": remote})
+    assert remote.maps == [("call_with_context", 2)]
     pd.testing.assert_frame_equal(tables["remote"], tables["local"], check_exact=True)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_tradeoff_utility_through_ray_equals_the_local_run(data_root: Path, cache_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same detector tasks as Ray tasks on a head started on 127.0.0.1 (stopped afterwards)."""
+    for key, value in LOOPBACK_ENV.items():
+        monkeypatch.setenv(key, value)  # before Ray is imported here
+    pytest.importorskip("ray")
+    from campro_bench.executors import RayExecutor
+
+    with local_ray_head(num_cpus=2) as address:
+        ray = RayExecutor(address)
+        try:
+            tables = _tiny_utility(cache_dir, tmp_path, {"local": LocalExecutor(), "ray": ray})
+        finally:
+            ray.close()
+    pd.testing.assert_frame_equal(tables["ray"], tables["local"], check_exact=True)
