@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from rich.console import Console
 
 from . import paths
 from .errors import CamproError
-from .executors import Executor, LocalExecutor
+from .executors import Executor, LocalExecutor, Resources
 from .manifest import Manifest
 from .progress import stage_progress
 
@@ -66,3 +66,62 @@ class RunContext:
     def log(self, message: str) -> None:
         if not self.quiet:
             self.console.print(message, highlight=False)
+
+    def task_resources(self, cpus: float = 1.0) -> Resources:
+        """What one task asks for: ``cpus`` CPUs, and one GPU when the run's device is CUDA."""
+        return Resources(cpus=cpus, gpus=1 if self.device.type == "cuda" else 0)
+
+    def map_tasks(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], description: str,
+                  cpus: float = 1.0) -> list[Any]:
+        """``fn(task_ctx, *args)`` for each ``args`` of ``calls`` through the run's executor, results
+        in submission order.
+
+        ``fn`` must be a module-level function and ``args`` picklable (specs as strings, configs as
+        dataclasses, no torch modules). With the local executor ``task_ctx`` is this context itself
+        (progress bars, logs and manifest timers as before); elsewhere it is a quiet context of the
+        same folders and device built in the worker (:class:`TaskEnv`), the driver shows one
+        progress bar over the tasks, and each task's manifest timers are added to this manifest
+        (summed over tasks)."""
+        if self.executor.name == "local":
+            return [result for result, _ in self.executor.map(
+                call_with_context, [(fn, self, *args) for args in calls], resources=self.task_resources(cpus))]
+        env = TaskEnv.of(self)
+        with self.progress(f"{description}: {len(calls)} tasks on {self.executor.name}", len(calls)) as advance:
+            out = self.executor.map(call_with_context, [(fn, env, *args) for args in calls],
+                                    resources=self.task_resources(cpus), on_done=advance)
+        for _, timings in out:
+            for stage, seconds in timings.items():
+                self.manifest.timings[stage] = self.manifest.timings.get(stage, 0.0) + seconds
+        return [result for result, _ in out]
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """The picklable part of a :class:`RunContext` that a task on another process needs: the
+    folders (absolute, so a worker's working folder does not matter) and the device."""
+
+    data_root_option: str | None
+    cache_dir: str
+    models_dir: str
+    device: str
+
+    @classmethod
+    def of(cls, ctx: RunContext) -> "TaskEnv":
+        root = ctx.data_root_option
+        return cls(None if root is None else str(Path(root).expanduser().absolute()), str(ctx.cache_dir.absolute()),
+                   str(ctx.models_dir.absolute()), str(ctx.device))
+
+    def context(self) -> RunContext:
+        """A quiet context of these folders and device with a manifest of its own (in-process executor)."""
+        return RunContext(manifest=Manifest(experiment="task", spec={}, command=[]),
+                          data_root_option=self.data_root_option, cache_dir=Path(self.cache_dir),
+                          models_dir=Path(self.models_dir), device=torch.device(self.device), quiet=True)
+
+
+def call_with_context(fn: Callable[..., Any], where: RunContext | TaskEnv, *args: Any) -> tuple[Any, dict[str, float]]:
+    """One task of :meth:`RunContext.map_tasks`: ``fn(ctx, *args)`` and the timers it recorded
+    (none when ``where`` is the run's own context, which recorded them already)."""
+    if isinstance(where, RunContext):
+        return fn(where, *args), {}
+    ctx = where.context()
+    return fn(ctx, *args), ctx.manifest.timings

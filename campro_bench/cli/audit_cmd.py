@@ -1,7 +1,8 @@
 """``campro-bench audit SPEC [SPEC ...]``: the worst-case privacy audit of protectors.
 
 A thin front door to ``campro-bench run audit``: the protector specs become the protocol's
-``protectors`` key; everything else (``--set``, ``--out``, manifest, atomic output) is the runner's.
+``protectors`` key; everything else (``--set``, ``--out``, ``--executor``/``--address``, manifest, atomic output) is
+the runner's.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ def audit(
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     overwrite: bool = typer.Option(False, help="replace an existing output folder"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    executor: str = typer.Option(
+        "local", help="local (in this process) or ray (embedding cells and the rungs' trainings as Ray tasks)"),
+    address: Optional[str] = typer.Option(
+        None, help="with --executor ray: auto (a running cluster), local (start a private one), or HOST:PORT"),
 ) -> None:
     """Run every attack rung against each protector; write audit.csv, summary.md and reports."""
     folder, result = run_experiment("audit", protocol=protocol, overrides=[*set_, f"protectors={json.dumps(specs)}"],
                                     out=out, results_root=results_root, data_root=data_root, cache_dir=cache_dir,
-                                    models_dir=models_dir, device=device, quiet=quiet, overwrite=overwrite)
+                                    models_dir=models_dir, device=device, quiet=quiet, overwrite=overwrite,
+                                    executor=executor, address=address)
     console = Console()
     console.print(result.tables["summary"].to_markdown(index=False, floatfmt=".4g"), highlight=False)
     console.print(f"results written to {folder}", highlight=False)

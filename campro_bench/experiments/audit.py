@@ -56,7 +56,7 @@ from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
 from ..training.fr_retrain import RetrainConfig
 from .spec import parse_protocol
-from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainSchedule, run_column
+from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainSchedule, column_task
 
 RUNGS = ("black-box", "gray-box", "cheap", "restoration", "retrain")
 REFERENCE = "reference"
@@ -308,9 +308,9 @@ def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[Im
     return rows
 
 
-def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: AuditSplit, ev: Evaluator,
-                     ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
-    """Rung 4: E5's restoration network for any protector, trained on TRAIN faces only."""
+def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit) -> dict[str, Any]:
+    """Rung 4's training, one executor task: E5's restoration network for the protector ``spec``
+    (built in the task), trained on TRAIN faces only. The weights path is relative to the cache."""
     from ..recognizers.base import contract_of
     from ..training.restoration import face_crop_images, restoration_network
 
@@ -322,8 +322,18 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: A
     key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(split.train_ids), "alignments": alignments,
            "detector": cfg.detector}
     with ctx.manifest.timer("rung/restoration/train"):
-        weights, report = restoration_network(data, protector, config, ctx.cache_dir, key, device=str(ctx.device),
-                                              progress=ctx.progress, log=ctx.log)
+        weights, report = restoration_network(data, check_protector(spec), config, ctx.cache_dir, key,
+                                              device=str(ctx.device), progress=ctx.progress, log=ctx.log)
+    info = {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
+            "history": report.get("history"), "config": config.to_dict(), "train_crops": len(data)}
+    return {"weights": str(weights.relative_to(ctx.cache_dir)), "info": info}
+
+
+def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: dict[str, Any], ev: Evaluator,
+                     ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
+    """Rung 4: probes restored by the network of :func:`restoration_task` (in the cache shared
+    with the tasks), against a raw and against a restored gallery."""
+    weights = ctx.cache_dir / trained["weights"]
     base = save_protector_config(protector, ctx.cache_dir / "e5")
     restored = build_protector(f"restored:base={base},weights={weights}")
     rows = []
@@ -335,25 +345,46 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, split: A
                                  ev.identify(clf, raw, {"r": rest})["r"]))
                 rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "restored",
                                  ev.identify(clf, rest, {"r": rest})["r"]))
-    info = {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
-            "history": report.get("history"), "config": config.to_dict(), "train_crops": len(data)}
-    return rows, restored, info
+    return rows, restored, trained["info"]
 
 
-def retrain_rows(cfg: AuditConfig, spec: str, protector: Protector, split: AuditSplit,
-                 ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rung 5: E5's re-training column for any protector (short schedule by default)."""
-    extractor = cfg.retrain.extractor
+def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Config, int, IdentitySplit]:
+    """Rung 5 as E5 sees it: its configuration (attacking ``spec``), train seed and identity split."""
     seed = cfg.seed if cfg.retrain.seed is None else cfg.retrain.seed
-    column = cfg.retrain.column()
-    e5 = E5Config.from_spec({"dataset": cfg.dataset, "eval_identities": cfg.eval_identities,
+    e5 = E5Config.from_spec({"dataset": cfg.dataset, "protector": spec, "eval_identities": cfg.eval_identities,
                              "min_images": cfg.min_images, "repeats": cfg.repeats, "seed": cfg.seed,
                              "classifier": "nearest", "detector": cfg.detector, "batch_size": cfg.batch_size,
-                             "retrain": {"columns": [column], "train_seeds": [seed]}})
-    e5split = IdentitySplit(split.eval_ids, split.train_ids, split.eval_names, len(split.train_names))
+                             "retrain": {"columns": [cfg.retrain.column()], "train_seeds": [seed]}})
+    return e5, seed, IdentitySplit(split.eval_ids, split.train_ids, split.eval_names, len(split.train_names))
+
+
+def retrain_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit) -> dict[str, Any]:
+    """Rung 5's training, one executor task: E5's re-training column against ``spec``."""
+    e5, seed, e5split = retrain_config(cfg, spec, split)
     with ctx.manifest.timer("rung/retrain"):
-        out = run_column(e5, e5.columns[0], seed, e5split, protector, True, ctx)
-    label = f"{extractor} re-trained ({e5.columns[0].config.loss}, {e5.columns[0].config.epochs} ep)"
+        return column_task(ctx, e5, e5.columns[0], seed, e5split, True)
+
+
+TRAINING_TASKS = {"restoration": restoration_task, "retrain": retrain_task}
+"""The rungs that train something, and their executor task."""
+
+
+def training_task(ctx: RunContext, rung: str, cfg: AuditConfig, spec: str, split: AuditSplit) -> dict[str, Any]:
+    return TRAINING_TASKS[rung](ctx, cfg, spec, split)
+
+
+def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, ctx: RunContext) -> dict[tuple[str, str], Any]:
+    """The expensive, independent part of rungs 4-5 for every protector, as tasks of the run's
+    executor: {(spec, rung): outcome}. The rows are built afterwards, protector by protector."""
+    jobs = [(spec, rung) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs]
+    done = ctx.map_tasks(training_task, [(rung, cfg, spec, split) for spec, rung in jobs], "audit trainings")
+    return dict(zip(jobs, done))
+
+
+def retrain_rows(cfg: AuditConfig, spec: str, out: dict[str, Any], split: AuditSplit) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rung 5: the row of the re-training outcome ``out`` of :func:`retrain_task`."""
+    e5 = retrain_config(cfg, spec, split)[0]
+    label = f"{cfg.retrain.extractor} re-trained ({e5.columns[0].config.loss}, {e5.columns[0].config.epochs} ep)"
     row = _row(cfg, spec, "retrain", "protected probes", label, "nearest", "protected", out["accuracies"],
                out["chance"])
     return [row], {"config": out["config"], "cached": out["cached"], "history": out["info"]["history"]}
@@ -435,6 +466,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     fit_crops = None
     if "cheap" in cfg.rungs and cfg.inverses:
         fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
+    trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
@@ -452,10 +484,11 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
             mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
         if "restoration" in cfg.rungs:
-            more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector, split, ev, ctx)
+            more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
+                                                                   trained[(spec_text, "restoration")], ev, ctx)
             mine += more
         if "retrain" in cfg.rungs:
-            more, info["retrain"] = retrain_rows(cfg, spec_text, protector, split, ctx)
+            more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
             mine += more
         rows += mine
         notes[spec_text] = info

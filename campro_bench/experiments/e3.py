@@ -1,6 +1,6 @@
 """E3 (paper Table III): utility of person detection on protected images.
 
-For each protector of the spec: the detector fine-tuned on protected training images (one per
+For each protector of the spec (one task of the run's executor each): the detector fine-tuned on protected training images (one per
 method, as the paper does for a fair comparison; the pretrained detector when
 ``finetune_epochs = 0``), evaluated on protected validation images. Columns AP, AP@0.5, AP@0.75,
 Precision, Recall, F1 (see :mod:`campro_bench.utility.detection_eval`).
@@ -22,15 +22,13 @@ import pandas as pd
 import torch
 
 from ..config import option
-from ..datasets.coco import PersonDataset, load_person_dataset
-from ..detection import create_person_detector
+from ..datasets.coco import PersonDataset
 from ..errors import CamproError, MissingFileError
-from ..protectors import build_protector
 from ..registries import EXPERIMENTS
-from ..utility.detection_eval import METRICS, evaluate_detector
+from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
 from .common import PAPER_DIR
-from .finetuned import DetectionUtilityConfig, detector_from_checkpoint, finetuned_detector
+from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
 from .spec import parse_protocol
 
 PAPER_TABLE = PAPER_DIR / "table3_person_detection.csv"
@@ -93,42 +91,40 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     config = cfg.finetune(seed)
     ctx.manifest.seeds.update({"seed": seed, "finetune": config.seed, "subset": seed, "torch": seed})
 
-    eval_set = load_person_dataset(cfg.dataset, ctx.data_root, "val").subset(cfg.max_images, seed)
+    evaluated = PersonSubset(cfg.dataset, "val", cfg.max_images, seed)
+    eval_set = evaluated.load(ctx)
     ctx.manifest.data["eval"] = eval_set.fingerprint()
-    train_set = None
+    train_set, trained = None, None
     if config.epochs > 0:
-        train_set = load_person_dataset(cfg.train_dataset, ctx.data_root, "train").subset(cfg.max_train_images, seed)
+        trained = PersonSubset(cfg.train_dataset, "train", cfg.max_train_images, seed)
+        train_set = trained.load(ctx)
         ctx.manifest.data["train"] = train_set.fingerprint()
 
     name = cfg.detector
-    base = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device)
-    ctx.manifest.models[name] = {"weights_sha256": base.weights_hash, "contract": base.contract.to_dict()}
-    batch_size = cfg.batch_size
+    # a checkpoint path is resolved here: a task may run in another working folder
+    jobs = [DetectionJob(item.label, item.spec, name, evaluated, trained, config, cfg.batch_size,
+                         checkpoint=str(Path(item.checkpoint).absolute()) if item.checkpoint else "")
+            for item in cfg.protectors]
+    results = detection_results(jobs, ctx)
+    ctx.manifest.models[name] = results[0]["base"]
 
     rows, reports = [], {}
-    for item in cfg.protectors:
-        label, checkpoint = item.label, item.checkpoint
-        protector = build_protector(item.spec).to(ctx.device).eval()
-        detector = base
-        if checkpoint:  # a given detector, e.g. the P that `train isp` trained jointly: evaluated as is
-            detector = detector_from_checkpoint(base, Path(str(checkpoint)))
-            ctx.manifest.models[f"{name} from {checkpoint}"] = {"weights_sha256": detector.weights_hash}
-        elif train_set is not None:
-            with ctx.manifest.timer(f"finetune {label}"):
-                detector, report = finetuned_detector(base, protector, train_set, config, ctx)
-            reports[label] = report
+    for item, out in zip(cfg.protectors, results):
+        label, checkpoint, metrics = item.label, item.checkpoint, out["metrics"]
+        if checkpoint:
+            ctx.manifest.models[f"{name} from {checkpoint}"] = {"weights_sha256": out["weights_sha256"]}
+        elif out["report"] is not None:
+            report = reports[label] = out["report"]
             ctx.manifest.models[f"{name} fine-tuned on {label}"] = {
-                "weights_sha256": detector.weights_hash, "checkpoint": report.get("checkpoint"), "cached": report["cached"]
+                "weights_sha256": out["weights_sha256"], "checkpoint": report.get("checkpoint"), "cached": report["cached"]
             }
-        with ctx.manifest.timer(f"evaluate {label}"), ctx.progress(f"evaluate {label}", len(eval_set)) as advance:
-            metrics = evaluate_detector(detector, eval_set, protector, batch_size, ctx.device, on_progress=advance)
         ctx.log(f"{label}: AP {metrics['AP']:.3f}  AP@0.5 {metrics['AP@0.5']:.3f}  F1 {metrics['F1']:.3f}")
         rows.append(
             {
                 "Method": label,
                 **{m: metrics[m] for m in METRICS},
                 "threshold": metrics["threshold"],
-                "protector": protector.spec(),
+                "protector": out["protector"],
                 "source": f"ours ({name}, {_weights_label(checkpoint, train_set, config.epochs)}, "
                 f"{eval_set.name} val {len(eval_set)} img)",
             }

@@ -36,7 +36,6 @@ from ..privacy import evaluate
 from ..privacy.evaluate import ProtocolConfig, run_protocol, subset_image_ids
 from ..privacy.stats import summarize
 from ..registries import EXPERIMENTS
-from ..training.enhancer import resolve_isp
 from ..training.fr_retrain import EXTRACTORS
 from ..training.restoration import (
     face_crop_images,
@@ -46,8 +45,8 @@ from ..training.restoration import (
     scene_training_images,
 )
 from .base import ExperimentResult, RunContext
-from .common import check_compare, check_protector, paper_table
-from .whitebox import E5Config, IdentitySplit, run_column
+from .common import check_compare, paper_table
+from .whitebox import E5Config, IdentitySplit, attacked_protector, column_task
 
 RESTORATION = "Restoration"
 CONTEXT_COLUMNS = {("raw", "raw"): "Raw", ("captured", "raw"): "Captured", ("captured", "protected"): "Captured, re-enrolled"}
@@ -188,7 +187,7 @@ def epoch_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
 def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     check_compare(ctx)
     cfg = E5Config.from_spec(spec)
-    isp = check_protector(cfg.protector) if cfg.protector else resolve_isp(cfg.isp)
+    isp = attacked_protector(cfg)
     split = split_identities(cfg, ctx)
     ctx.manifest.models["isp"] = {"spec": isp.spec(), "fingerprint": isp.fingerprint()}
     ctx.manifest.data["identity_split"] = {
@@ -201,26 +200,31 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     epochs: list[dict[str, Any]] = []
     curves: dict[str, list[dict[str, float]]] = {}
     trainings: dict[str, Any] = {}
-    for column in cfg.columns:
-        for protected in [True, False] if cfg.retrain.control_raw else [True]:
-            label = column.label if protected else f"{column.label} (control: raw images)"
-            outcomes = [run_column(cfg, column, s, split, isp, protected, ctx) for s in cfg.retrain.train_seeds]
-            accuracies = np.concatenate([o["accuracies"] for o in outcomes])
-            last = [o["info"]["history"][-1] for o in outcomes]
-            rows.append(_row(cfg.retrain.row, label, accuracies, outcomes[0]["chance"], outcomes[0]["identities"], {
-                "gallery": "protected" if protected else "raw images, raw probes", "probe": "captured" if protected else "raw",
-                "extractor": column.extractor, "loss": column.config.loss, "epochs": column.config.epochs,
-                "lr": column.config.lr, "train_seeds": len(cfg.retrain.train_seeds),
-                "final_train_loss": float(np.mean([h["train_loss"] for h in last])),
-                "final_train_accuracy": float(np.mean([h["train_accuracy"] for h in last])),
-                "diverged": int(sum(o["info"]["diverged"] for o in outcomes))}))
-            for seed, o in zip(cfg.retrain.train_seeds, outcomes):
-                curves[f"{label} s{seed}"] = o["info"]["history"]
-                trainings[f"{label} seed {seed}"] = {"cached": o["cached"], "config": o["config"],
-                                                     "train_images": o["info"]["train_images"],
-                                                     "train_identities": o["info"]["train_identities"],
-                                                     "seconds": o["info"]["seconds"], "diverged": o["info"]["diverged"]}
-                epochs.extend({"attack": label, "train_seed": seed, **h} for h in o["info"]["history"])
+    runs = [(column, protected, label) for column in cfg.columns
+            for protected, label in [(True, column.label), (False, f"{column.label} (control: raw images)")]
+            if protected or cfg.retrain.control_raw]
+    seeds = cfg.retrain.train_seeds
+    # every (column, seed) re-training is an independent task of the run's executor
+    done = ctx.map_tasks(column_task, [(cfg, column, s, split, protected) for column, protected, _ in runs for s in seeds],
+                         "re-train extractors")
+    for n, (column, protected, label) in enumerate(runs):
+        outcomes = done[n * len(seeds):(n + 1) * len(seeds)]
+        accuracies = np.concatenate([o["accuracies"] for o in outcomes])
+        last = [o["info"]["history"][-1] for o in outcomes]
+        rows.append(_row(cfg.retrain.row, label, accuracies, outcomes[0]["chance"], outcomes[0]["identities"], {
+            "gallery": "protected" if protected else "raw images, raw probes", "probe": "captured" if protected else "raw",
+            "extractor": column.extractor, "loss": column.config.loss, "epochs": column.config.epochs,
+            "lr": column.config.lr, "train_seeds": len(cfg.retrain.train_seeds),
+            "final_train_loss": float(np.mean([h["train_loss"] for h in last])),
+            "final_train_accuracy": float(np.mean([h["train_accuracy"] for h in last])),
+            "diverged": int(sum(o["info"]["diverged"] for o in outcomes))}))
+        for seed, o in zip(cfg.retrain.train_seeds, outcomes):
+            curves[f"{label} s{seed}"] = o["info"]["history"]
+            trainings[f"{label} seed {seed}"] = {"cached": o["cached"], "config": o["config"],
+                                                 "train_images": o["info"]["train_images"],
+                                                 "train_identities": o["info"]["train_identities"],
+                                                 "seconds": o["info"]["seconds"], "diverged": o["info"]["diverged"]}
+            epochs.extend({"attack": label, "train_seed": seed, **h} for h in o["info"]["history"])
     restoration_info: dict[str, Any] = {}
     if cfg.restoration.models:
         more, restoration_info = restoration_rows(cfg, split, isp, ctx)

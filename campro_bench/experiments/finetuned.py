@@ -1,5 +1,10 @@
 """Person detectors fine-tuned on a protector's images, cached (shared by E3 and the trade-off sweep).
 
+Each row of E3 and each point of the trade-off is one :class:`DetectionJob` (picklable: specs,
+dataset names, configs), run as a task of the run's executor by :func:`detection_results`: the
+task builds the detector and the protector itself, fine-tunes (or loads) the detector and
+evaluates it on the protected val images.
+
 A fine-tuned detector is stored in ``<cache>/detectors/<detector>-<key>.pt`` with a JSON report
 beside it; the key covers everything that determines it (detector weights, protector
 fingerprint, training data fingerprint, hyper-parameters, seed), and the report holds the
@@ -15,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import option, option_like
-from ..datasets.coco import PersonDataset
-from ..detection import PersonDetector
+from ..datasets.coco import PersonDataset, load_person_dataset
+from ..detection import PersonDetector, create_person_detector
 from ..detection.checkpoint import load_checkpoint
 from ..detection.finetune import FinetuneConfig, train_detector
 from ..io.hashing import sha256_file, sha256_json
+from ..protectors import build_protector
+from ..utility.detection_eval import evaluate_detector
 from .base import RunContext
 
 
@@ -84,3 +91,57 @@ def finetuned_detector(
         report = train_detector(detector, train_set, protector, config, out=path, device=ctx.device, on_step=advance)
     detector.weights_hash = report["checkpoint_sha256"]
     return detector.eval(), {**report, "cached": False}
+
+
+@dataclass(frozen=True)
+class PersonSubset:
+    """A seeded subset of a person dataset's split, by name (a task loads it under its data root)."""
+
+    dataset: str
+    split: str
+    max_images: int
+    seed: int
+
+    def load(self, ctx: RunContext) -> PersonDataset:
+        return load_person_dataset(self.dataset, ctx.data_root, self.split).subset(self.max_images, self.seed)
+
+
+@dataclass(frozen=True)
+class DetectionJob:
+    """One row of E3 / one point of the trade-off: the detector for ``protector`` (a given
+    ``checkpoint``, else fine-tuned on ``train`` unless it is None, else the pretrained one)
+    evaluated on ``eval`` protected by ``protector``. ``stage`` prefixes the manifest timers."""
+
+    label: str
+    protector: str
+    detector: str
+    eval: PersonSubset
+    train: PersonSubset | None
+    config: FinetuneConfig
+    batch_size: int
+    checkpoint: str = ""
+    stage: str = ""
+
+
+def detection_task(ctx: RunContext, job: DetectionJob) -> dict[str, Any]:
+    """One executor task: build, fine-tune (or load) and evaluate the detector of ``job``."""
+    base = create_person_detector(job.detector, ctx.models_dir, ctx.cache_dir, ctx.device)
+    protector = build_protector(job.protector).to(ctx.device).eval()
+    detector, report = base, None
+    if job.checkpoint:  # a given detector, e.g. the P that `train isp` trained jointly: evaluated as is
+        detector = detector_from_checkpoint(base, Path(job.checkpoint))
+    elif job.train is not None:
+        with ctx.manifest.timer(f"{job.stage}finetune {job.label}"):
+            detector, report = finetuned_detector(base, protector, job.train.load(ctx), job.config, ctx)
+    eval_set = job.eval.load(ctx)
+    with ctx.manifest.timer(f"{job.stage}evaluate {job.label}"), \
+            ctx.progress(f"evaluate {job.label}", len(eval_set)) as advance:
+        metrics = evaluate_detector(detector, eval_set, protector, job.batch_size, ctx.device, on_progress=advance)
+    return {"metrics": metrics, "report": report, "weights_sha256": detector.weights_hash,
+            "base": {"weights_sha256": base.weights_hash, "contract": base.contract.to_dict()},
+            "protector": protector.spec()}
+
+
+def detection_results(jobs: list[DetectionJob], ctx: RunContext) -> list[dict[str, Any]]:
+    """:func:`detection_task` of every job through the run's executor, in the jobs' order."""
+    return ctx.map_tasks(detection_task, [(job,) for job in jobs], "fine-tune and evaluate detectors")

@@ -25,16 +25,14 @@ import numpy as np
 import pandas as pd
 
 from ..config import option
-from ..datasets.coco import load_person_dataset
-from ..detection import create_person_detector
 from ..errors import CamproError, UnknownNameError
 from ..privacy.evaluate import ProtocolConfig, run_protocol
 from ..protectors import build_protector
 from ..registries import EXPERIMENTS
-from ..utility.detection_eval import METRICS, evaluate_detector
+from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
 from .common import check_compare, find_protector_row
-from .finetuned import DetectionUtilityConfig, finetuned_detector
+from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
 from .spec import parse_protocol
 
 PAPER_POINTS = [
@@ -158,32 +156,26 @@ def worst_case_points(table: pd.DataFrame, audits: list[str]) -> pd.DataFrame:
 
 
 def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
-    """Per protector spec: the E3 metrics (detector fine-tuned per protector unless epochs = 0)."""
+    """Per protector spec: the E3 metrics (detector fine-tuned per protector unless epochs = 0), one
+    executor task per protector (:func:`~campro_bench.experiments.finetuned.detection_task`)."""
     utility, seed = cfg.utility, cfg.seed
     config = utility.finetune(seed)
-    eval_set = load_person_dataset(utility.dataset, ctx.data_root, "val").subset(utility.max_images, seed)
-    train_set = None
+    evaluated = PersonSubset(utility.dataset, "val", utility.max_images, seed)
+    eval_set = evaluated.load(ctx)
+    trained = None
     if config.epochs > 0:
-        train_set = load_person_dataset(utility.train_dataset, ctx.data_root, "train").subset(
-            utility.max_train_images, seed)
-        ctx.manifest.data["utility_train"] = train_set.fingerprint()
+        trained = PersonSubset(utility.train_dataset, "train", utility.max_train_images, seed)
+        ctx.manifest.data["utility_train"] = trained.load(ctx).fingerprint()
     ctx.manifest.data["utility_eval"] = eval_set.fingerprint()
     name = utility.detector
-    base = create_person_detector(name, ctx.models_dir, ctx.cache_dir, ctx.device)
-    ctx.manifest.models[name] = {"weights_sha256": base.weights_hash}
-    rows = {}
-    for protector_spec in dict.fromkeys(m["spec"] for m in methods):
-        protector = build_protector(protector_spec).to(ctx.device).eval()
-        detector, cached = base, None
-        if train_set is not None:
-            with ctx.manifest.timer(f"utility/finetune {protector_spec}"):
-                detector, report = finetuned_detector(base, protector, train_set, config, ctx)
-            cached = report["cached"]
-        with ctx.manifest.timer(f"utility/evaluate {protector_spec}"), \
-                ctx.progress(f"AP {protector_spec}", len(eval_set)) as advance:
-            metrics = evaluate_detector(detector, eval_set, protector, utility.batch_size, ctx.device,
-                                        on_progress=advance)
-        rows[protector_spec] = {**{m: metrics[m] for m in METRICS}, "detector_cached": cached}
+    specs = list(dict.fromkeys(m["spec"] for m in methods))
+    jobs = [DetectionJob(spec, spec, name, evaluated, trained, config, utility.batch_size, stage="utility/")
+            for spec in specs]
+    results = detection_results(jobs, ctx)
+    ctx.manifest.models[name] = {"weights_sha256": results[0]["base"]["weights_sha256"]}
+    rows = {spec: {**{m: out["metrics"][m] for m in METRICS},
+                   "detector_cached": out["report"]["cached"] if out["report"] is not None else None}
+            for spec, out in zip(specs, results)}
     ctx.manifest.notes["utility"] = {"detector": name, "finetune": config.to_dict(), "eval_images": len(eval_set),
                                      "eval_persons": eval_set.num_persons}
     return pd.DataFrame.from_dict(rows, orient="index")

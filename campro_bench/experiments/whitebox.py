@@ -4,7 +4,8 @@ A column trains a differentiable face extractor (:mod:`campro_bench.training.fr_
 aligned crops of the TRAIN identities (protected, or raw for a control) and identifies the EVAL
 identities on the E1 protocol's gallery/probe draws. Its outcome (EVAL embeddings and training
 history) is cached under ``<cache>/e5/``, keyed by everything that determines it.
-:class:`E5Config` is E5's protocol section; the audit builds one for its rung.
+:class:`E5Config` is E5's protocol section; the audit builds one for its rung. Each (column,
+train seed) is an independent executor task (:func:`column_task`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from ..io.hashing import ids_digest, sha256_json
 from ..privacy.classifiers import build_classifier
 from ..privacy.identification import FeatureSet, identify_many
 from ..privacy.splits import IdentificationSplits, sample_splits, select_identities
+from ..training.enhancer import resolve_isp
 from ..training.fr_retrain import EXTRACTORS, RetrainConfig, build_extractor, embed, retrain
 from ..training.unet import UNetTrainConfig
 from .base import RunContext
+from .common import check_protector
 from .spec import parse_protocol
 
 
@@ -156,6 +159,11 @@ class E5Config:
         return self.retrain.built_columns()
 
 
+def attacked_protector(cfg: E5Config) -> Any:
+    """The protector the white-box attacker attacks: ``protector`` if set, else the ISP of ``isp``."""
+    return check_protector(cfg.protector) if cfg.protector else resolve_isp(cfg.isp)
+
+
 @dataclass
 class IdentitySplit:
     eval_ids: list[str]
@@ -231,3 +239,9 @@ def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentityS
     accuracies = _accuracies(cfg, FeatureSet(embeddings, evals.found), splits, ctx)
     return {"accuracies": accuracies, "info": info, "cached": cached, "chance": splits.chance,
             "identities": splits.n_identities, "config": config.to_dict(), "splits": splits}
+
+
+def column_task(ctx: RunContext, cfg: E5Config, column: RetrainColumn, seed: int, split: IdentitySplit,
+                protected: bool) -> dict[str, Any]:
+    """One executor task: :func:`run_column` against :func:`attacked_protector` (built in the task)."""
+    return run_column(cfg, column, seed, split, attacked_protector(cfg), protected, ctx)

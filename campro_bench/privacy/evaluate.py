@@ -19,7 +19,6 @@ import numpy as np
 
 from ..config import config_keys, option, parse_config
 from ..errors import CamproError
-from ..executors import Resources
 from ..context import RunContext
 from ..protectors import build_protector
 from ..recognizers.base import contract_of, weights_path
@@ -255,7 +254,7 @@ def _embed_all(get: Callable[..., Embeddings], dataset: str, models: Sequence[st
     if not local:
         cell_options["progress"] = None  # workers report through the driver's progress below
     calls = [(get, dataset, model, spec, cell_options) for model, spec in cells]
-    resources = Resources(cpus=1, gpus=1 if ctx.device.type == "cuda" else 0)
+    resources = ctx.task_resources()
     with ctx.manifest.timer("embedding"):
         if local:
             results = ctx.executor.map(_embed_cell, calls)
