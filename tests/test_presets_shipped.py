@@ -74,15 +74,24 @@ def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
         assert float((y - x).abs().mean()) > 0.05  # a trained ISP is far from the identity
 
 
-def test_enhancer_preset_pairs_with_its_isp() -> None:
-    path = PRESETS / "enhancer" / "casia-adv.pt"
+SHIPPED_ENHANCERS = ["casia-adv", "casia-restore4-w1"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_ENHANCERS)
+def test_enhancer_preset_pairs_with_its_isp(name: str) -> None:
+    path = PRESETS / "enhancer" / f"{name}.pt"
     if not path.is_file():
         pytest.fail(f"{path} is not shipped")
-    manifest = json.loads((PRESETS / "enhancer" / "casia-adv.manifest.json").read_text())
-    protector = build_protector("campro-enhanced:preset=casia-adv")
+    manifest = json.loads((PRESETS / "enhancer" / f"{name}.manifest.json").read_text())
+    assert manifest["config"]["isp"] == name and manifest["config"]["face_penalty"]  # Eq. 8, as in the paper
+    protector = build_protector(f"campro-enhanced:preset={name}")
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         y = protector(x)
     assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
-    isp_digest = ISPParams.load(PRESETS / "isp" / "casia-adv.json").digest()
+    isp_digest = ISPParams.load(PRESETS / "isp" / f"{name}.json").digest()
     assert isp_digest in json.dumps(manifest)
+
+
+def test_every_shipped_enhancer_is_tested() -> None:
+    assert sorted(p.stem for p in (PRESETS / "enhancer").glob("*.pt")) == sorted(SHIPPED_ENHANCERS)
