@@ -81,7 +81,9 @@ def test_tradeoff_runs_end_to_end_at_tiny_scale(tmp_path: Path, data_root: Path,
     assert np.isnan(reenrolled["raw"])  # raw probes have no separate re-enrolled gallery
     assert ((reenrolled.drop("raw") >= 0) & (reenrolled.drop("raw") <= 1)).all()
     assert (table["worst_case"] >= table[["accuracy_best_model", "reenrolled_best_model"]].max(axis=1)).all()
-    assert table["pareto_worst_case"].tolist() == pareto_front(table["worst_case"], table["AP"]).tolist()
+    audited = table["audit_worst_case"].notna()  # the shipped audits (lowres x16 among them, when run from the repo)
+    assert not table.loc[~audited, "pareto_worst_case"].any()  # a lower bound only: never on the worst-case front
+    assert table["pareto_worst_case"].tolist() == pareto_front(table["worst_case"].where(audited), table["AP"]).tolist()
     assert (out / "tradeoff.png").is_file() and (out / "tradeoff.csv").is_file()
     assert "paper_points" in result.tables
     manifest = json.loads((out / "manifest.json").read_text())

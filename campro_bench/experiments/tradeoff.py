@@ -243,7 +243,9 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     table = pd.DataFrame(rows)
     table = table.join(worst_case_points(table, cfg.audits))
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
-    table["pareto_worst_case"] = pareto_front(table["worst_case"], table["AP"])
+    # an unaudited point's worst case is only a lower bound (no inverse, restoration or re-training
+    # was tried), so the worst-case front compares audited points only
+    table["pareto_worst_case"] = pareto_front(table["worst_case"].where(table["audit_worst_case"].notna()), table["AP"])
     tables = {"tradeoff": table}
     paper = None
     if ctx.compare == "paper":
@@ -259,7 +261,7 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "accuracy and higher-or-equal AP (one strictly). worst_case: the highest top-1 any evaluated attacker "
         "reached: the best single model with the raw and with the re-enrolled gallery in this run, and the "
         "audit's worst case over its ladder (cheap attacks, analytic inverses, restoration U-Net, re-training; "
-        "its own identities, scale and models) where `audits` lists a summary with the protector; "
-        "pareto_worst_case: the front on that axis."
+        "its own identities, scale and models) where `audits` lists a summary with the protector (for the "
+        "other points it is only a lower bound); pareto_worst_case: the front on that axis among audited points."
     )
     return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)
