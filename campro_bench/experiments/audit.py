@@ -51,10 +51,10 @@ from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
+from ..training.fr_retrain import RetrainConfig
 from . import audit_report
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
-from ..training.fr_retrain import RetrainConfig
 from .spec import parse_protocol
 from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainSchedule, column_task
 
@@ -142,7 +142,7 @@ class AuditConfig:
         bad = [r for r in cfg.rungs if r not in RUNGS]
         if bad or not cfg.rungs:
             raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
-        unknown_models = sorted(set(cfg.cheap_models) - set(cfg.models))
+        unknown_models = sorted(set(cfg.cheap.models) - set(cfg.models))
         if unknown_models:
             raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
         return cfg
@@ -151,14 +151,6 @@ class AuditConfig:
     def cheap_attacks(self) -> list[str]:
         """The blind attack specs: the given list, or the default sweep over ``cheap.gammas``."""
         return [str(a) for a in self.cheap.attacks or default_sweep([float(g) for g in self.cheap.gammas])]
-
-    @property
-    def cheap_models(self) -> list[str]:
-        return self.cheap.models
-
-    @property
-    def inverses(self) -> bool:
-        return self.cheap.inverses
 
     @property
     def classifier_options(self) -> dict[str, dict[str, Any]]:
@@ -288,7 +280,7 @@ def train_crops(cfg: AuditConfig, split: AuditSplit, alignment: str, ctx: RunCon
 
 def cheap_attacks(cfg: AuditConfig, protector: Protector, fit_crops: np.ndarray | None) -> tuple[list[ImageAttack], list[ImageAttack]]:
     """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops)."""
-    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(protector, fit_crops) if cfg.inverses else []
+    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(protector, fit_crops) if cfg.cheap.inverses else []
 
 
 def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[ImageAttack],
@@ -297,7 +289,7 @@ def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[Im
     rows = []
     for model in cfg.models:
         raw = ev.features(model, "raw")
-        attacks = (blind if not cfg.cheap_models or model in cfg.cheap_models else []) + inverses
+        attacks = (blind if not cfg.cheap.models or model in cfg.cheap.models else []) + inverses
         if not attacks:
             continue
         with ctx.manifest.timer("rung/cheap"):
@@ -464,7 +456,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     from ..recognizers.base import contract_of
 
     fit_crops = None
-    if "cheap" in cfg.rungs and cfg.inverses:
+    if "cheap" in cfg.rungs and cfg.cheap.inverses:
         fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
     trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []

@@ -185,8 +185,8 @@ def summary_notes(cfg: "AuditConfig", split: "AuditSplit") -> str:
         f"- Closed-set identification on EVAL, {cfg.repeats} gallery/probe draws (seeds {cfg.seed}.."
         f"{cfg.seed + cfg.repeats - 1}); models {', '.join(cfg.models)}; classifiers {', '.join(cfg.classifiers)}.",
         f"- Rungs: {', '.join(cfg.rungs)}. Cheap: {', '.join(cfg.cheap_attacks)}"
-        + (f" on {', '.join(cfg.cheap_models)}" if cfg.cheap_models else "")
-        + (" + the protector's analytic inverses (choices made on TRAIN crops)." if cfg.inverses else "."),
+        + (f" on {', '.join(cfg.cheap.models)}" if cfg.cheap.models else "")
+        + (" + the protector's analytic inverses (choices made on TRAIN crops)." if cfg.cheap.inverses else "."),
         "- worst_case_top1: the highest mean top-1 over every attack row (rungs 1-5, all models, classifiers, "
         "galleries) with that row's 95 % t-interval. Taking the maximum over rows looks at EVAL accuracies, so it "
         "is an upper bound on what one pre-chosen attack achieves; no row itself is tuned on EVAL identities.",

@@ -82,15 +82,15 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
     rest = cfg.restoration
     config = rest.unet(cfg.seed)
     if rest.data == "faces":
-        alignments = [contract_of(m).alignment for m in cfg.restoration.models]
+        alignments = [contract_of(m).alignment for m in rest.models]
         data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                                 data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
                                 progress=ctx.progress)
         key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(split.train_ids), "alignments": alignments,
                "detector": cfg.detector}
     else:
-        data = scene_training_images(ctx.data_root, cfg.restoration.sources, cfg.restoration.holdout)
-        key = {"kind": "scenes", "sources": cfg.restoration.sources, "holdout": cfg.restoration.holdout,
+        data = scene_training_images(ctx.data_root, rest.sources, rest.holdout)
+        key = {"kind": "scenes", "sources": rest.sources, "holdout": rest.holdout,
                "images": len(data)}
     with ctx.manifest.timer("restoration/train"):
         weights, report = restoration_network(data, isp, config, ctx.cache_dir, key, device=str(ctx.device),
@@ -103,7 +103,7 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
     else:
         isp_path = isp_file(isp, ctx.cache_dir)
         captured, restored = f"campro-isp:params={isp_path}", restoration_spec(isp_path, weights)
-    pcfg = ProtocolConfig(datasets=[cfg.dataset], models=cfg.restoration.models, protectors=["raw", captured, restored],
+    pcfg = ProtocolConfig(datasets=[cfg.dataset], models=rest.models, protectors=["raw", captured, restored],
                           classifiers=[cfg.classifier], galleries=["raw", "protected"], repeats=cfg.repeats,
                           seed=cfg.seed, pipeline="paper", detector=cfg.detector, min_images=cfg.min_images,
                           max_identities=cfg.eval_identities, batch_size=cfg.batch_size)

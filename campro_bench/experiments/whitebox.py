@@ -125,10 +125,6 @@ class E5RestorationSection(RestorationAttackConfig):
     sources: str = option("coco128,coco-mini", help="COCO sets (data = scenes only)")
     holdout: str = option("coco-mini:val", help="held-out COCO set (data = scenes only)")
 
-    def unet(self, protocol_seed: int) -> UNetTrainConfig:
-        values = {f.name: getattr(self, f.name) for f in fields(RestorationAttackConfig)}
-        return RestorationAttackConfig(**values).unet(protocol_seed)
-
 
 @dataclass(frozen=True)
 class E5Config:
