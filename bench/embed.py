@@ -30,13 +30,13 @@ import torch
 
 from campro_bench.datasets.faces import load_face_dataset
 from campro_bench.faces import aligned_crops, face_embeddings
-from campro_bench.recognizers.base import contract_of, create_face_recognizer
+from campro_bench.recognizers.base import contract_of, create_face_recognizer, for_cpu_inference
 
 MODELS = ("facenet-casia", "dlib-resnet", "sface")
 
 
 def bare_forward(model: str, device: str, batch: int, repeats: int, cache: str) -> float:
-    net = create_face_recognizer(model, cache_dir=cache, device=device)
+    net = for_cpu_inference(create_face_recognizer(model, cache_dir=cache, device=device))  # as embedding runs it
     h, w = contract_of(model).input_size
     x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.inference_mode():

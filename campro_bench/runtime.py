@@ -85,7 +85,10 @@ def prepare_onnx(path: Path, input_dims: dict[str, list[Any]] | None = None,
     """The ONNX model at ``path`` made runnable by ONNX Runtime; the network is unchanged.
 
     * constant block-quantised weights are dequantised (:func:`_dequantize_constants`);
-    * graph inputs that no node reads (left over from quantisation) are removed;
+    * graph inputs that no node reads (left over from quantisation) are removed, and so are graph
+      inputs that merely re-declare an initializer (old exporters list every weight as an input):
+      ONNX Runtime treats those as overridable and cannot fold them, e.g. a batch norm into its
+      convolution (SFace: 56 -> 63 images/s on 2 cores, embeddings within 5e-7);
     * the given inputs / outputs get symbolic dimensions (some shipped models fix the batch or
       image size in their declared shapes).
     """
@@ -95,8 +98,9 @@ def prepare_onnx(path: Path, input_dims: dict[str, list[Any]] | None = None,
     model = onnx.load(str(path))
     _dequantize_constants(model)
     used = {name for node in model.graph.node for name in node.input}
+    constants = {init.name for init in model.graph.initializer}
     for graph_input in list(model.graph.input):
-        if graph_input.name not in used:
+        if graph_input.name not in used or graph_input.name in constants:
             model.graph.input.remove(graph_input)
     dims_in = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     dims_out = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in model.graph.output}

@@ -99,6 +99,35 @@ def test_identity_folder_order_and_fingerprint(tmp_path: Path) -> None:
         select_items(ds, min_images_per_identity=4)
 
 
+def test_fingerprint_digest_is_stable(tmp_path: Path) -> None:
+    """Fingerprints key the caches, so their digest is pinned: files in pathlib's component order
+    (``a/b`` before ``a-c``, though ``-`` sorts before ``/`` as a character), named relative to the
+    root, one ``name<TAB>size`` line each."""
+    import hashlib
+
+    from campro_bench.datasets.fingerprint import fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").write_bytes(b"xy")
+    (tmp_path / "a-c").write_bytes(b"xyz")
+    expected = hashlib.sha256(b"a/b\t2\na-c\t3\n").hexdigest()
+    for files in ([tmp_path / "a-c", tmp_path / "a" / "b"], [str(tmp_path / "a" / "b"), str(tmp_path / "a-c")]):
+        got = fingerprint(tmp_path, files)
+        assert got == {"root": str(tmp_path), "files": 2, "bytes": 5, "sha256": expected}
+
+
+@pytest.mark.realdata
+def test_lfw_fingerprint_is_the_one_the_committed_runs_recorded(data_root: Path) -> None:
+    """The full LFW digest equals the one in a committed manifest: the embedding caches of earlier
+    runs stay valid."""
+    import json
+
+    manifest = json.loads((Path(__file__).resolve().parents[1] / "baselines" / "e1_full" / "manifest.json").read_text())
+    recorded = manifest["notes"]["embeddings"]["lfw|facenet-casia|raw"]["provenance"]["dataset_fingerprint"]
+    ds = load_face_dataset("lfw", data_root)
+    assert ds.fingerprint()["sha256"] == recorded["sha256"] and ds.fingerprint()["files"] == recorded["files"] == 13233
+
+
 def test_lfw_pairs_errors(tmp_path: Path) -> None:
     _jpeg(tmp_path / "lfw" / "images" / "A_B" / "A_B_0001.jpg")
     ds = load_face_dataset("lfw", tmp_path)

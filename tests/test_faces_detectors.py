@@ -55,3 +55,19 @@ def test_lenient_variants_and_specs() -> None:
         build_face_detector("dlib:model=haar")
     with pytest.raises(CamproError, match=r"option threshold='high' in 'yunet:threshold=high' has the wrong type"):
         build_face_detector("yunet:threshold=high")
+
+
+@pytest.mark.realdata
+def test_mtcnn_threads_give_the_one_at_a_time_detections_bit_for_bit(data_root: Path) -> None:
+    """Detecting images concurrently (one per thread) must not change a single bit of any box,
+    score or landmark: cached crops must not depend on the machine's core count."""
+    folder = data_root / "lfw" / "images"
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.glob("A[a-b]*/*.jpg"))[:8]
+    images = [load_image(folder / name) for name in names]
+    detector = build_face_detector("mtcnn")
+    alone, threaded = detector.detect(images, workers=1), detector.detect(images, workers=3)
+    assert len(threaded) == len(images)
+    for one, many in zip(alone, threaded):
+        assert len(one.boxes) > 0
+        for field in ("boxes", "scores", "landmarks"):
+            assert np.array_equal(getattr(one, field), getattr(many, field))

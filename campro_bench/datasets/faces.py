@@ -57,6 +57,7 @@ class FaceDataset:
         folder = folder or self.default_folder
         self.folder = Path(folder) if Path(folder).is_absolute() else Path(root) / folder
         self._items: list[FaceItem] | None = None
+        self._fingerprint: dict[str, Any] | None = None
 
     def spec(self) -> str:
         return self.name
@@ -82,7 +83,11 @@ class FaceDataset:
         return self._items
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"dataset": self.spec(), **fingerprint(self.folder, [it.path for it in self.items()], self.label_files())}
+        """The files' fingerprint, computed once per instance (like :meth:`items`, the scan it hashes)."""
+        if self._fingerprint is None:
+            files = [it.path for it in self.items()]
+            self._fingerprint = {"dataset": self.spec(), **fingerprint(self.folder, files, self.label_files())}
+        return dict(self._fingerprint)
 
 
 def _scan_identity_folders(root: Path, prefix: str = "") -> list[FaceItem]:
@@ -93,7 +98,7 @@ def _scan_identity_folders(root: Path, prefix: str = "") -> list[FaceItem]:
                 continue
             with os.scandir(person.path) as files:
                 for f in files:
-                    if f.is_file() and Path(f.name).suffix.lower() in IMAGE_SUFFIXES:
+                    if f.is_file() and os.path.splitext(f.name)[1].lower() in IMAGE_SUFFIXES:
                         items.append(FaceItem(f"{prefix}{person.name}/{f.name}", Path(f.path), person.name))
     return items
 
