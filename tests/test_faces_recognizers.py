@@ -17,7 +17,7 @@ from campro_bench.faces.detectors.mtcnn import MTCNNDetector
 from campro_bench.faces.embeddings import weights_identity
 from campro_bench.io import load_image, uint8_to_tensor
 from campro_bench.recognizers import facenet_casia
-from campro_bench.recognizers.base import contract_of, create_face_recognizer, for_cpu_inference
+from campro_bench.recognizers.base import contract_of, create_face_recognizer
 from campro_bench.io.tf_graph import read_frozen_graph
 from campro_bench.recognizers.tf_reference import ReferenceResult, available_runners, run_reference
 
@@ -71,23 +71,6 @@ def test_facenet_is_differentiable(cache_dir: Path) -> None:
     x = torch.rand(2, 3, 160, 160, requires_grad=True)
     model(x)[:, 0].sum().backward()
     assert model.differentiable and x.grad is not None and x.grad.abs().sum() > 0
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("name", ["facenet-casia", "mobilefacenet", "dlib-resnet"])
-def test_channels_last_inference_keeps_the_embeddings(name: str, cache_dir: Path, face: tuple) -> None:
-    """The embedding path's NHWC layout is a speed change only: same embeddings to float rounding."""
-    model = create_face_recognizer(name, cache_dir=cache_dir)
-    contract = contract_of(name)
-    crop = uint8_to_tensor(get_alignment(contract.alignment)(*face)[None])
-    batch = torch.cat([crop, torch.rand(3, *crop.shape[1:], generator=torch.Generator().manual_seed(0))])
-    with torch.inference_mode():
-        default = model(batch)
-        fast = for_cpu_inference(model)
-        nhwc = fast(batch)
-    convs = [m.weight for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    assert torch.allclose(default, nhwc, atol=1e-5, rtol=0)
 
 
 @pytest.mark.realdata

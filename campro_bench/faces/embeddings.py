@@ -23,7 +23,7 @@ from ..errors import CamproError, MissingFileError
 from ..io import uint8_to_tensor
 from ..protectors import build_protector
 from ..protectors.base import Protector
-from ..recognizers.base import contract_of, create_face_recognizer, for_cpu_inference, weights_path
+from ..recognizers.base import contract_of, create_face_recognizer, weights_path
 from ..recognizers.packaged import files_sha256
 from ..registries import FACE_RECOGNIZERS
 from .detection import FaceDetector, build_face_detector
@@ -137,7 +137,7 @@ def _embed_missing(ds: FaceDataset, ids: list[str], model: str, prot: Protector,
     """Crop (cached) and embed ``ids``; the model is built here, only on a cache miss."""
     crops = aligned_crops(ds, alignment, pipeline=pipeline, protector=prot, detector=det, cache_dir=cache,
                           progress=progress, image_ids=ids, device=device)
-    net = for_cpu_inference(create_face_recognizer(model, models_dir, cache, device))
+    net = create_face_recognizer(model, models_dir, cache, device)
     out = np.zeros((len(ids), net.contract.embedding_size), np.float32)
     rows = np.nonzero(crops.found)[0]
     with progress_bar(progress, f"embed {ds.spec()} with {model} ({prot.spec()}, {pipeline})", len(rows)) as advance:

@@ -112,21 +112,6 @@ def create_face_recognizer(
     return model.eval().to(device)
 
 
-def for_cpu_inference(model: FaceRecognizer) -> FaceRecognizer:
-    """``model`` with its convolution weights in channels-last (NHWC) layout when it runs on CPU.
-
-    oneDNN's CPU convolutions run faster in NHWC: on the 2-core development machine (batch 64)
-    facenet-casia goes from 44 to 77 images/s and mobilefacenet from 60 to 166; the embeddings move
-    by about 1e-7 (float rounding order), far below what changes an identification. Only the
-    embedding path uses it: training keeps the default layout, so trained presets are unaffected.
-    Models without convolution parameters (ONNX Runtime, native dlib) are returned unchanged.
-    """
-    first = next(model.parameters(), None)
-    if first is None or first.device.type != "cpu":
-        return model
-    return model.to(memory_format=torch.channels_last)
-
-
 def contract_of(name: str) -> FaceModelContract:
     """The contract of a registered model, without building it."""
     contract = FACE_RECOGNIZERS.entry(name).metadata.get("contract")
