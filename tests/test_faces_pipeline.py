@@ -143,3 +143,41 @@ def test_protect_uint8_keeps_order_and_quantises(shapes: list[tuple[int, int, in
     inverted = protect_uint8(build_protector("invert"), images, batch_size=2)
     assert all(v.dtype == np.uint8 and np.array_equal(v, 255 - i) for v, i in zip(inverted, images))
     assert protect_uint8(build_protector("raw"), images) is images
+
+
+def test_protected_crops_are_computed_once_for_models_sharing_an_alignment(
+        tiny: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two consecutive requests for the same protected crops (two models with one alignment)
+    protect once and get identical crops; another protector, alignment or id set protects again."""
+    from campro_bench.faces import pipeline
+
+    calls: list[int] = []
+
+    def counting(prot: Protector, images: list[np.ndarray], device: str = "cpu", batch_size: int = 32) -> list[np.ndarray]:
+        calls.append(len(images))
+        return protect_uint8(prot, images, device, batch_size)
+
+    monkeypatch.setattr(pipeline, "protect_uint8", counting)
+    monkeypatch.setattr(pipeline, "_LAST_PROTECTED", [])
+    first = aligned_crops(spec(tiny), "arcface-112", protector="lowres:factor=4", cache_dir=cache)
+    again = aligned_crops(spec(tiny), "arcface-112", protector="lowres:factor=4", cache_dir=cache)
+    assert calls == [6] and np.array_equal(first.crops, again.crops)
+    raw = aligned_crops(spec(tiny), "arcface-112", cache_dir=cache)
+    assert np.array_equal(first.crops, protect_uint8(build_protector("lowres:factor=4"), list(raw.crops)))
+    aligned_crops(spec(tiny), "arcface-112", protector="lowres:factor=8", cache_dir=cache)
+    aligned_crops(spec(tiny), "facenet-160", protector="lowres:factor=8", cache_dir=cache)
+    some = aligned_crops(spec(tiny), "facenet-160", protector="lowres:factor=8", cache_dir=cache,
+                         image_ids=first.image_ids[:2])
+    assert calls == [6, 6, 6, 2] and len(some.crops) == 2
+
+
+def test_cells_group_models_by_alignment_then_image_type() -> None:
+    """Models that share a crop alignment are embedded one after the other for each image type,
+    so the protected crops are made once per alignment; every (model, image type) cell stays."""
+    from campro_bench.privacy.evaluate import _cell_order
+
+    models = ["facenet-casia", "sface", "facenet-msceleb", "not-registered"]
+    cells = _cell_order(models, ["raw", "invert"])
+    assert cells == [("facenet-casia", "raw"), ("facenet-msceleb", "raw"), ("facenet-casia", "invert"),
+                     ("facenet-msceleb", "invert"), ("sface", "raw"), ("sface", "invert"),
+                     ("not-registered", "raw"), ("not-registered", "invert")]

@@ -239,16 +239,33 @@ def _embed_cell(get: Callable[..., Embeddings], dataset: str, model: str, spec: 
     return get(dataset, model, spec, **options)
 
 
+def _cell_order(models: Sequence[str], specs: Sequence[str]) -> list[tuple[str, str]]:
+    """(model, image type) cells: alignment groups in order of first appearance, then image type,
+    then model. The order changes no result, only how often a protector runs (once per group)."""
+    groups: dict[str, list[str]] = {}
+    for model in models:
+        try:
+            alignment = getattr(contract_of(model), "alignment", None)
+        except CamproError:
+            alignment = None
+        # not a registered recogniser, or one without an alignment (a test's stand-in): its own group
+        groups.setdefault(alignment or f"model:{model}", []).append(model)
+    return [(model, spec) for group in groups.values() for spec in specs for model in group]
+
+
 def _embed_all(get: Callable[..., Embeddings], dataset: str, models: Sequence[str], specs: Sequence[str],
                layout: DatasetLayout, used: list[str], options: dict[str, Any],
                ctx: RunContext) -> dict[str, dict[str, FeatureSet]]:
     """Embeddings of the ``used`` images for every (model, image type) of one dataset, through the
     run's executor, scattered into whole-layout features and recorded in the manifest.
 
-    Locally the cells run in order. Elsewhere the first cell (it detects and aligns every used
-    image) runs alone and the others then run in parallel, reading its detections from the cache.
+    Locally the cells run in order: models grouped by their crop alignment, and within a group
+    image type by image type, so that models sharing an alignment take the same protected crops
+    one after the other (the face pipeline protects them once). Elsewhere the first cell (it
+    detects and aligns every used image) runs alone and the others then run in parallel, reading
+    its detections from the cache.
     """
-    cells = [(model, spec) for model in models for spec in specs]
+    cells = _cell_order(models, specs)
     cell_options = {**options, "image_ids": used, "min_images_per_identity": 1}
     local = ctx.executor.name == "local"
     if not local:
