@@ -199,7 +199,8 @@ def aligned_crops(
     crops, source = cached["crop"], cached["source"]
     found = source != NONE
     if pipeline == "paper" and not is_identity(prot):
-        crops = _protected_crops(prot, crops, (str(crop_store.folder), prot.fingerprint(), str(device), tuple(ids)), device)
+        key = (str(crop_store.folder), prot.fingerprint(), str(device), tuple(ids))
+        crops = _protected_crops(prot, crops, key, device)
     return AlignedCrops(ids, labels, names, crops, found, crop_provenance(ds, fp, prot, det, alignment, pipeline, source, crop_store), source)
 
 
@@ -215,8 +216,8 @@ def _protected_crops(prot: Protector, crops: np.ndarray, key: tuple[Any, ...], d
     protected crops; E1 embeds them one after the other (``_embed_all``), so the protector (the
     CamPro enhancer: ~24 ms per 160x160 crop on 2 cores) runs once per alignment, not once per
     model. The key holds the crop cache folder (dataset, detector, alignment), the protector's
-    fingerprint, the device and the image ids; one set is kept, and none above ``MEMO_LIMIT_BYTES``. Callers
-    only read the crops.
+    fingerprint, the device and the image ids; one set is kept, and none above
+    ``MEMO_LIMIT_BYTES``. Callers only read the crops.
     """
     if _LAST_PROTECTED and _LAST_PROTECTED[0][0] == key:
         return _LAST_PROTECTED[0][1]

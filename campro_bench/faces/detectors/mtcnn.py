@@ -13,7 +13,7 @@ machine: ~90 ms per 250x250 LFW image with one thread, 100-400 ms with two under
 are used instead by detecting that many images at once, one per Python thread (torch releases the
 GIL in its kernels): each image still goes through exactly the same single-threaded computation, so
 the detections are bit-identical to one-at-a-time, and 2 cores detect 2.0x as many LFW images per
-second (23.1 -> 46.0 img/s, idle 2-core machine, ``tests/test_mtcnn_threads.py`` checks equality).
+second (23.1 -> 46.0 img/s, idle 2-core machine, ``tests/test_faces_detectors.py`` checks equality).
 """
 
 from __future__ import annotations
