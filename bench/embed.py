@@ -36,8 +36,14 @@ MODELS = ("facenet-casia", "dlib-resnet", "sface")
 
 
 def bare_forward(model: str, device: str, batch: int, repeats: int, cache: str) -> float:
+    """Bare forward images/s of a freshly built ``model``."""
     net = create_face_recognizer(model, cache_dir=cache, device=device)
-    h, w = contract_of(model).input_size
+    return forward_rate(net, contract_of(model).input_size, device, batch, repeats)
+
+
+def forward_rate(net: torch.nn.Module, size: tuple[int, int], device: str, batch: int, repeats: int) -> float:
+    """Images/s of ``net`` on a random batch of ``size`` crops (after one warm-up call)."""
+    h, w = size
     # laid out as the pipeline's crops are (uint8_to_tensor permutes H x W x 3 arrays): channels-last
     # strides, which oneDNN's CPU convolutions run up to 2x faster than contiguous N x 3 x H x W
     x = torch.rand(batch, h, w, 3, generator=torch.Generator().manual_seed(0)).permute(0, 3, 1, 2).to(device)

@@ -24,7 +24,7 @@ def _relative_name(path: str, root: str) -> str:
     if not os.path.isabs(path):
         return Path(path).as_posix()
     prefix = root.rstrip(os.sep) + os.sep
-    if path.startswith(prefix) and os.sep == "/" and "//" not in path and "/./" not in path:
+    if os.sep == "/" and path.startswith(prefix):  # names are Path-normalised; anything else: pathlib
         return path[len(prefix):]
     return Path(path).relative_to(root).as_posix()  # raises for a file outside root, as before
 
