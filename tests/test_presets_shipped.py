@@ -13,7 +13,8 @@ from campro_bench.protectors import build_protector
 from campro_bench.protectors.isp import ISPParams, list_presets
 
 PRESETS = Path(str(resources.files("campro_bench") / "presets"))
-TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-restore-w1", "casia-restore4-w1"]
+TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-restore-w1", "casia-restore4-w1",
+               "casia-restore16-w1"]
 ABLATION_PAIR = ["casia-adv", "casia-protector-only"]
 
 
@@ -62,6 +63,13 @@ def test_stronger_restorer_preset_differs_only_in_its_restorer_schedule_and_leng
                  for n in ("casia-restore-w1", "casia-restore4-w1")]
     assert {k for k in one if one[k] != four[k]} == {"restorer_steps", "restorer_warmup_steps", "iterations"}
     assert (four["restorer_steps"], four["restorer_warmup_steps"], four["iterations"]) == (4, 400, 200)
+
+
+def test_sixteen_step_restorer_preset_differs_from_the_four_step_one_only_in_the_restorer_schedule() -> None:
+    four, sixteen = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
+                     for n in ("casia-restore4-w1", "casia-restore16-w1")]
+    assert {k for k in four if four[k] != sixteen[k]} == {"restorer_steps", "restorer_warmup_steps"}
+    assert (sixteen["restorer_steps"], sixteen["restorer_warmup_steps"], sixteen["iterations"]) == (16, 800, 200)
 
 
 def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
