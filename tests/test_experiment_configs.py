@@ -28,11 +28,11 @@ PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
 }
 
 ROWS_AND_FREE_TABLES = {"protectors", "rows", "methods", "options", "privacy", "columns", "linear", "utility.e3",
-                        "utility.e4", "restoration.models", "audits"}
+                        "utility.e4", "restoration.models", "audits", "whitebox"}
 """Fields whose shipped value is the experiment's content, not a default: the rows and columns (the
 TOML is their one source), the factories' own options (checked by the factories: the linear
-classifier's), the trade-off's E1 keys (checked by ProtocolConfig), the audit's utility tables and the
-models that score E5's restoration (none by default). Nested ones are named dotted."""
+classifier's), the trade-off's E1 keys (checked by ProtocolConfig) and its audit and E5 result lists, the
+audit's utility tables and the models that score E5's restoration (none by default). Nested ones are named dotted."""
 
 
 def parse(experiment: str, overrides: list[str] | None = None) -> Any:

@@ -47,6 +47,28 @@ def test_the_worst_case_is_the_highest_attack_over_galleries_and_the_audit(tmp_p
     assert worst_case_points(table, [])["worst_case"].tolist() == [0.9, 0.19, 0.3]
 
 
+def _e5_folder(folder: Path, spec: str, rows: list[tuple[str, str, float]]) -> str:
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"models": {"isp": {"spec": spec}}}))
+    pd.DataFrame([{"model": "sface", "attack": a, "probe": probe, "accuracy_mean": v} for a, probe, v in rows]).to_csv(
+        folder / "e5.csv", index=False)
+    return str(folder)
+
+
+def test_an_e5_run_on_the_protector_joins_its_worst_case(tmp_path: Path) -> None:
+    table = pd.DataFrame({"spec": ["campro-isp:preset=a", "campro-isp:preset=b"], "accuracy_best_model": [0.02, 0.05],
+                          "reenrolled_best_model": [0.03, 0.06]})
+    other = _e5_folder(tmp_path / "other", "campro-isp:preset=c", [("Restoration", "restored", 0.99)])
+    e5 = _e5_folder(tmp_path / "e5", "campro-isp:preset=a", [
+        ("Raw", "raw", 0.93),  # raw probes are context, not an attack
+        ("Restoration", "restored", 0.45), ("Captured", "captured", 0.04)])
+    out = worst_case_points(table, [], [str(tmp_path / "missing"), other, e5])
+    assert out["worst_case"].tolist() == [0.45, 0.06]
+    assert out["worst_case_source"].tolist() == [f"E5 {e5}: Restoration / sface", "this run, re-enrolled gallery"]
+    assert out["whitebox_worst_case"].fillna(-1).tolist() == [0.45, -1]
+    assert out["whitebox_attack"].iloc[1] == "no E5 run"
+
+
 def test_paper_points_are_only_the_text_values() -> None:
     assert [(p["accuracy_pct"], p["AP"]) for p in PAPER_POINTS] == [(84.3, 0.578), (0.3, 0.475), (11.8, 0.540)]
     assert all(p["source"] for p in PAPER_POINTS)

@@ -18,7 +18,9 @@ points the paper states in its text (no values read off Fig. 11), in a separate 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,6 +85,8 @@ class TradeoffConfig:
     utility: DetectionUtilityConfig = option(DetectionUtilityConfig, help="person detection (the E3 keys)")
     audits: list[str] = option(list, help="audit summary.csv files (campro-bench audit): each audited point's "
                                           "worst case over the attacker ladder joins its worst-case column")
+    whitebox: list[str] = option(list, help="E5 (Table VII) result folders (e5.csv + manifest.json): the strongest "
+                                            "attack on the protector each one attacked joins that point's worst case")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "TradeoffConfig":
@@ -135,10 +139,35 @@ def privacy_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
         reenrolled.max().rename("reenrolled_best_model"))
 
 
-def worst_case_points(table: pd.DataFrame, audits: list[str]) -> pd.DataFrame:
+def whitebox_row(folders: list[str], spec: str) -> tuple[pd.Series | None, str]:
+    """The strongest attack on protector ``spec`` in earlier E5 (Table VII) result folders, and its folder.
+
+    A folder counts when its ``manifest.json`` names ``spec`` as the attacked protector; its best row
+    over every attack that sees protected or restored probes (restoration, re-training, captured
+    probes with either gallery) is returned; the raw-probe context rows are not attacks. Folders
+    that are missing or attacked another protector are passed over (``(None, "")`` when none has it).
+    """
+    for text in folders:
+        folder = Path(text)
+        manifest, results = folder / "manifest.json", folder / "e5.csv"
+        if not (manifest.is_file() and results.is_file()):
+            continue
+        attacked = json.loads(manifest.read_text()).get("models", {}).get("isp", {}).get("spec")
+        if attacked != spec:
+            continue
+        rows = pd.read_csv(results)
+        rows = rows[rows["probe"] != "raw"]
+        if len(rows):
+            return rows.loc[rows["accuracy_mean"].idxmax()], str(folder)
+    return None, ""
+
+
+def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = ()) -> pd.DataFrame:
     """Each point's worst case: the highest accuracy any evaluated attacker reached, over the best
     model in both galleries of this run and, where an audit summary has the protector, the audit's
-    worst case over its whole ladder (its own identities and scale; named in ``worst_case_source``)."""
+    worst case over its whole ladder (its own identities and scale), and where an E5 folder attacked
+    it, E5's strongest attack (white-box restoration at a larger scale than the audit's); the winner
+    is named in ``worst_case_source``."""
     out = []
     for point in table.itertuples():
         candidates = {"this run, raw gallery": point.accuracy_best_model,
@@ -149,6 +178,12 @@ def worst_case_points(table: pd.DataFrame, audits: list[str]) -> pd.DataFrame:
             label = f"audit {source}: {row['rung']} / {row['attack']} / {row['model']}"
             candidates[label] = float(row["worst_case_top1"])
             audit = {"audit_worst_case": float(row["worst_case_top1"]), "audit_attack": label}
+        e5_row, folder = whitebox_row(list(whitebox), point.spec)
+        audit.update(whitebox_worst_case=np.nan, whitebox_attack="no E5 run")
+        if e5_row is not None:
+            label = f"E5 {folder}: {e5_row['attack']} / {e5_row['model']}"
+            candidates[label] = float(e5_row["accuracy_mean"])
+            audit.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
         valid = {k: v for k, v in candidates.items() if not np.isnan(v)}
         worst = max(valid, key=valid.get) if valid else ""
         out.append({**audit, "worst_case": valid.get(worst, np.nan), "worst_case_source": worst})
@@ -214,7 +249,7 @@ def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> A
                  "face identification accuracy (%, mean over models; lower = more private)",
                  "ours: black box, mean over models (Fig. 11's axis)")
     _front_panel(axes[0, 1], table, "worst_case", "pareto_worst_case",
-                 "worst case (%): best model, raw or re-enrolled gallery, audit ladder",
+                 "worst case (%): best model, raw or re-enrolled gallery, audit ladder, E5",
                  "ours: worst case over attackers")
     if paper is not None:
         pax = axes[0, 2]
@@ -241,7 +276,7 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         utility = utility_points(methods, cfg, ctx)
     rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
     table = pd.DataFrame(rows)
-    table = table.join(worst_case_points(table, cfg.audits))
+    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox))
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
     # an unaudited point's worst case is only a lower bound (no inverse, restoration or re-training
     # was tried), so the worst-case front compares audited points only
@@ -261,7 +296,9 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "accuracy and higher-or-equal AP (one strictly). worst_case: the highest top-1 any evaluated attacker "
         "reached: the best single model with the raw and with the re-enrolled gallery in this run, and the "
         "audit's worst case over its ladder (cheap attacks, analytic inverses, restoration U-Net, re-training; "
-        "its own identities, scale and models) where `audits` lists a summary with the protector (for the "
-        "other points it is only a lower bound); pareto_worst_case: the front on that axis among audited points."
+        "its own identities, scale and models) where `audits` lists a summary with the protector, and the "
+        "strongest attack of an E5 (Table VII) run on it where `whitebox` lists one (white-box restoration, "
+        "re-training; the sweep's own first 100 identities as EVAL) (for unaudited points it is only a lower "
+        "bound); pareto_worst_case: the front on that axis among audited points."
     )
     return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)
