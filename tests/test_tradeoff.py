@@ -69,6 +69,19 @@ def test_an_e5_run_on_the_protector_joins_its_worst_case(tmp_path: Path) -> None
     assert out["whitebox_attack"].iloc[1] == "no E5 run"
 
 
+def test_a_folder_that_is_not_an_e5_run_is_one_clear_error(tmp_path: Path) -> None:
+    table = pd.DataFrame({"spec": ["raw"], "accuracy_best_model": [0.9], "reenrolled_best_model": [np.nan]})
+    folder = tmp_path / "e1"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"models": {}}))
+    (folder / "e5.csv").write_text("model,accuracy_mean\nsface,0.5\n")
+    with pytest.raises(CamproError, match="not the manifest of an E5 run"):
+        worst_case_points(table, [], [str(folder)])
+    (folder / "manifest.json").write_text(json.dumps({"models": {"isp": {"spec": "raw"}}}))
+    with pytest.raises(CamproError, match="not an E5 table"):
+        worst_case_points(table, [], [str(folder)])
+
+
 def test_paper_points_are_only_the_text_values() -> None:
     assert [(p["accuracy_pct"], p["AP"]) for p in PAPER_POINTS] == [(84.3, 0.578), (0.3, 0.475), (11.8, 0.540)]
     assert all(p["source"] for p in PAPER_POINTS)

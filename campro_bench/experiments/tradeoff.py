@@ -145,17 +145,23 @@ def whitebox_row(folders: list[str], spec: str) -> tuple[pd.Series | None, str]:
     A folder counts when its ``manifest.json`` names ``spec`` as the attacked protector; its best row
     over every attack that sees protected or restored probes (restoration, re-training, captured
     probes with either gallery) is returned; the raw-probe context rows are not attacks. Folders
-    that are missing or attacked another protector are passed over (``(None, "")`` when none has it).
+    that are missing or attacked another protector are passed over (``(None, "")`` when none has it);
+    a folder whose manifest or table is not an E5 run's is a :class:`CamproError`.
     """
     for text in folders:
         folder = Path(text)
         manifest, results = folder / "manifest.json", folder / "e5.csv"
         if not (manifest.is_file() and results.is_file()):
             continue
-        attacked = json.loads(manifest.read_text()).get("models", {}).get("isp", {}).get("spec")
+        try:
+            attacked = json.loads(manifest.read_text())["models"]["isp"]["spec"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CamproError(f"{manifest}: not the manifest of an E5 run (no models.isp.spec): {exc}") from None
         if attacked != spec:
             continue
         rows = pd.read_csv(results)
+        if not {"probe", "accuracy_mean", "attack", "model"} <= set(rows.columns):
+            raise CamproError(f"{results}: not an E5 table (needs probe, attack, model, accuracy_mean)")
         rows = rows[rows["probe"] != "raw"]
         if len(rows):
             return rows.loc[rows["accuracy_mean"].idxmax()], str(folder)
