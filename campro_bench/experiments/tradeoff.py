@@ -139,15 +139,16 @@ def privacy_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
         reenrolled.max().rename("reenrolled_best_model"))
 
 
-def whitebox_row(folders: list[str], spec: str) -> tuple[pd.Series | None, str]:
-    """The strongest attack on protector ``spec`` in earlier E5 (Table VII) result folders, and its folder.
+def whitebox_attacks(folders: Sequence[str]) -> dict[str, tuple[pd.Series, str]]:
+    """The strongest attack of each earlier E5 (Table VII) result folder, keyed by the protector it
+    attacked (its ``manifest.json``'s ``models.isp.spec``), with the folder; read once per sweep.
 
-    A folder counts when its ``manifest.json`` names ``spec`` as the attacked protector; its best row
-    over every attack that sees protected or restored probes (restoration, re-training, captured
-    probes with either gallery) is returned; the raw-probe context rows are not attacks. Folders
-    that are missing or attacked another protector are passed over (``(None, "")`` when none has it);
-    a folder whose manifest or table is not an E5 run's is a :class:`CamproError`.
+    A folder's best row is taken over every attack that sees protected or restored probes
+    (restoration, re-training, captured probes with either gallery); the raw-probe context rows are
+    not attacks. The first folder of a protector counts; missing folders are passed over; a folder
+    whose manifest or table is not an E5 run's is a :class:`CamproError`.
     """
+    found: dict[str, tuple[pd.Series, str]] = {}
     for text in folders:
         folder = Path(text)
         manifest, results = folder / "manifest.json", folder / "e5.csv"
@@ -157,15 +158,13 @@ def whitebox_row(folders: list[str], spec: str) -> tuple[pd.Series | None, str]:
             attacked = json.loads(manifest.read_text())["models"]["isp"]["spec"]
         except (ValueError, KeyError, TypeError) as exc:
             raise CamproError(f"{manifest}: not the manifest of an E5 run (no models.isp.spec): {exc}") from None
-        if attacked != spec:
-            continue
         rows = pd.read_csv(results)
         if not {"probe", "accuracy_mean", "attack", "model"} <= set(rows.columns):
             raise CamproError(f"{results}: not an E5 table (needs probe, attack, model, accuracy_mean)")
         rows = rows[rows["probe"] != "raw"]
-        if len(rows):
-            return rows.loc[rows["accuracy_mean"].idxmax()], str(folder)
-    return None, ""
+        if len(rows) and attacked not in found:
+            found[attacked] = (rows.loc[rows["accuracy_mean"].idxmax()], str(folder))
+    return found
 
 
 def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = ()) -> pd.DataFrame:
@@ -174,25 +173,26 @@ def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence
     worst case over its whole ladder (its own identities and scale), and where an E5 folder attacked
     it, E5's strongest attack (white-box restoration at a larger scale than the audit's); the winner
     is named in ``worst_case_source``."""
+    e5_attacks = whitebox_attacks(whitebox)
     out = []
     for point in table.itertuples():
         candidates = {"this run, raw gallery": point.accuracy_best_model,
                       "this run, re-enrolled gallery": point.reenrolled_best_model}
         row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"])
-        audit = {"audit_worst_case": np.nan, "audit_attack": "not audited"}
+        columns = {"audit_worst_case": np.nan, "audit_attack": "not audited",
+                   "whitebox_worst_case": np.nan, "whitebox_attack": "no E5 run"}
         if row is not None:
             label = f"audit {source}: {row['rung']} / {row['attack']} / {row['model']}"
             candidates[label] = float(row["worst_case_top1"])
-            audit = {"audit_worst_case": float(row["worst_case_top1"]), "audit_attack": label}
-        e5_row, folder = whitebox_row(list(whitebox), point.spec)
-        audit.update(whitebox_worst_case=np.nan, whitebox_attack="no E5 run")
-        if e5_row is not None:
+            columns.update(audit_worst_case=float(row["worst_case_top1"]), audit_attack=label)
+        if point.spec in e5_attacks:
+            e5_row, folder = e5_attacks[point.spec]
             label = f"E5 {folder}: {e5_row['attack']} / {e5_row['model']}"
             candidates[label] = float(e5_row["accuracy_mean"])
-            audit.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
+            columns.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
         valid = {k: v for k, v in candidates.items() if not np.isnan(v)}
         worst = max(valid, key=valid.get) if valid else ""
-        out.append({**audit, "worst_case": valid.get(worst, np.nan), "worst_case_source": worst})
+        out.append({**columns, "worst_case": valid.get(worst, np.nan), "worst_case_source": worst})
     return pd.DataFrame(out, index=table.index)
 
 
