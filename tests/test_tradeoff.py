@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from campro_bench.errors import CamproError, UnknownNameError
-from campro_bench.experiments.tradeoff import PAPER_POINTS, pareto_front, worst_case_points
+from campro_bench.experiments.tradeoff import (INCOMPARABLE, PAPER_POINTS, pareto_front, sweep_draws,
+                                              worst_case_points)
 
 
 def test_pareto_front_on_a_hand_made_set() -> None:
@@ -47,9 +48,10 @@ def test_the_worst_case_is_the_highest_attack_over_galleries_and_the_audit(tmp_p
     assert worst_case_points(table, [])["worst_case"].tolist() == [0.9, 0.19, 0.3]
 
 
-def _e5_folder(folder: Path, spec: str, rows: list[tuple[str, str, float]]) -> str:
+def _e5_folder(folder: Path, spec: str, rows: list[tuple[str, str, float]], draws: str = "") -> str:
     folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"models": {"isp": {"spec": spec}}}))
+    seeds = {"splits/celeba-subset": {"splits_sha256": draws}} if draws else {}
+    (folder / "manifest.json").write_text(json.dumps({"models": {"isp": {"spec": spec}}, "seeds": seeds}))
     pd.DataFrame([{"model": "sface", "attack": a, "probe": probe, "accuracy_mean": v} for a, probe, v in rows]).to_csv(
         folder / "e5.csv", index=False)
     return str(folder)
@@ -67,6 +69,22 @@ def test_an_e5_run_on_the_protector_joins_its_worst_case(tmp_path: Path) -> None
     assert out["worst_case_source"].tolist() == [f"E5 {e5}: Restoration / sface", "this run, re-enrolled gallery"]
     assert out["whitebox_worst_case"].fillna(-1).tolist() == [0.45, -1]
     assert out["whitebox_attack"].iloc[1] == "no E5 run"
+
+
+def test_an_e5_run_with_other_draws_is_named_but_not_counted(tmp_path: Path) -> None:
+    table = pd.DataFrame({"spec": ["campro-isp:preset=a", "campro-isp:preset=b", "campro-isp:preset=c"],
+                          "accuracy_best_model": [0.02, 0.05, 0.01], "reenrolled_best_model": [0.03, 0.06, 0.02]})
+    same = _e5_folder(tmp_path / "same", "campro-isp:preset=a", [("Restoration", "restored", 0.45)], draws="d1")
+    other = _e5_folder(tmp_path / "other", "campro-isp:preset=b", [("Restoration", "restored", 0.7)], draws="d2")
+    unrecorded = _e5_folder(tmp_path / "old", "campro-isp:preset=c", [("Restoration", "restored", 0.6)])
+    sweep = sweep_draws({"splits/celeba-subset": {"splits_sha256": "d1", "base_seed": 0}, "splits": [0, 1]})
+    assert sweep == {"splits/celeba-subset": "d1"}
+    out = worst_case_points(table, [], [same, other, unrecorded], sweep)
+    assert out["worst_case"].tolist() == [0.45, 0.06, 0.02]  # only the run with the sweep's draws counts
+    assert out["whitebox_worst_case"].fillna(-1).tolist() == [0.45, -1, -1]
+    assert out["whitebox_attack"].tolist()[1:] == [f"E5 {other}: {INCOMPARABLE}", f"E5 {unrecorded}: {INCOMPARABLE}"]
+    unchecked = worst_case_points(table, [], [same, other, unrecorded])  # no draws given: nothing to check against
+    assert unchecked["worst_case"].tolist() == [0.45, 0.7, 0.6]
 
 
 def test_a_folder_that_is_not_an_e5_run_is_one_clear_error(tmp_path: Path) -> None:

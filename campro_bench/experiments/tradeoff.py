@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -139,7 +139,12 @@ def privacy_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
         reenrolled.max().rename("reenrolled_best_model"))
 
 
-def whitebox_attacks(folders: Sequence[str]) -> dict[str, tuple[pd.Series, str]]:
+INCOMPARABLE = "other EVAL draws than this sweep's, not counted"
+"""``whitebox_attack`` of a point whose E5 run drew its gallery/probe splits differently."""
+
+
+def whitebox_attacks(folders: Sequence[str],
+                     draws: Mapping[str, str] | None = None) -> dict[str, tuple[pd.Series | None, str]]:
     """The strongest attack of each earlier E5 (Table VII) result folder, keyed by the protector it
     attacked (its ``manifest.json``'s ``models.isp.spec``), with the folder; read once per sweep.
 
@@ -147,33 +152,56 @@ def whitebox_attacks(folders: Sequence[str]) -> dict[str, tuple[pd.Series, str]]
     (restoration, re-training, captured probes with either gallery); the raw-probe context rows are
     not attacks. The first folder of a protector counts; missing folders are passed over; a folder
     whose manifest or table is not an E5 run's is a :class:`CamproError`.
+
+    ``draws`` (``splits/<dataset>`` -> ``splits_sha256`` of the sweep's manifest) makes the check that
+    the E5 run evaluated the same identities in the same gallery/probe draws; a run that did not
+    (another ``eval_identities``, seed, dataset or repeats) is kept with row ``None``: its accuracy is
+    on another scale and must not join the worst case.
     """
-    found: dict[str, tuple[pd.Series, str]] = {}
+    found: dict[str, tuple[pd.Series | None, str]] = {}
     for text in folders:
         folder = Path(text)
-        manifest, results = folder / "manifest.json", folder / "e5.csv"
-        if not (manifest.is_file() and results.is_file()):
+        manifest_path, results = folder / "manifest.json", folder / "e5.csv"
+        if not (manifest_path.is_file() and results.is_file()):
             continue
         try:
-            attacked = json.loads(manifest.read_text())["models"]["isp"]["spec"]
+            manifest = json.loads(manifest_path.read_text())
+            attacked = manifest["models"]["isp"]["spec"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise CamproError(f"{manifest}: not the manifest of an E5 run (no models.isp.spec): {exc}") from None
+            raise CamproError(f"{manifest_path}: not the manifest of an E5 run (no models.isp.spec): {exc}") from None
         rows = pd.read_csv(results)
         if not {"probe", "accuracy_mean", "attack", "model"} <= set(rows.columns):
             raise CamproError(f"{results}: not an E5 table (needs probe, attack, model, accuracy_mean)")
         rows = rows[rows["probe"] != "raw"]
-        if len(rows) and attacked not in found:
-            found[attacked] = (rows.loc[rows["accuracy_mean"].idxmax()], str(folder))
+        if not len(rows) or attacked in found:
+            continue
+        comparable = draws is None or _same_draws(manifest, draws)
+        found[attacked] = (rows.loc[rows["accuracy_mean"].idxmax()] if comparable else None, str(folder))
     return found
 
 
-def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = ()) -> pd.DataFrame:
+def _same_draws(manifest: dict[str, Any], draws: Mapping[str, str]) -> bool:
+    """Whether an E5 manifest's identification draws are the sweep's (same ``splits_sha256``)."""
+    seeds = manifest.get("seeds") or {}
+    theirs = {k: v.get("splits_sha256") for k, v in seeds.items() if k.startswith("splits/") and isinstance(v, dict)}
+    return bool(theirs) and all(draws.get(k) == v for k, v in theirs.items())
+
+
+def sweep_draws(seeds: Mapping[str, Any]) -> dict[str, str]:
+    """``splits/<dataset>`` -> ``splits_sha256`` from a manifest's seeds (the sweep's draws)."""
+    return {k: v["splits_sha256"] for k, v in seeds.items()
+            if k.startswith("splits/") and isinstance(v, dict) and "splits_sha256" in v}
+
+
+def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = (),
+                      draws: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Each point's worst case: the highest accuracy any evaluated attacker reached, over the best
     model in both galleries of this run and, where an audit summary has the protector, the audit's
     worst case over its whole ladder (its own identities and scale), and where an E5 folder attacked
-    it, E5's strongest attack (white-box restoration at a larger scale than the audit's); the winner
-    is named in ``worst_case_source``."""
-    e5_attacks = whitebox_attacks(whitebox)
+    it with the sweep's own draws (``draws``, see :func:`whitebox_attacks`), E5's strongest attack
+    (white-box restoration at a larger scale than the audit's); the winner is named in
+    ``worst_case_source``."""
+    e5_attacks = whitebox_attacks(whitebox, draws)
     out = []
     for point in table.itertuples():
         candidates = {"this run, raw gallery": point.accuracy_best_model,
@@ -187,9 +215,12 @@ def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence
             columns.update(audit_worst_case=float(row["worst_case_top1"]), audit_attack=label)
         if point.spec in e5_attacks:
             e5_row, folder = e5_attacks[point.spec]
-            label = f"E5 {folder}: {e5_row['attack']} / {e5_row['model']}"
-            candidates[label] = float(e5_row["accuracy_mean"])
-            columns.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
+            if e5_row is None:
+                columns.update(whitebox_attack=f"E5 {folder}: {INCOMPARABLE}")
+            else:
+                label = f"E5 {folder}: {e5_row['attack']} / {e5_row['model']}"
+                candidates[label] = float(e5_row["accuracy_mean"])
+                columns.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
         valid = {k: v for k, v in candidates.items() if not np.isnan(v)}
         worst = max(valid, key=valid.get) if valid else ""
         out.append({**columns, "worst_case": valid.get(worst, np.nan), "worst_case_source": worst})
@@ -282,7 +313,7 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         utility = utility_points(methods, cfg, ctx)
     rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
     table = pd.DataFrame(rows)
-    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox))
+    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox, sweep_draws(ctx.manifest.seeds)))
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
     # an unaudited point's worst case is only a lower bound (no inverse, restoration or re-training
     # was tried), so the worst-case front compares audited points only
@@ -304,7 +335,7 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "audit's worst case over its ladder (cheap attacks, analytic inverses, restoration U-Net, re-training; "
         "its own identities, scale and models) where `audits` lists a summary with the protector, and the "
         "strongest attack of an E5 (Table VII) run on it where `whitebox` lists one (white-box restoration, "
-        "re-training; the sweep's own first 100 identities as EVAL) (for unaudited points it is only a lower "
-        "bound); pareto_worst_case: the front on that axis among audited points."
+        "re-training) with the sweep's own EVAL draws (checked; another run's is named and not counted) "
+        "(for unaudited points it is only a lower bound); pareto_worst_case: the front on that axis among audited points."
     )
     return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)
