@@ -182,8 +182,7 @@ def whitebox_attacks(folders: Sequence[str],
 
 def _same_draws(manifest: dict[str, Any], draws: Mapping[str, str]) -> bool:
     """Whether an E5 manifest's identification draws are the sweep's (same ``splits_sha256``)."""
-    seeds = manifest.get("seeds") or {}
-    theirs = {k: v.get("splits_sha256") for k, v in seeds.items() if k.startswith("splits/") and isinstance(v, dict)}
+    theirs = sweep_draws(manifest.get("seeds") or {})
     return bool(theirs) and all(draws.get(k) == v for k, v in theirs.items())
 
 
