@@ -85,6 +85,10 @@ def test_an_e5_run_with_other_draws_is_named_but_not_counted(tmp_path: Path) -> 
     assert out["whitebox_attack"].tolist()[1:] == [f"E5 {other}: {INCOMPARABLE}", f"E5 {unrecorded}: {INCOMPARABLE}"]
     unchecked = worst_case_points(table, [], [same, other, unrecorded])  # no draws given: nothing to check against
     assert unchecked["worst_case"].tolist() == [0.45, 0.7, 0.6]
+    later = _e5_folder(tmp_path / "later", "campro-isp:preset=b", [("Restoration", "restored", 0.3)], draws="d1")
+    out = worst_case_points(table, [], [other, later], sweep)  # a comparable run after an incomparable one counts
+    assert out["whitebox_worst_case"].fillna(-1).tolist() == [-1, 0.3, -1]
+    assert out["whitebox_attack"].iloc[1] == f"E5 {later}: Restoration / sface"
 
 
 def test_a_folder_that_is_not_an_e5_run_is_one_clear_error(tmp_path: Path) -> None:

@@ -150,13 +150,14 @@ def whitebox_attacks(folders: Sequence[str],
 
     A folder's best row is taken over every attack that sees protected or restored probes
     (restoration, re-training, captured probes with either gallery); the raw-probe context rows are
-    not attacks. The first folder of a protector counts; missing folders are passed over; a folder
-    whose manifest or table is not an E5 run's is a :class:`CamproError`.
+    not attacks. The first comparable folder of a protector counts; missing folders are passed over; a
+    folder whose manifest or table is not an E5 run's is a :class:`CamproError`.
 
     ``draws`` (``splits/<dataset>`` -> ``splits_sha256`` of the sweep's manifest) makes the check that
     the E5 run evaluated the same identities in the same gallery/probe draws; a run that did not
-    (another ``eval_identities``, seed, dataset or repeats) is kept with row ``None``: its accuracy is
-    on another scale and must not join the worst case.
+    (another ``eval_identities``, seed, dataset or repeats) is kept with row ``None`` only while no
+    comparable run of that protector follows: its accuracy is on another scale and must not join the
+    worst case.
     """
     found: dict[str, tuple[pd.Series | None, str]] = {}
     for text in folders:
@@ -173,10 +174,12 @@ def whitebox_attacks(folders: Sequence[str],
         if not {"probe", "accuracy_mean", "attack", "model"} <= set(rows.columns):
             raise CamproError(f"{results}: not an E5 table (needs probe, attack, model, accuracy_mean)")
         rows = rows[rows["probe"] != "raw"]
-        if not len(rows) or attacked in found:
-            continue
-        comparable = draws is None or _same_draws(manifest, draws)
-        found[attacked] = (rows.loc[rows["accuracy_mean"].idxmax()] if comparable else None, str(folder))
+        if not len(rows) or found.get(attacked, (None, ""))[0] is not None:
+            continue  # this protector already has a comparable run
+        if draws is None or _same_draws(manifest, draws):
+            found[attacked] = (rows.loc[rows["accuracy_mean"].idxmax()], str(folder))
+        elif attacked not in found:
+            found[attacked] = (None, str(folder))
     return found
 
 
