@@ -7,7 +7,7 @@ Usage::
 
 Each rung runs alone (``rungs = [RUNG]``), in order, through the same runner as ``campro-bench audit``,
 on the first ``--eval-identities`` identities of celeba-subset (``--images`` per identity) with one
-model, 3 draws and the nearest classifier; restoration 2 epochs and re-training 1 epoch on the
+model, 3 draws and the nearest classifier; restoration 4 steps (2 passes over 36 crops) and re-training 1 epoch on the
 next ``--train-identities`` identities. Every rung also runs the raw reference (E1), so its time
 includes that step. Caches are ``CAMPRO_BENCH_CACHE``'s (converted model weights, detections, crops;
 a rung's own embeddings, restoration and re-training are cached too, so a second run is warm); with
@@ -45,7 +45,7 @@ def main() -> None:
     common = [f"protectors={json.dumps([args.protector])}", f"eval_identities={args.eval_identities}",
               f"train_identities={args.train_identities}", f"max_images_per_identity={args.images}",
               f'models=["{args.model}"]', 'classifiers=["nearest"]', "repeats=3", "utility.psnr_images=0",
-              "grid_faces=0", "restoration.epochs=2", "retrain.epochs=1", "retrain.batch_size=8"]
+              "grid_faces=0", "restoration.steps=4", "retrain.epochs=1", "retrain.batch_size=8"]
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rung in RUNGS:

@@ -267,7 +267,7 @@ def test_restoration_rung_breaks_a_synthetic_invertible_protector(test_protector
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "audit"
     assert main(["audit", "test-signed-permutation", *SMALL, "--set", 'rungs=["black-box","restoration"]',
-                 "--set", "restoration.epochs=10", "--set", "restoration.batch_size=8", "--set", "restoration.lr=3e-3",
+                 "--set", "restoration.steps=40", "--set", "restoration.batch_size=8", "--set", "restoration.lr=3e-3",
                  "--set", "restoration.depth=2", "--set", "restoration.base_channels=8", "--set", "grid_faces=0",
                  "--out", str(out)]) == 0
     long = pd.read_csv(out / "audit.csv")
@@ -285,7 +285,7 @@ def test_e5_restoration_accepts_any_protector_spec(data_root: Path, cache_dir: P
     assert main(["run", "e5", "--out", str(out), "--quiet", "--set", "protector=lowres:factor=8",
                  "--set", "eval_identities=5", "--set", "max_train_identities=4", "--set", "repeats=2",
                  "--set", "retrain.columns=[]", "--set", 'restoration.models=["sface"]',
-                 "--set", "restoration.epochs=1", "--set", "restoration.batch_size=8"]) == 0
+                 "--set", "restoration.steps=1", "--set", "restoration.batch_size=8"]) == 0
     table = pd.read_csv(out / "e5.csv")
     assert {"Raw", "Captured", "Restoration"} <= set(table["attack"])
     manifest = json.loads((out / "manifest.json").read_text())

@@ -169,7 +169,7 @@ def test_e5_runs_end_to_end_at_tiny_scale(toy_extractor: str, tmp_path: Path, da
         "isp=standard", "eval_identities=5", "max_train_identities=4", "repeats=3",
         "retrain.epochs=2", "retrain.batch_size=8", "retrain.eval_every_epoch=true",
         f'retrain.columns=[{{label="Toy-Softmax", extractor="{toy_extractor}", loss="softmax", lr=0.01}}]',
-        "restoration.epochs=1", "restoration.base_channels=4", "restoration.depth=2", "restoration.batch_size=8",
+        "restoration.steps=1", "restoration.base_channels=4", "restoration.depth=2", "restoration.batch_size=8",
         'restoration.models=["facenet-casia"]',
     ]
     out, result = run_experiment("e5", overrides=overrides, out=tmp_path / "e5", cache_dir=str(cache_dir),

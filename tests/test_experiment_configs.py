@@ -90,7 +90,7 @@ def test_defaults_are_the_shipped_values(experiment: str) -> None:
     ("tradeoff", 'methods=[{method="Raw", spec="raw", optinal=true}]', "methods[0].optinal", "methods[0].optional"),
     ("e5", "eval_identites=3", "eval_identites", "eval_identities"),
     ("e5", "retrain.train_seed=[1]", "retrain.train_seed", "retrain.train_seeds"),
-    ("e5", "restoration.epoch=1", "restoration.epoch", "restoration.epochs"),
+    ("e5", "restoration.step=1", "restoration.step", "restoration.steps"),
     ("audit", "cheap.gamas=[1.0]", "cheap.gamas", "cheap.gammas"),
     ("audit", "retrain.extracter=\"x\"", "retrain.extracter", "retrain.extractor"),
     ("audit", "utility.psnr_image=3", "utility.psnr_image", "utility.psnr_images"),
@@ -147,12 +147,15 @@ def test_a_bad_e5_column_names_its_index() -> None:
 
 
 def test_the_audit_rungs_become_e5s_configs() -> None:
-    audit = parse("audit", ["seed=3", "restoration.epochs=5", "retrain.epochs=1"])
-    assert audit.restoration.unet(audit.seed).to_dict() == {
+    audit = parse("audit", ["seed=3", "restoration.steps=140", "retrain.epochs=1"])
+    assert audit.restoration.unet(audit.seed, 450).to_dict() == {  # 450 crops: 28 steps a pass, 5 passes
         "epochs": 5, "batch_size": 16, "crop": 112, "lr": 3e-4, "weight_decay": 1e-2, "hflip": True,
         "face_crop_fraction": 0.0, "quantize": True, "base_channels": 12, "depth": 4, "face_penalty": False, "seed": 3}
-    assert parse("audit", ["restoration.seed=7"]).restoration.unet(3).seed == 7
-    assert parse("audit").restoration.unet(0) == parse("e5").restoration.unet(0)  # the two shipped attacks agree
+    assert parse("audit", ["restoration.seed=7"]).restoration.unet(3, 450).seed == 7
+    # the two shipped attacks are the same U-Net and optimiser; only their step budgets differ
+    audit_unet, e5_unet = parse("audit").restoration.unet(0, 2775), parse("e5").restoration.unet(0, 2775)
+    assert {**audit_unet.to_dict(), "epochs": 0} == {**e5_unet.to_dict(), "epochs": 0}
+    assert (parse("audit").restoration.steps, parse("e5").restoration.steps) == (84, 520)
     column = audit.retrain.column()
     assert column["epochs"] == 1 and column["lr"] == 0.01 and "seed" not in column
 
@@ -169,3 +172,16 @@ def test_the_fine_tuning_keys_become_the_cached_detectors_config() -> None:
     assert e3.finetune(e3.seed).to_dict() == {"epochs": 2, "batch_size": 8, "lr": 0.01, "momentum": 0.9,
                                               "weight_decay": 4e-5, "hflip": True, "seed": 4}
     assert parse("tradeoff").utility.finetune(0) == parse("e3").finetune(0)  # the two shipped protocols agree
+
+
+def test_the_restoration_budget_is_steps_whatever_the_models_listed() -> None:
+    """E5 used to train 3 passes over the crops of every listed model's alignment: one model got 173
+    steps, six models 519. The budget is now steps, rounded to whole passes."""
+    rest = parse("e5").restoration
+    six, one = rest.budget(2775), rest.budget(925)  # three alignments' crops vs one alignment's
+    assert (six["epochs"], six["steps"]) == (3, 519)  # the committed six-model baselines' schedule
+    assert (one["epochs"], one["steps"]) == (9, 513)
+    assert abs(six["steps"] - one["steps"]) <= 2775 // 16 // 2  # within half a pass of each other
+    assert parse("e5", ["restoration.steps=1"]).restoration.epochs_for(925) == 1  # at least one pass
+    with pytest.raises(CamproError, match="fewer than one batch"):
+        rest.epochs_for(15)

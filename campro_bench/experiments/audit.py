@@ -107,6 +107,13 @@ class UtilitySection:
 
 
 @dataclass(frozen=True)
+class AuditRestorationConfig(RestorationAttackConfig):
+    """The restoration rung: E5's U-Net and optimiser with a CPU-sized budget (84 AdamW steps, E5: 520)."""
+
+    steps: int = option_like(RestorationAttackConfig, "steps", 84)
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     """The audit protocol (``protocols/audit.toml``): data, models, the ladder's rungs and their settings."""
 
@@ -127,7 +134,7 @@ class AuditConfig:
     grid_faces: int = option(4, ge=0, le=64, help="faces in the run folder's image grid (0 = no grid)")
     linear: dict[str, Any] = option(dict, help="E1's linear classifier schedule")
     cheap: CheapSection = option(CheapSection)
-    restoration: RestorationAttackConfig = option(RestorationAttackConfig)
+    restoration: AuditRestorationConfig = option(AuditRestorationConfig)
     retrain: AuditRetrainSection = option(AuditRetrainSection)
     utility: UtilitySection = option(UtilitySection)
 
@@ -306,18 +313,19 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
     from ..recognizers.base import contract_of
     from ..training.restoration import face_crop_images, restoration_network
 
-    config = cfg.restoration.unet(cfg.seed)
     alignments = list(dict.fromkeys(contract_of(m).alignment for m in cfg.models))
     data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                             data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
                             progress=ctx.progress)
     key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(split.train_ids), "alignments": alignments,
            "detector": cfg.detector}
+    config = cfg.restoration.unet(cfg.seed, len(data))
     with ctx.manifest.timer("rung/restoration/train"):
         weights, report = restoration_network(data, check_protector(spec), config, ctx.cache_dir, key,
                                               device=str(ctx.device), progress=ctx.progress, log=ctx.log)
     info = {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
-            "history": report.get("history"), "config": config.to_dict(), "train_crops": len(data)}
+            "history": report.get("history"), "config": config.to_dict(), "budget": cfg.restoration.budget(len(data)),
+            "train_crops": len(data)}
     return {"weights": str(weights.relative_to(ctx.cache_dir)), "info": info}
 
 

@@ -80,7 +80,6 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
     from ..recognizers.base import contract_of
 
     rest = cfg.restoration
-    config = rest.unet(cfg.seed)
     if rest.data == "faces":
         alignments = [contract_of(m).alignment for m in rest.models]
         data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
@@ -92,6 +91,7 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
         data = scene_training_images(ctx.data_root, rest.sources, rest.holdout)
         key = {"kind": "scenes", "sources": rest.sources, "holdout": rest.holdout,
                "images": len(data)}
+    config = rest.unet(cfg.seed, len(data))
     with ctx.manifest.timer("restoration/train"):
         weights, report = restoration_network(data, isp, config, ctx.cache_dir, key, device=str(ctx.device),
                                               progress=ctx.progress, log=ctx.log)
@@ -117,7 +117,8 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
         rows.append(_row(model, label, res.accuracies, res.chance, int(res.correct.shape[1]),
                          {"gallery": gallery, "probe": kinds[spec]}))
     return rows, {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
-                  "history": report.get("history"), "config": config.to_dict(), "data": data.info}
+                  "history": report.get("history"), "config": config.to_dict(), "budget": rest.budget(len(data)),
+                  "data": data.info}
 
 
 # ----------------------------------------------------------------------------------------

@@ -95,9 +95,16 @@ class RestorationAttackConfig:
 
     The keys and ranges of :class:`~campro_bench.training.unet.UNetTrainConfig`, with this attack's
     defaults (a short CPU schedule on 112-px face crops); ``seed`` unset = the protocol's seed.
+
+    The budget is ``steps``, not epochs: the crops come from every evaluated model's alignment, so
+    a number of passes would give a longer training to a run that lists more models (3 passes were
+    173 steps for one alignment, 519 for three) and the white-box figure of a model would depend on
+    which other models were listed. ``steps`` is turned into the nearest whole number of passes
+    over the actual crops (at least one), so the budget holds to within half a pass.
     """
 
-    epochs: int = option_like(UNetTrainConfig, "epochs", 3)
+    steps: int = option(520, ge=1, le=10_000_000,
+                        help="AdamW steps of the U-Net whatever the number of crops (nearest whole number of passes)")
     crop: int = option_like(UNetTrainConfig, "crop", 112)
     batch_size: int = option_like(UNetTrainConfig, "batch_size", 16)
     lr: float = option_like(UNetTrainConfig, "lr")
@@ -109,11 +116,25 @@ class RestorationAttackConfig:
     quantize: bool = True
     seed: int | None = option(None, ge=0, help="U-Net seed; unset = the protocol's seed")
 
-    def unet(self, protocol_seed: int) -> UNetTrainConfig:
-        """The U-Net training configuration (no face penalty: restoration is plain L1)."""
-        values = {f.name: getattr(self, f.name) for f in fields(RestorationAttackConfig)}
+    def epochs_for(self, crops: int) -> int:
+        """Whole passes over ``crops`` training crops nearest to the ``steps`` budget (at least one)."""
+        per_pass = crops // self.batch_size
+        if per_pass < 1:
+            raise CamproError(f"restoration: {crops} training crops are fewer than one batch of {self.batch_size}; "
+                              "lower restoration.batch_size")
+        return max(1, round(self.steps / per_pass))
+
+    def unet(self, protocol_seed: int, crops: int) -> UNetTrainConfig:
+        """The U-Net training configuration for ``crops`` training crops (no face penalty: restoration
+        is plain L1)."""
+        values = {f.name: getattr(self, f.name) for f in fields(RestorationAttackConfig) if f.name != "steps"}
         values["seed"] = protocol_seed if self.seed is None else self.seed
-        return UNetTrainConfig.from_dict({**values, "face_penalty": False})
+        return UNetTrainConfig.from_dict({**values, "epochs": self.epochs_for(crops), "face_penalty": False})
+
+    def budget(self, crops: int) -> dict[str, int]:
+        """The budget asked for and the one trained (for manifests)."""
+        epochs = self.epochs_for(crops)
+        return {"steps_asked": self.steps, "epochs": epochs, "steps": epochs * (crops // self.batch_size), "crops": crops}
 
 
 @dataclass(frozen=True)
