@@ -89,7 +89,7 @@ def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
         assert float((y - x).abs().mean()) > 0.05  # a trained ISP is far from the identity
 
 
-SHIPPED_ENHANCERS = ["casia-adv", "casia-restore4-w1"]
+SHIPPED_ENHANCERS = ["casia-adv", "casia-restore4-w1", "casia-restore16-w1"]
 
 
 @pytest.mark.parametrize("name", SHIPPED_ENHANCERS)
