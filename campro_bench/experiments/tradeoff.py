@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..config import option
 from ..errors import CamproError, UnknownNameError
-from ..privacy.evaluate import ProtocolConfig, run_protocol
+from ..privacy.evaluate import SPLITS_SEED_PREFIX, ProtocolConfig, run_protocol
 from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS
@@ -192,7 +192,7 @@ def _same_draws(manifest: dict[str, Any], draws: Mapping[str, str]) -> bool:
 def sweep_draws(seeds: Mapping[str, Any]) -> dict[str, str]:
     """``splits/<dataset>`` -> ``splits_sha256`` from a manifest's seeds (the sweep's draws)."""
     return {k: v["splits_sha256"] for k, v in seeds.items()
-            if k.startswith("splits/") and isinstance(v, dict) and "splits_sha256" in v}
+            if k.startswith(SPLITS_SEED_PREFIX) and isinstance(v, dict) and "splits_sha256" in v}
 
 
 def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = (),

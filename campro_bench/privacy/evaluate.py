@@ -294,13 +294,18 @@ def _embed_all(get: Callable[..., Embeddings], dataset: str, models: Sequence[st
     return feats
 
 
+SPLITS_SEED_PREFIX = "splits/"
+"""Manifest ``seeds`` key prefix of a dataset's gallery/probe draws (``splits/<dataset>``); readers
+such as the trade-off's E5 check compare their ``splits_sha256``."""
+
+
 def _draw(cfg: ProtocolConfig, dataset: str, reference: DatasetLayout, ctx: RunContext) -> IdentificationSplits:
     """The dataset's splits (same for every model and protector), recorded in the manifest."""
     with ctx.manifest.timer("protocol/splits"):
         kept = select_identities(reference.labels, reference.identity_names, min_images=cfg.min_images,
                                  max_identities=cfg.max_identities or None)
         splits = sample_splits(reference.labels, repeats=cfg.repeats, seed=cfg.seed, identities=kept)
-    ctx.manifest.seeds[f"splits/{dataset}"] = {
+    ctx.manifest.seeds[f"{SPLITS_SEED_PREFIX}{dataset}"] = {
         "base_seed": cfg.seed,
         "repeat_seeds": list(splits.seeds),
         "generator": "numpy.random.default_rng(base_seed + repeat)",
