@@ -89,6 +89,10 @@ def test_an_e5_run_with_other_draws_is_named_but_not_counted(tmp_path: Path) -> 
     out = worst_case_points(table, [], [other, later], sweep)  # a comparable run after an incomparable one counts
     assert out["whitebox_worst_case"].fillna(-1).tolist() == [-1, 0.3, -1]
     assert out["whitebox_attack"].iloc[1] == f"E5 {later}: Restoration / sface"
+    stronger = _e5_folder(tmp_path / "stronger", "campro-isp:preset=b", [("Restoration", "restored", 0.5)], draws="d1")
+    for order in ([later, stronger], [stronger, later], [stronger, other, later]):  # the strongest, in any order
+        out = worst_case_points(table, [], order, sweep)
+        assert out["whitebox_worst_case"].iloc[1] == 0.5 and out["whitebox_attack"].iloc[1] == f"E5 {stronger}: Restoration / sface"
 
 
 def test_a_folder_that_is_not_an_e5_run_is_one_clear_error(tmp_path: Path) -> None:

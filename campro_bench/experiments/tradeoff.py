@@ -150,8 +150,9 @@ def whitebox_attacks(folders: Sequence[str],
 
     A folder's best row is taken over every attack that sees protected or restored probes
     (restoration, re-training, captured probes with either gallery); the raw-probe context rows are
-    not attacks. The first comparable folder of a protector counts; missing folders are passed over; a
-    folder whose manifest or table is not an E5 run's is a :class:`CamproError`.
+    not attacks. Of several comparable folders on one protector the strongest attack counts (a worst
+    case must not depend on the order of the list); missing folders are passed over; a folder whose
+    manifest or table is not an E5 run's is a :class:`CamproError`.
 
     ``draws`` (``splits/<dataset>`` -> ``splits_sha256`` of the sweep's manifest) makes the check that
     the E5 run evaluated the same identities in the same gallery/probe draws; a run that did not
@@ -174,10 +175,13 @@ def whitebox_attacks(folders: Sequence[str],
         if not {"probe", "accuracy_mean", "attack", "model"} <= set(rows.columns):
             raise CamproError(f"{results}: not an E5 table (needs probe, attack, model, accuracy_mean)")
         rows = rows[rows["probe"] != "raw"]
-        if not len(rows) or found.get(attacked, (None, ""))[0] is not None:
-            continue  # this protector already has a comparable run
+        if not len(rows):
+            continue
+        kept = found.get(attacked, (None, ""))[0]
         if draws is None or _same_draws(manifest, draws):
-            found[attacked] = (rows.loc[rows["accuracy_mean"].idxmax()], str(folder))
+            best = rows.loc[rows["accuracy_mean"].idxmax()]
+            if kept is None or float(best["accuracy_mean"]) > float(kept["accuracy_mean"]):
+                found[attacked] = (best, str(folder))
         elif attacked not in found:
             found[attacked] = (None, str(folder))
     return found
