@@ -156,9 +156,9 @@ def whitebox_attacks(folders: Sequence[str],
 
     ``draws`` (``splits/<dataset>`` -> ``splits_sha256`` of the sweep's manifest) makes the check that
     the E5 run evaluated the same identities in the same gallery/probe draws; a run that did not
-    (another ``eval_identities``, seed, dataset or repeats) is kept with row ``None`` only while no
-    comparable run of that protector follows: its accuracy is on another scale and must not join the
-    worst case.
+    (another ``eval_identities``, seed, dataset or repeats) is kept with row ``None`` only when no
+    comparable run of that protector is listed, before or after it: its accuracy is on another scale
+    and must not join the worst case.
     """
     found: dict[str, tuple[pd.Series | None, str]] = {}
     for text in folders:
