@@ -150,11 +150,19 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    """Where a result was made: Python, platform, campro-bench commit and package versions."""
+    """Where a result was made: Python, platform, CPU threads, campro-bench commit and package versions.
+
+    ``torch_threads`` is recorded because CPU training (detector fine-tuning, restorers) is not
+    bit-identical across thread counts: two runs of one command agree only at equal counts.
+    """
+    import torch  # deferred: provenance is imported by light tools that do not need torch loaded
+
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "campro_bench_commit": git_commit(),
         "packages": package_versions(),
     }

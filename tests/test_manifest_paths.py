@@ -86,3 +86,19 @@ def test_a_run_writes_a_portable_manifest(tmp_path: Path) -> None:
     assert has_absolute_path((out / "t.md").read_text()) == []
     assert json.loads((out / "report.json").read_text()) == {"checkpoint": "detectors/p.pt", "epochs": 2}
     assert (out / "raw.bin").read_bytes() == str(tmp_path / "cache").encode()  # not JSON: written as given
+
+
+def test_the_environment_records_the_cpu_thread_count_the_results_depend_on() -> None:
+    import torch
+
+    from campro_bench.provenance import environment
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert environment()["torch_threads"] == 1
+        torch.set_num_threads(2)
+        assert environment()["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+    assert environment()["cpu_count"] >= 1
