@@ -14,7 +14,7 @@ from campro_bench.protectors.isp import ISPParams, list_presets
 
 PRESETS = Path(str(resources.files("campro_bench") / "presets"))
 TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-restore-w1", "casia-restore4-w1",
-               "casia-restore16-w1", "casia-restore32-w1"]
+               "casia-restore16-w1", "casia-restore32-w1", "casia-restore16-w1-r3"]
 ABLATION_PAIR = ["casia-adv", "casia-protector-only"]
 
 
@@ -77,6 +77,13 @@ def test_thirty_two_step_restorer_preset_differs_from_the_sixteen_step_one_only_
                            for n in ("casia-restore16-w1", "casia-restore32-w1")]
     assert {k for k in sixteen if sixteen[k] != thirty_two[k]} == {"restorer_steps"}
     assert (thirty_two["restorer_steps"], thirty_two["restorer_warmup_steps"]) == (32, 800)
+
+
+def test_restoration_weight_preset_differs_from_the_sixteen_step_one_only_in_the_restoration_weight() -> None:
+    weight_one, weight_three = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
+                                for n in ("casia-restore16-w1", "casia-restore16-w1-r3")]
+    assert {k for k in weight_one if weight_one[k] != weight_three[k]} == {"restoration_weight"}
+    assert (weight_one["restoration_weight"], weight_three["restoration_weight"]) == (1.0, 3.0)
 
 
 def test_trained_presets_protect_and_destroy_the_image_structure() -> None:
