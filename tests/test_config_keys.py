@@ -15,7 +15,7 @@ from campro_bench.cli.main import main
 from campro_bench.config import option, parse_config
 from campro_bench.errors import CamproError
 from campro_bench.experiments.runner import check_protocol_keys
-from campro_bench.experiments.spec import list_protocols, load_spec
+from campro_bench.experiments.spec import list_protocols, load_spec, protocols_dir
 from campro_bench.registries import EXPERIMENTS
 
 
@@ -129,3 +129,12 @@ def test_train_lensless_takes_a_toml_config_and_checks_cross_field_rules(tmp_pat
     assert main(["train", "lensless", "--out", str(tmp_path / "o"), "--set", "noise=-0.1"]) == 2
     assert "train lensless key 'noise': input should be greater than or equal to 0" in error_line(capsys)
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_a_folder_named_like_a_protocol_does_not_hide_the_shipped_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e1").mkdir()  # an earlier `campro-bench run e1 --out e1`
+    assert Path(load_spec("e1")["_source"]).parent == protocols_dir()
+    (tmp_path / "mine").write_text(Path(load_spec("e1")["_source"]).read_text())
+    assert load_spec("mine")["_source"] == "mine"  # an existing file is still read as a path

@@ -48,9 +48,13 @@ def list_protocols() -> list[str]:
 
 
 def load_spec(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a spec by shipped name (``e1``) or by path (``my_protocols/e1_small.toml``)."""
+    """Read a spec by shipped name (``e1``) or by path (``my_protocols/e1_small.toml``).
+
+    A folder of that name (an earlier ``--out e1``) does not hide the shipped protocol: only a
+    ``.toml`` path or an existing file is read as a path.
+    """
     candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
+    if candidate.suffix == ".toml" or candidate.is_file():
         path = candidate
     else:
         path = protocols_dir() / f"{name_or_path}.toml"
