@@ -89,16 +89,10 @@ def test_a_run_writes_a_portable_manifest(tmp_path: Path) -> None:
 
 
 def test_the_environment_records_the_cpu_thread_count_the_results_depend_on() -> None:
-    import torch
-
     from campro_bench.provenance import environment
+    from campro_bench.runtime import torch_threads
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert environment()["torch_threads"] == 1
-        torch.set_num_threads(2)
-        assert environment()["torch_threads"] == 2
-    finally:
-        torch.set_num_threads(before)
+    for n in (1, 2):
+        with torch_threads(n):
+            assert environment()["torch_threads"] == n
     assert environment()["cpu_count"] >= 1

@@ -18,6 +18,11 @@ TRAINED_ISP = ["casia-adv", "casia-protector-only", "casia-adv-w1", "casia-resto
 ABLATION_PAIR = ["casia-adv", "casia-protector-only"]
 
 
+def _training_config(name: str) -> dict:
+    """The training configuration recorded in an ISP preset's manifest."""
+    return json.loads((PRESETS / "isp" / f"{name}.manifest.json").read_text())["config"]
+
+
 @pytest.mark.parametrize("name", TRAINED_ISP)
 def test_trained_isp_preset_matches_its_training_manifest(name: str) -> None:
     assert name in list_presets()
@@ -35,21 +40,19 @@ def test_trained_isp_preset_matches_its_training_manifest(name: str) -> None:
 
 
 def test_the_ablation_pair_differs_only_in_the_attacker_step() -> None:
-    configs = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"] for n in ABLATION_PAIR]
+    configs = [_training_config(n) for n in ABLATION_PAIR]
     differing = {k for k in configs[0] if configs[0][k] != configs[1][k]}
     assert differing == {"protector_only"}
 
 
 def test_omega_preset_differs_from_the_main_one_only_in_omega() -> None:
-    configs = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
-               for n in ("casia-adv", "casia-adv-w1")]
+    configs = [_training_config(n) for n in ("casia-adv", "casia-adv-w1")]
     assert {k for k in configs[0] if configs[0][k] != configs[1][k]} == {"omega"}
     assert configs[1]["omega"] == 1.0
 
 
 def test_restoration_preset_differs_from_the_omega_preset_only_in_the_restorer() -> None:
-    old, new = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
-                for n in ("casia-adv-w1", "casia-restore-w1")]
+    old, new = [_training_config(n) for n in ("casia-adv-w1", "casia-restore-w1")]
     restorer_keys = {k for k in new if k.startswith("restor") or k == "lr_restorer"}
     assert new["restorer"] == "unet" and new["restoration_weight"] == 1.0
     assert {k for k in new if k not in restorer_keys and new[k] != old[k]} == set()
@@ -59,29 +62,25 @@ def test_restoration_preset_differs_from_the_omega_preset_only_in_the_restorer()
 
 
 def test_stronger_restorer_preset_differs_only_in_its_restorer_schedule_and_length() -> None:
-    one, four = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
-                 for n in ("casia-restore-w1", "casia-restore4-w1")]
+    one, four = [_training_config(n) for n in ("casia-restore-w1", "casia-restore4-w1")]
     assert {k for k in one if one[k] != four[k]} == {"restorer_steps", "restorer_warmup_steps", "iterations"}
     assert (four["restorer_steps"], four["restorer_warmup_steps"], four["iterations"]) == (4, 400, 200)
 
 
 def test_sixteen_step_restorer_preset_differs_from_the_four_step_one_only_in_the_restorer_schedule() -> None:
-    four, sixteen = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
-                     for n in ("casia-restore4-w1", "casia-restore16-w1")]
+    four, sixteen = [_training_config(n) for n in ("casia-restore4-w1", "casia-restore16-w1")]
     assert {k for k in four if four[k] != sixteen[k]} == {"restorer_steps", "restorer_warmup_steps"}
     assert (sixteen["restorer_steps"], sixteen["restorer_warmup_steps"], sixteen["iterations"]) == (16, 800, 200)
 
 
 def test_thirty_two_step_restorer_preset_differs_from_the_sixteen_step_one_only_in_restorer_steps() -> None:
-    sixteen, thirty_two = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
-                           for n in ("casia-restore16-w1", "casia-restore32-w1")]
+    sixteen, thirty_two = [_training_config(n) for n in ("casia-restore16-w1", "casia-restore32-w1")]
     assert {k for k in sixteen if sixteen[k] != thirty_two[k]} == {"restorer_steps"}
     assert (thirty_two["restorer_steps"], thirty_two["restorer_warmup_steps"]) == (32, 800)
 
 
 def test_restoration_weight_preset_differs_from_the_sixteen_step_one_only_in_the_restoration_weight() -> None:
-    weight_one, weight_three = [json.loads((PRESETS / "isp" / f"{n}.manifest.json").read_text())["config"]
-                                for n in ("casia-restore16-w1", "casia-restore16-w1-r3")]
+    weight_one, weight_three = [_training_config(n) for n in ("casia-restore16-w1", "casia-restore16-w1-r3")]
     assert {k for k in weight_one if weight_one[k] != weight_three[k]} == {"restoration_weight"}
     assert (weight_one["restoration_weight"], weight_three["restoration_weight"]) == (1.0, 3.0)
 

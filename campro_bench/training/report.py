@@ -147,14 +147,8 @@ def training_manifest(
         "metrics": metrics,
         "outputs": outputs or {},
         "notes": list(notes),
-        "environment": {**environment(), "torch_threads": _torch_threads()},
+        "environment": environment(),
     }, default_roots())
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
 
 
 def relative_to(path: Path, base: Path) -> str:
