@@ -3,7 +3,8 @@
 A column trains a differentiable face extractor (:mod:`campro_bench.training.fr_retrain`) on the
 aligned crops of the TRAIN identities (protected, or raw for a control) and identifies the EVAL
 identities on the E1 protocol's gallery/probe draws. Its outcome (EVAL embeddings and training
-history) is cached under ``<cache>/e5/``, keyed by everything that determines it.
+history) is cached under ``<cache>/e5/``, keyed by everything that determines it, and sealed with a
+content digest (:mod:`campro_bench.io.sealed`): an altered entry, or one without a digest, is trained again.
 :class:`E5Config` is E5's protocol section; the audit builds one for its rung. Each (column,
 train seed) is an independent executor task (:func:`column_task`).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +21,7 @@ import numpy as np
 from ..config import option, option_like
 from ..errors import CamproError
 from ..faces.pipeline import aligned_crops
-from ..io import atomic_write_json
+from ..io.sealed import discard, sealed_path, trusted_entry, write_sealed_json
 from ..io.hashing import ids_digest, sha256_json
 from ..privacy.classifiers import build_classifier
 from ..privacy.identification import FeatureSet, identify_many
@@ -207,6 +209,28 @@ def _accuracies(cfg: E5Config, features: FeatureSet, splits: IdentificationSplit
     return result.accuracies
 
 
+def load_outcome(cache: Path) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """A column's cached outcome (``cache.npz`` embeddings, ``cache.json`` info), or ``None`` when it is
+    absent or cannot be trusted (altered, or without a digest: removed, to be trained again)."""
+    entry = (cache.with_suffix(".npz"), cache.with_suffix(".json"))
+    trusted = trusted_entry(*entry)
+    if not trusted:
+        if trusted is False:
+            for path in entry:
+                discard(path)
+        return None
+    with np.load(entry[0], allow_pickle=False) as data:
+        embeddings = data["embeddings"]
+    return embeddings, json.loads(entry[1].read_text(encoding="utf-8"))
+
+
+def save_outcome(cache: Path, embeddings: np.ndarray, info: dict[str, Any]) -> None:
+    """Write a column's outcome atomically, each file sealed with its digest."""
+    with sealed_path(cache.with_suffix(".npz")) as tmp:
+        np.savez(tmp, embeddings=embeddings)
+    write_sealed_json(cache.with_suffix(".json"), info)
+
+
 def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentitySplit, isp: Any, protected: bool,
                ctx: RunContext) -> dict[str, Any]:
     """Train one column's extractor (or load its outcome from the cache) and identify EVAL faces."""
@@ -231,9 +255,9 @@ def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentityS
                    "splits": [cfg.seed, cfg.repeats], "version": 1}
     key = sha256_json(key_payload)[:16]
     cache = ctx.cache_dir / "e5" / f"retrain-{column.extractor}-{key}"
-    if cache.with_suffix(".npz").is_file() and cache.with_suffix(".json").is_file():
-        embeddings = np.load(cache.with_suffix(".npz"))["embeddings"]
-        info = json.loads(cache.with_suffix(".json").read_text())
+    outcome = load_outcome(cache)
+    if outcome is not None:
+        embeddings, info = outcome
         cached = True
     else:
         def diagnostic(epoch: int, extractor: Any) -> dict[str, float]:
@@ -249,9 +273,7 @@ def run_column(cfg: E5Config, column: RetrainColumn, seed: int, split: IdentityS
         embeddings = embed(extractor, evals.crops, cfg.batch_size, ctx.device)
         info = {"history": result.history, "diverged": result.diverged, "seconds": result.seconds, "key": key_payload,
                 "train_images": int(train.found.sum()), "train_identities": int(len(np.unique(train.labels)))}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache.with_suffix(".npz"), embeddings=embeddings)
-        atomic_write_json(cache.with_suffix(".json"), info)
+        save_outcome(cache, embeddings, info)
         cached = False
     accuracies = _accuracies(cfg, FeatureSet(embeddings, evals.found), splits, ctx)
     return {"accuracies": accuracies, "info": info, "cached": cached, "chance": splits.chance,

@@ -9,9 +9,10 @@ share the work. Shards are written atomically and never rewritten, so concurrent
 worst compute the same rows twice.
 
 Each shard carries a content digest (``part-*.npz.sha256``, :mod:`campro_bench.io.sealed`). A shard
-that does not match its digest or cannot be read (truncated, altered) is removed with a warning
-naming it, and its rows are computed again. Shards written before digests existed are accepted
-when they read completely (every array's zip CRC-32 is checked on reading).
+that does not match its digest, has none, or cannot be read (truncated, altered) is removed with a
+warning naming it, and its rows are computed again. Shards written before digests existed are read
+only when the user opts in (``CAMPRO_BENCH_ACCEPT_UNSEALED=1``), with a warning naming each one, and
+only when they read completely (every array's zip CRC-32 is checked on reading).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..io import atomic_write_json
 from ..io.hashing import ids_digest, sha256_json
-from ..io.sealed import discard, sealed_path, verify_sealed
+from ..io.sealed import LEGACY_ENV, accept_unsealed, discard, is_unsealed, sealed_path, verify_sealed
 
 STORE_VERSION = 1
 
@@ -51,7 +52,13 @@ class ShardStore:
         out: dict[str, np.ndarray] = {}
         for shard in self._shards():
             try:
-                if not verify_sealed(shard, legacy=True):
+                unsealed = is_unsealed(shard)
+                if unsealed and not accept_unsealed():
+                    raise ValueError(f"no content digest; set {LEGACY_ENV}=1 to accept entries of older versions")
+                if unsealed:
+                    warnings.warn(f"cache shard {shard} has no content digest; read as written by an older "
+                                  f"version ({LEGACY_ENV}=1)", stacklevel=2)
+                elif not verify_sealed(shard):
                     raise ValueError("content does not match its digest")
                 with np.load(shard, allow_pickle=False) as data:
                     shard_ids = data["ids"]
@@ -62,7 +69,7 @@ class ShardStore:
                     src, dst = (np.array(x, np.int64) for x in zip(*rows))
                     columns = {f: data[f] for f in fields}
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-                warnings.warn(f"damaged cache shard {shard} ({exc}); removed, its rows are computed again",
+                warnings.warn(f"cache shard {shard} not trusted ({exc}); removed, its rows are computed again",
                               stacklevel=2)
                 discard(shard)
                 continue

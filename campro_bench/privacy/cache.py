@@ -5,7 +5,8 @@ gallery features, probe features, splits) combination. The key hashes the bytes 
 that determines the outcome, so a hit is exactly what recomputation would give; it makes a warm
 rerun of E1 (embeddings already cached by the face pipeline) independent of linear-classifier
 training time. Entries are small ``.npz`` files written atomically with a content digest
-(:mod:`campro_bench.io.sealed`); a damaged or altered entry is recomputed. Deleting the folder is safe.
+(:mod:`campro_bench.io.sealed`); a damaged or altered entry, or one without a digest (unless the user
+opts in with ``CAMPRO_BENCH_ACCEPT_UNSEALED=1``), is recomputed. Deleting the folder is safe.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..io.hashing import sha256_json
-from ..io.sealed import sealed_path, verify_sealed
+from ..io.sealed import accept_unsealed, sealed_path, verify_sealed
 
 CACHE_VERSION = 1
 """Bump when the meaning of a cached outcome changes (protocol or classifier semantics)."""
@@ -55,7 +56,7 @@ class OutcomeCache:
         if not path.is_file():
             return None
         try:
-            if not verify_sealed(path, legacy=True):
+            if not verify_sealed(path, legacy=accept_unsealed()):
                 return None  # altered entry: recompute and overwrite
             with np.load(path, allow_pickle=False) as data:
                 return data["correct"].astype(bool), json.loads(str(data["info"]))

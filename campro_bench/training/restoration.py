@@ -16,7 +16,7 @@ Training data (``data``):
 The restored-probe protector is ``campro-enhanced:params=ISP.json,enhancer=RESTORATION.pt``
 (ISP then U-Net), so the face pipeline caches its embeddings like any other protector's.
 :func:`restoration_network` caches the trained weights under ``<cache>/e5/`` keyed by everything
-that determines them.
+that determines them, sealed with a content digest (an altered or unsealed entry is trained again).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import CamproError
 from ..faces.pipeline import ProgressFactory, aligned_crops, progress_bar
-from ..io import atomic_write_json
+from ..io.sealed import discard, seal, trusted_entry, write_sealed_json
 from ..io.hashing import sha256_json
 from ..protectors.base import Protector
 from ..protectors.isp import CamproISP
@@ -94,13 +94,18 @@ def restoration_network(
     digest = sha256_json({"isp": isp.fingerprint(), "config": config.to_dict(), "data": key})[:16]
     weights = Path(cache_dir) / "e5" / f"restoration-{digest}.pt"
     report_file = weights.with_suffix(".json")
-    if weights.is_file() and report_file.is_file():
+    trusted = trusted_entry(weights, report_file)
+    if trusted:
         return weights, {**json.loads(report_file.read_text()), "cached": True}
+    if trusted is False:  # altered or unsealed: train again
+        discard(weights)
+        discard(report_file)
     steps = config.epochs * (len(data) // config.batch_size)
     with progress_bar(progress, "train restoration U-Net (Eq. 7)", steps) as advance:
         result = train_unet(data, isp, config, trainer="restoration", device=device, on_step=advance, log=log)
     state = save_unet(result, weights, trainer="restoration", isp=isp.fingerprint(), data=key)
     report = {"weights_digest": state, "history": result.history, "config": config.to_dict(), "data": data.info,
               "key": digest}
-    atomic_write_json(report_file, report)
+    seal(weights)
+    write_sealed_json(report_file, report)
     return weights, {**report, "cached": False}
