@@ -2,9 +2,10 @@
 
 A manifest records the command, the resolved spec, every seed, package versions, the git commit
 of campro-bench, dataset fingerprints, model weight hashes and per-stage timings. It is written
-as ``manifest.json`` beside the tables of each run. It holds no absolute path of the machine:
-data, caches and protocols are named relative to their roots
-(:func:`campro_bench.provenance.portable_paths`). The manifest sits below the experiments: the
+as ``manifest.json`` beside the tables of each run. Data, caches and protocols are named
+relative to their roots, and inputs (spec option values, the protocol path, the command) replay to
+the same files: an input outside the cache, models and protocols folders keeps its absolute path
+(:func:`campro_bench.provenance.portable_paths`; ``path_bases`` states the bases). The manifest sits below the experiments: the
 runner, the protocols of :mod:`campro_bench.privacy` and the training commands all record into one.
 """
 
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .provenance import default_roots, environment, portable_paths
+from .provenance import PATH_BASES, default_roots, environment, input_roots, portable_paths
 
 WRITTEN_BY = "campro-bench"
 """The ``written_by`` mark of a manifest: ``run --overwrite`` replaces only folders that carry it."""
@@ -59,6 +60,8 @@ class Manifest:
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     path_roots: dict[str, str] = field(default_factory=dict)
     """Folders whose paths are written relative to them (see :func:`~campro_bench.provenance.default_roots`)."""
+    input_roots: dict[str, str] = field(default_factory=dict)
+    """The roots that apply to inputs too (see :func:`~campro_bench.provenance.input_roots`)."""
 
     @contextlib.contextmanager
     def timer(self, stage: str) -> Iterator[None]:
@@ -70,8 +73,8 @@ class Manifest:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def to_dict(self) -> dict[str, Any]:
-        roots = self.path_roots or default_roots()
-        return portable_paths(self._raw_dict(), roots)
+        return portable_paths(self._raw_dict(), self.path_roots or default_roots(),
+                              self.input_roots or input_roots())
 
     def _raw_dict(self) -> dict[str, Any]:
         return {
@@ -87,4 +90,5 @@ class Manifest:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
             "environment": environment(),
+            "path_bases": PATH_BASES,
         }

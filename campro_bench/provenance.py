@@ -1,11 +1,24 @@
-"""Machine-independent provenance: no absolute path of the machine in a manifest.
+"""Machine-independent provenance that replays: no needless absolute path in a manifest.
 
 A manifest names data by dataset spec, path relative to the data root and fingerprint, caches by
 their key (path relative to the cache folder) and protocols by their path relative to the
 package's ``protocols/`` folder. :func:`portable_paths` rewrites every string of a manifest that
 holds an absolute path: a path under one of the given roots becomes relative to it (``lfw``,
-``faces/embeddings/<key>``, ``protocols/e1.toml``); any other absolute path keeps only its last
-component (an output folder given on the command line, a program path in ``argv[0]``).
+``faces/embeddings/<key>``, ``protocols/e1.toml``); any other absolute path in free text keeps only
+its last component (a folder named in an error message).
+
+The replay rule: what the user gave and a replay reads again must name the same files. *Inputs*
+are the values of spec options (``identity-folder:folder=/abs/faces``, ``campro-isp:params=/abs/p.json``),
+the protocol path (``_source``) and the arguments of the recorded ``command``. An input is made
+relative only to a root that names its base (``inputs``: the cache, the models folder, the package's
+protocols, named by key as elsewhere); any other absolute input stays absolute, so replaying the
+spec or the command reads the same folder, never one under the data root or the working folder
+of the replay. A relative input is written as given (a dataset folder relative to the data root,
+a protocol path relative to the working folder). In the command, the program is named without its
+folder and the values of ``--data-root``, ``--cache-dir`` and ``--models-dir`` become
+``$CAMPRO_BENCH_DATA``, ``$CAMPRO_BENCH_CACHE`` and ``$CAMPRO_BENCH_MODELS``: a shell replay
+takes the replaying machine's roots. :data:`PATH_BASES` (recorded in every run manifest) states
+these bases.
 
 :func:`environment` is the ``environment`` record of every manifest (run and training manifests
 alike): Python, platform, the git commit of campro-bench and the versions of its main packages.
@@ -25,34 +38,86 @@ from typing import Any, Mapping
 _ABSOLUTE = re.compile(r"(?<![\w.~:/-])(/[^\s\"',;:()\[\]]+|[A-Za-z]:\\[^\s\"',;()\[\]]+)")
 """An absolute POSIX or Windows path inside a string."""
 
+INPUT_KEYS = frozenset({"_source", "command"})
+"""Keys whose values are inputs in full (the protocol path, the command line)."""
 
-def portable_paths(obj: Any, roots: Mapping[str | os.PathLike[str], str]) -> Any:
+ROOT_OPTIONS = {"--data-root": "$CAMPRO_BENCH_DATA", "--cache-dir": "$CAMPRO_BENCH_CACHE",
+                "--models-dir": "$CAMPRO_BENCH_MODELS"}
+"""Command-line options whose values are this machine's roots, recorded as the variables that replace them."""
+
+PATH_BASES = {
+    "data": "dataset paths and relative dataset folders in specs (identity-folder:folder=...) are relative to the data root",
+    "cache": "cache entries (faces/..., e5/...) are relative to the cache folder",
+    "protocols/": "protocols/NAME.toml is the protocol shipped in the campro_bench package",
+    "absolute": "an absolute path in a spec, the protocol path or the command is the path the run read, kept as given",
+    "relative": "other relative paths in the command and the protocol path are relative to the working folder of the command",
+}
+"""The bases of the paths of a run manifest (the replay rule), recorded in it as ``path_bases``."""
+
+
+def portable_paths(obj: Any, roots: Mapping[str | os.PathLike[str], str],
+                   inputs: Mapping[str | os.PathLike[str], str] | None = None) -> Any:
     """A copy of ``obj`` (JSON-like data) with absolute paths made relative; see the module notes.
 
     Args:
         roots: absolute folder -> the name it is replaced by (``""`` for a plain relative path,
             ``"protocols"`` to keep a prefix). Longer (more specific) roots win.
+        inputs: the roots that also apply to inputs (spec option values, ``_source``, ``command``);
+            ``None``: all of ``roots``. An input under none of them stays absolute.
     """
-    ordered = sorted(((str(Path(r)), name) for r, name in roots.items() if str(r)), key=lambda rn: -len(rn[0]))
-    return _walk(obj, ordered)
+    ordered = _ordered(roots)
+    return _walk(obj, ordered, ordered if inputs is None else _ordered(inputs), False)
 
 
-def _walk(obj: Any, roots: list[tuple[str, str]]) -> Any:
+def _ordered(roots: Mapping[str | os.PathLike[str], str]) -> list[tuple[str, str]]:
+    return sorted(((str(Path(r)), name) for r, name in roots.items() if str(r)), key=lambda rn: -len(rn[0]))
+
+
+def _walk(obj: Any, roots: list[tuple[str, str]], inputs: list[tuple[str, str]], is_input: bool) -> Any:
     if isinstance(obj, dict):
-        return {_walk(k, roots) if isinstance(k, str) else k: _walk(v, roots) for k, v in obj.items()}
+        return {(_walk(k, roots, inputs, is_input) if isinstance(k, str) else k):
+                (portable_command(v, inputs) if k == "command" and isinstance(v, list)
+                 else _walk(v, roots, inputs, is_input or k in INPUT_KEYS))
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_walk(v, roots) for v in obj]
+        return [_walk(v, roots, inputs, is_input) for v in obj]
     if isinstance(obj, str) and ("/" in obj or "\\" in obj):
-        return _ABSOLUTE.sub(lambda m: _relative(m.group(0), roots), obj)
+        def rewrite(m: re.Match[str]) -> str:
+            if is_input or (m.start() > 0 and m.string[m.start() - 1] == "="):  # an option's value
+                return _relative(m.group(0), inputs, keep=True)
+            return _relative(m.group(0), roots)
+
+        return _ABSOLUTE.sub(rewrite, obj)
     return obj
 
 
-def _relative(path: str, roots: list[tuple[str, str]]) -> str:
+def portable_command(argv: list[Any], inputs: Mapping[str | os.PathLike[str], str] | list[tuple[str, str]]) -> list[Any]:
+    """The recorded command line: the program without its folder, root options as their variables,
+    every other argument an input (see the module notes)."""
+    ordered = inputs if isinstance(inputs, list) else _ordered(inputs)
+    out: list[Any] = []
+    for n, arg in enumerate(argv):
+        if not isinstance(arg, str):
+            out.append(arg)
+        elif n == 0:
+            out.append(PurePosixPath(arg.replace("\\", "/")).name or arg)
+        elif n > 0 and argv[n - 1] in ROOT_OPTIONS:
+            out.append(ROOT_OPTIONS[argv[n - 1]])
+        elif arg.split("=", 1)[0] in ROOT_OPTIONS and "=" in arg:
+            out.append(f"{arg.split('=', 1)[0]}={ROOT_OPTIONS[arg.split('=', 1)[0]]}")
+        else:
+            out.append(_walk(arg, ordered, ordered, True))
+    return out
+
+
+def _relative(path: str, roots: list[tuple[str, str]], keep: bool = False) -> str:
     for root, name in roots:
         if path == root or path.startswith(root.rstrip("/\\") + "/"):
             rest = path[len(root):].lstrip("/")
             joined = "/".join(p for p in (name, rest) if p)
             return joined or "."
+    if keep:
+        return path
     return PurePosixPath(path.replace("\\", "/")).name or "."
 
 
@@ -99,6 +164,21 @@ def default_roots(data_root: str | os.PathLike[str] | None = None, cache_dir: st
     add(paths.models_dir(models_dir))
     add(Path(__file__).resolve().parent / "protocols", "protocols")
     add(Path.cwd())
+    return found
+
+
+def input_roots(cache_dir: str | os.PathLike[str] | None = None,
+                models_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The roots that name an input's base (cache, models folder, the package's protocols): an input
+    under another folder (the data root, the working folder) or none stays absolute (the replay rule)."""
+    from . import paths
+
+    found: dict[str, str] = {}
+    for folder, name in ((paths.cache_dir(cache_dir), ""), (paths.models_dir(models_dir), ""),
+                         (Path(__file__).resolve().parent / "protocols", "protocols")):
+        for form in {Path(folder).expanduser().absolute(), Path(folder).expanduser().resolve()}:
+            if str(form) != form.anchor:
+                found.setdefault(str(form), name)
     return found
 
 

@@ -49,15 +49,39 @@ def test_no_committed_table_or_result_file_names_a_machine_path() -> None:
 
 def test_portable_paths_makes_paths_relative_to_their_roots() -> None:
     manifest = {"root": "/data/sets/lfw", "cache": "/c/faces/embeddings/ab12", "spec": {"_source": "/pkg/protocols/e1.toml"},
-                "command": ["/venv/bin/campro-bench", "run", "e1", "--out", "/tmp/x/run1"],
+                "command": ["/venv/bin/campro-bench", "run", "e1", "--out", "run1", "--data-root", "/data/sets"],
                 "note": "weights not found in /m/models (--models-dir)", "url": "https://example.org/a/b",
-                "ratio": "w=0.2/omega", "hash": "ab/cd"}
-    out = portable_paths(manifest, {"/data/sets": "", "/c": "", "/pkg/protocols": "protocols"})
+                "ratio": "w=0.2/omega", "hash": "ab/cd", "protector": "restored:base=/c/e5/p.json"}
+    out = portable_paths(manifest, {"/data/sets": "", "/c": "", "/pkg/protocols": "protocols"},
+                         {"/c": "", "/pkg/protocols": "protocols"})
     assert out == {"root": "lfw", "cache": "faces/embeddings/ab12", "spec": {"_source": "protocols/e1.toml"},
-                   "command": ["campro-bench", "run", "e1", "--out", "run1"],
+                   "command": ["campro-bench", "run", "e1", "--out", "run1", "--data-root", "$CAMPRO_BENCH_DATA"],
                    "note": "weights not found in models (--models-dir)", "url": "https://example.org/a/b",
-                   "ratio": "w=0.2/omega", "hash": "ab/cd"}
-    assert has_absolute_path(out) == [] and len(has_absolute_path(manifest)) == 6
+                   "ratio": "w=0.2/omega", "hash": "ab/cd", "protector": "restored:base=e5/p.json"}
+    assert has_absolute_path(out) == [] and len(has_absolute_path(manifest)) == 7
+
+
+def test_inputs_outside_the_named_roots_stay_absolute_so_they_replay() -> None:
+    """The replay rule: a dataset folder, protocol or output given as an absolute path is recorded as
+    that path (never shortened to its last component, nor made relative to the data root or the
+    working folder, under which a replay would look instead)."""
+    roots = {"/data/sets": "", "/c": "", "/work": "", "/pkg/protocols": "protocols"}
+    inputs = {"/c": "", "/pkg/protocols": "protocols"}
+    spec = "identity-folder:folder=/home/u/faces"
+    under_data_root = "identity-folder:folder=/data/sets/mine"
+    under_cwd = "identity-folder:folder=/work/faces"
+    manifest = {"spec": {"datasets": [spec, under_data_root, under_cwd], "_source": "/home/u/p.toml"},
+                "command": ["/venv/bin/campro-bench", "run", "e1", "--protocol", "/work/p.toml", "--out", "/tmp/o",
+                            "--set", f"datasets=[\"{spec}\"]", "--cache-dir=/c"],
+                "data": {"faces": {"dataset": spec}}, "note": "read /home/u/faces/a/1.jpg"}
+    out = portable_paths(manifest, roots, inputs)
+    assert out["spec"] == manifest["spec"]
+    assert out["command"] == ["campro-bench", "run", "e1", "--protocol", "/work/p.toml", "--out", "/tmp/o",
+                              "--set", f"datasets=[\"{spec}\"]", "--cache-dir=$CAMPRO_BENCH_CACHE"]
+    assert out["data"]["faces"]["dataset"] == spec
+    assert out["note"] == "read 1.jpg"  # free text: not an input, shortened as before
+    # without the inputs' roots every root applies to inputs too, and an input outside all stays whole
+    assert portable_paths({"d": under_cwd, "e": spec}, roots) == {"d": "identity-folder:folder=faces", "e": spec}
 
 
 def test_a_run_writes_a_portable_manifest(tmp_path: Path) -> None:
@@ -80,7 +104,8 @@ def test_a_run_writes_a_portable_manifest(tmp_path: Path) -> None:
     finally:
         EXPERIMENTS.remove("portable-test")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert has_absolute_path(manifest) == []
+    assert has_absolute_path(manifest) == [str(protocol)]  # a protocol outside every root replays by its path
+    assert manifest["spec"]["_source"] == str(protocol) and "path_bases" in manifest
     assert manifest["data"]["faces"] == {"root": "faces", "cache": "k/1"}
     assert pd.read_csv(out / "t.csv")["note"].tolist() == ["unavailable: no model folder models/blip"]
     assert has_absolute_path((out / "t.md").read_text()) == []
@@ -96,3 +121,47 @@ def test_the_environment_records_the_cpu_thread_count_the_results_depend_on() ->
         with torch_threads(n):
             assert environment()["torch_threads"] == n
     assert environment()["cpu_count"] >= 1
+
+
+@pytest.mark.realdata
+def test_a_recorded_command_replays_to_the_same_table(data_root: Path, tmp_path: Path) -> None:
+    """Run a tiny E1 through the command line on an identity folder given by absolute path (outside
+    the data root and the working folder), with a protocol file given by absolute path; then run the
+    manifest's recorded command in a shell, from another working folder and with a fresh cache: it
+    reads the same files and writes the same table."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    faces = tmp_path / "elsewhere" / "faces"
+    for person in ("Alvaro_Uribe", "Amelie_Mauresmo", "Andre_Agassi"):
+        (faces / person).mkdir(parents=True)
+        for k in (1, 2):
+            shutil.copy(data_root / "lfw" / "images" / person / f"{person}_{k:04d}.jpg", faces / person / f"{k}.jpg")
+    protocol = tmp_path / "protocols" / "tiny.toml"
+    protocol.parent.mkdir()
+    protocol.write_text('datasets = ["lfw"]\nmodels = ["sface"]\nprotectors = ["raw", "invert"]\n'
+                        'classifiers = ["nearest"]\ngalleries = ["raw"]\nrepeats = 2\nbatch_size = 8\n')
+    program = Path(sys.executable).parent / "campro-bench"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{program.parent}{os.pathsep}{os.environ['PATH']}"}
+    first_cwd, second_cwd = tmp_path / "a", tmp_path / "b"
+    first_cwd.mkdir()
+    second_cwd.mkdir()
+    spec = f"identity-folder:folder={faces}"
+    subprocess.run([str(program), "run", "e1", "--protocol", str(protocol), "--set", f'datasets=["{spec}"]',
+                    "--out", str(tmp_path / "run1"), "--cache-dir", str(tmp_path / "cache1"), "--device", "cpu",
+                    "--quiet"], cwd=first_cwd, env=env, check=True, capture_output=True, text=True, timeout=600)
+    manifest = json.loads((tmp_path / "run1" / "manifest.json").read_text())
+    command = manifest["command"]
+    assert command[0] == "campro-bench" and str(protocol) in command and f'datasets=["{spec}"]' in command
+    assert manifest["spec"]["datasets"] == [spec] and manifest["spec"]["_source"] == str(protocol)
+    assert command[command.index("--cache-dir") + 1] == "$CAMPRO_BENCH_CACHE"
+    first = pd.read_csv(tmp_path / "run1" / "e1.csv")
+    assert set(first["dataset"]) == {spec} and len(first) == 2
+    command[command.index("--out") + 1] = str(tmp_path / "run2")
+    line = " ".join(a if a.startswith("$") else shlex.quote(a) for a in command)
+    subprocess.run(["bash", "-c", line], cwd=second_cwd, env={**env, "CAMPRO_BENCH_CACHE": str(tmp_path / "cache2")},
+                   check=True, capture_output=True, text=True, timeout=600)
+    assert (tmp_path / "cache2").is_dir() and not (second_cwd / "run2").exists()  # recomputed, written where asked
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run2" / "e1.csv"), first)

@@ -30,7 +30,7 @@ from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_wr
 from ..registries import EXPERIMENTS
 from ..context import RunContext, resolve_device
 from ..manifest import Manifest, written_by_campro_bench
-from ..provenance import default_roots, portable_paths
+from ..provenance import default_roots, input_roots, portable_paths
 from .base import ExperimentResult
 from .spec import apply_overrides, check_keys, list_protocols, load_spec
 
@@ -49,20 +49,21 @@ def table_markdown(name: str, table: pd.DataFrame, floatfmt: str = ".4g") -> str
     return f"## {name}\n\n" + table.to_markdown(index=False, floatfmt=floatfmt) + "\n"
 
 
-def portable_table(table: pd.DataFrame, roots: dict[str, str]) -> pd.DataFrame:
+def portable_table(table: pd.DataFrame, roots: dict[str, str], inputs: dict[str, str] | None = None) -> pd.DataFrame:
     """``table`` with machine paths in its text cells made relative to ``roots``, as in manifests
-    (an error message that names the models folder, a checkpoint in the cache)."""
+    (an error message that names the models folder, a checkpoint in the cache); spec option values
+    follow the replay rule (``inputs``, :func:`~campro_bench.provenance.portable_paths`)."""
     out = table.copy()
     for column in out.columns:
         if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(lambda v: portable_paths(v, roots) if isinstance(v, str) else v)
+            out[column] = out[column].map(lambda v: portable_paths(v, roots, inputs) if isinstance(v, str) else v)
     return out
 
 
-def _portable_file(name: str, data: bytes, roots: dict[str, str]) -> bytes:
+def _portable_file(name: str, data: bytes, roots: dict[str, str], inputs: dict[str, str] | None) -> bytes:
     if not name.endswith(".json"):
         return data
-    return (json.dumps(portable_paths(json.loads(data), roots), indent=2) + "\n").encode()
+    return (json.dumps(portable_paths(json.loads(data), roots, inputs), indent=2) + "\n").encode()
 
 
 def write_result(result: ExperimentResult, manifest: Manifest, folder: Path) -> None:
@@ -71,21 +72,21 @@ def write_result(result: ExperimentResult, manifest: Manifest, folder: Path) -> 
     Text cells, notes and JSON extra files name data, caches and models relative to their roots,
     never by a path of this machine (the manifest's rule)."""
     folder.mkdir(parents=True, exist_ok=True)
-    roots = manifest.path_roots or default_roots()
+    roots, inputs = manifest.path_roots or default_roots(), manifest.input_roots or input_roots()
     for name, table in result.tables.items():
-        table = portable_table(table, roots)
+        table = portable_table(table, roots, inputs)
         buffer = io.StringIO()
         table.to_csv(buffer, index=False, float_format="%.6g")
         atomic_write_text(folder / f"{name}.csv", buffer.getvalue())
         header = f"# {manifest.experiment}: {name}\n\n"
-        notes = (portable_paths(result.notes.strip(), roots) + "\n\n") if result.notes.strip() else ""
+        notes = (portable_paths(result.notes.strip(), roots, inputs) + "\n\n") if result.notes.strip() else ""
         atomic_write_text(folder / f"{name}.md", header + notes + table_markdown(name, table))
     for name, figure in result.figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
         atomic_write_bytes(folder / f"{name}.png", buffer.getvalue())
     for name, data in result.extra_files.items():
-        atomic_write_bytes(folder / name, _portable_file(name, data, roots))
+        atomic_write_bytes(folder / name, _portable_file(name, data, roots, inputs))
     atomic_write_json(folder / "manifest.json", manifest.to_dict())
 
 
@@ -116,7 +117,8 @@ def run_experiment(
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = out or results_root / f"{name}-{stamp}"
     check_output_folder(out, overwrite)
-    manifest = Manifest(experiment=name, spec=spec, path_roots=default_roots(data_root, cache_dir, models_dir))
+    manifest = Manifest(experiment=name, spec=spec, path_roots=default_roots(data_root, cache_dir, models_dir),
+                        input_roots=input_roots(cache_dir, models_dir))
     manifest.seeds["seed"] = spec.get("seed", 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out.parent)

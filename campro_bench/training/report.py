@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io.atomic import atomic_path, atomic_write_text
-from ..provenance import default_roots, environment, portable_paths
+from ..provenance import default_roots, environment, input_roots, portable_paths
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
@@ -148,7 +148,7 @@ def training_manifest(
         "outputs": outputs or {},
         "notes": list(notes),
         "environment": environment(),
-    }, default_roots())
+    }, default_roots(), input_roots())
 
 
 def relative_to(path: Path, base: Path) -> str:
