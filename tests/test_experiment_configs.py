@@ -185,3 +185,13 @@ def test_the_restoration_budget_is_steps_whatever_the_models_listed() -> None:
     assert parse("e5", ["restoration.steps=1"]).restoration.epochs_for(925) == 1  # at least one pass
     with pytest.raises(CamproError, match="fewer than one batch"):
         rest.epochs_for(15)
+
+
+def test_the_audit_restoration_notes_say_the_steps_asked_and_trained() -> None:
+    """The audit asks 84 steps; on 600 TRAIN crops (37 batches a pass) the nearest whole number of passes
+    is 2, so 74 are trained: the run's notes say both (and the manifest's ``budget``), never 84 alone."""
+    rest = parse("audit").restoration
+    assert rest.budget(600) == {"steps_asked": 84, "epochs": 2, "steps": 74, "crops": 600}
+    assert rest.budget_note(600).startswith("Restoration U-Net: 84 AdamW steps asked, 74 trained (2 whole pass(es)")
+    assert rest.budget_note(450) == ("Restoration U-Net: 84 AdamW steps, as asked (3 whole pass(es) of 28 batches "
+                                     "of 16 over 450 training crops).")

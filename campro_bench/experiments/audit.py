@@ -108,7 +108,8 @@ class UtilitySection:
 
 @dataclass(frozen=True)
 class AuditRestorationConfig(RestorationAttackConfig):
-    """The restoration rung: E5's U-Net and optimiser with a CPU-sized budget (84 AdamW steps, E5: 520)."""
+    """The restoration rung: E5's U-Net and optimiser with a CPU-sized budget (84 AdamW steps asked, E5: 520;
+    rounded to whole passes over the TRAIN crops, see :meth:`RestorationAttackConfig.budget_note`)."""
 
     steps: int = option_like(RestorationAttackConfig, "steps", 84)
 
@@ -497,6 +498,9 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     long = pd.DataFrame(rows)
     summary = verdict(long).merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
     figures, files = audit_report.reports(cfg, long, summary, grids, split)
+    crops = {notes[s]["restoration"]["budget"]["crops"] for s in notes if "restoration" in notes[s]}
+    budget = [cfg.restoration.budget_note(c) for c in sorted(crops)]
     return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
-                            notes=audit_report.summary_notes(cfg, split), extra_files=files)
+                            notes="\n".join([audit_report.summary_notes(cfg, split), *(f"- {b}" for b in budget)]),
+                            extra_files=files)
 

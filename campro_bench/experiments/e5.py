@@ -244,7 +244,10 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         figures["e5_epochs"] = epoch_figure(curves)
     if ctx.compare == "paper":
         tables["table7_paper"] = paper_table7()
-    return ExperimentResult(tables=tables, figures=figures, notes=_notes(cfg, split, long))
+    notes = _notes(cfg, split, long)
+    if restoration_info.get("budget"):
+        notes += "\n\n" + cfg.restoration.budget_note(restoration_info["budget"]["crops"])
+    return ExperimentResult(tables=tables, figures=figures, notes=notes)
 
 
 def _notes(cfg: E5Config, split: IdentitySplit, long: pd.DataFrame) -> str:

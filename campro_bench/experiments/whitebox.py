@@ -138,6 +138,19 @@ class RestorationAttackConfig:
         epochs = self.epochs_for(crops)
         return {"steps_asked": self.steps, "epochs": epochs, "steps": epochs * (crops // self.batch_size), "crops": crops}
 
+    def budget_note(self, crops: int) -> str:
+        """One sentence for a result's notes: steps asked, steps trained and why they differ.
+
+        The whole-pass rounding moves the trained steps by up to half a pass: 84 asked are 84 trained
+        over 450 crops (3 passes of 28 batches), 74 over 600 (2 of 37), 110 over 891 (2 of 55)."""
+        b = self.budget(crops)
+        per_pass = crops // self.batch_size
+        how = (f"{b['epochs']} whole pass(es) of {per_pass} batches of {self.batch_size} over {crops} training crops")
+        if b["steps"] == b["steps_asked"]:
+            return f"Restoration U-Net: {b['steps']} AdamW steps, as asked ({how})."
+        return (f"Restoration U-Net: {b['steps_asked']} AdamW steps asked, {b['steps']} trained ({how}: the budget "
+                "is rounded to the nearest whole number of passes).")
+
 
 @dataclass(frozen=True)
 class E5RestorationSection(RestorationAttackConfig):
