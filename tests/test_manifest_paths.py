@@ -47,6 +47,42 @@ def test_no_committed_table_or_result_file_names_a_machine_path() -> None:
     assert {name: paths for name, paths in found.items() if paths} == {}
 
 
+def committed_audit_summaries() -> list[str]:
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "baselines/audit/*/summary.csv"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    return [name for name in listed if (REPO / name).is_file()]
+
+
+def _quoted(table_path: str, spec: str, column: str) -> list[float]:
+    table = pd.read_csv(REPO / table_path)
+    rows = table[table["protector"] == spec]
+    if "reference" in rows:
+        rows = rows[rows["reference"] == "raw"]
+    return rows[column].tolist()
+
+
+@pytest.mark.parametrize("name", committed_audit_summaries())
+def test_committed_audit_summary_quotes_the_tables_it_cites(name: str) -> None:
+    """Person AP and PSNR of an audit summary equal the E3/E4 table named in its source column, to the CSV's
+    six digits; an AP "not found" is still found in none of the shipped audit protocol's E3 tables
+    (``scripts/refresh_audit_utility.py`` rewrites summaries from the committed tables)."""
+    from campro_bench.experiments.spec import load_spec
+
+    e3_tables = load_spec("audit")["utility"]["e3"]
+    for row in pd.read_csv(REPO / name).to_dict("records"):
+        spec = row["protector"]
+        if str(row["AP_source"]).endswith(".csv"):
+            assert _quoted(row["AP_source"], spec, "AP")[:1] == [pytest.approx(row["person_AP"], rel=1e-5)], spec
+        else:
+            assert not any(_quoted(t, spec, "AP") for t in e3_tables if (REPO / t).is_file()), (spec, row["AP_source"])
+        if str(row["PSNR_source"]).endswith(".csv"):
+            assert _quoted(row["PSNR_source"], spec, "psnr_mean")[:1] == [pytest.approx(row["PSNR_dB"], rel=1e-5)], spec
+
+
+def test_there_are_committed_audit_summaries() -> None:
+    assert len(committed_audit_summaries()) >= 10
+
+
 def test_portable_paths_makes_paths_relative_to_their_roots() -> None:
     manifest = {"root": "/data/sets/lfw", "cache": "/c/faces/embeddings/ab12", "spec": {"_source": "/pkg/protocols/e1.toml"},
                 "command": ["/venv/bin/campro-bench", "run", "e1", "--out", "run1", "--data-root", "/data/sets"],

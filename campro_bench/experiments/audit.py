@@ -439,6 +439,21 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def refresh_utility(summary: pd.DataFrame, e3: list[str], e4: list[str]) -> pd.DataFrame:
+    """``summary`` with person AP and PSNR read again from the E3/E4 tables ``e3``/``e4`` (paths relative
+    to the working folder), as :func:`utility` reads them: for a summary written before a table was
+    rerun or added. A PSNR the audit computed itself (its source says so) keeps its value and source."""
+    out = summary.copy()
+    for n, spec in enumerate(out["protector"]):
+        ap, ap_source = _lookup(e3, spec, "AP", False)
+        out.loc[n, ["person_AP", "AP_source"]] = [ap, ap_source or "not found (run e3)"]
+        if str(out.loc[n, "PSNR_source"]).startswith("computed now"):
+            continue
+        psnr, psnr_source = _lookup(e4, spec, "psnr_mean", True)
+        out.loc[n, ["PSNR_dB", "PSNR_source"]] = [psnr, psnr_source or "not found"]
+    return out
+
+
 # ----------------------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------------------
