@@ -6,7 +6,8 @@ Usage (the roots are the folders of the machine that wrote the manifests)::
         --root CHECKOUT/campro_bench/protocols=protocols --root CHECKOUT= MANIFEST.json ...
 
 Each ``--root FOLDER=NAME`` makes paths under FOLDER relative to it (prefixed with NAME when NAME is
-not empty); any other absolute path keeps only its last component
+not empty); any other absolute path keeps only its last component, except inputs (spec option
+values, the protocol path, the command), which keep their absolute path so that they replay
 (:func:`campro_bench.provenance.portable_paths`). Only strings change: tables are not touched, and
 numbers, seeds and hashes stay as they are. Files are rewritten atomically; a file already portable
 is left byte-identical.
