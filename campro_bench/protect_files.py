@@ -3,20 +3,92 @@
 Images are decoded one by one, grouped into batches of equal size, protected on the chosen
 device and written with the same file names (and format) into the output folder. Files that
 cannot be decoded are reported by name and counted; every output file is written atomically.
+
+Memory: before an image is decoded, its peak cost is estimated from its header's size and the
+protector's working factor (:func:`image_bytes`). A batch holds only as many images as fit the
+memory budget (``--memory-budget``; default: three quarters of the memory available when the command
+starts, :func:`default_budget`), and an image that alone exceeds the budget is not decoded: it is
+reported with its estimate, as any other file that cannot be protected.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
+from PIL import Image
 
 from .errors import CamproError, MissingFileError
 from .io import IMAGE_SUFFIXES, load_image_tensor, save_image_tensor
 from .protectors import Protector
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+FALLBACK_BUDGET = 4 * 10**9
+"""The budget where the available memory cannot be read (no ``/proc/meminfo`` and no ``sysconf``)."""
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as ``6GB``, ``512MiB`` or ``2e9``; one error line otherwise."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", text.lower())
+    if not match or match.group(2) not in _UNITS or float(match.group(1)) * _UNITS[match.group(2)] < 1:
+        raise CamproError(f"memory budget must be a positive size such as 6GB, 512MB or auto, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now (Linux ``MemAvailable``), if known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_budget() -> int:
+    """Three quarters of the memory available now (:data:`FALLBACK_BUDGET` when unknown)."""
+    available = available_memory()
+    return int(0.75 * available) if available else FALLBACK_BUDGET
+
+
+def resolve_budget(text: str) -> int:
+    """``auto`` (:func:`default_budget`) or a size (:func:`parse_size`)."""
+    return default_budget() if text.strip().lower() == "auto" else parse_size(text)
+
+
+def image_bytes(protector: Protector, width: int, height: int) -> int:
+    """Estimated peak bytes of protecting one ``width x height`` image, counted in RGB planes:
+    two 8-bit copies when decoding (Pillow's and the array), the float32 image twice (decoded, and
+    stacked into the batch), the protector's working memory (its working factor times the float32
+    image) and the 8-bit output being encoded."""
+    plane = width * height * 3
+    return int(plane * (3 + 4 * (2 + protector.working_memory_factor())))
+
+
+def _size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the header (no pixels decoded), or None when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # load_image names the reason
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass
@@ -70,17 +142,21 @@ def protect_files(
     batch_size: int = 8,
     jpeg_quality: int = 95,
     on_progress: Callable[[int], None] | None = None,
+    memory_budget: int | None = None,
 ) -> ProtectReport:
     """Protect ``files`` into ``out_dir`` (same names); never raises for one bad image.
 
     An output that would replace an input raises a :class:`CamproError` before anything is written.
+    ``memory_budget`` (bytes; None: :func:`default_budget`) bounds the estimated peak of one batch.
     """
+    budget = default_budget() if memory_budget is None else int(memory_budget)
     files = list(files)
     check_outputs(files, out_dir)
     report = ProtectReport()
     out_dir.mkdir(parents=True, exist_ok=True)
     protector = protector.to(device).eval()
     pending: list[tuple[Path, torch.Tensor]] = []
+    pending_bytes = 0
 
     def flush() -> None:
         if not pending:
@@ -99,22 +175,35 @@ def protect_files(
             on_progress(len(pending))
         pending.clear()
 
+    def skip(path: Path, reason: str) -> None:
+        report.failed[path] = reason
+        if on_progress:
+            on_progress(1)
+
     for path in files:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            report.failed[path] = f"not an image file (suffixes read: {' '.join(IMAGE_SUFFIXES)})"
-            if on_progress:
-                on_progress(1)
+            skip(path, f"not an image file (suffixes read: {' '.join(IMAGE_SUFFIXES)})")
             continue
+        size = _size(path)
+        need = image_bytes(protector, *size) if size else 0
+        if size is not None and need > budget:
+            skip(path, f"{size[0]} x {size[1]} pixels need about {_human(need)} to protect with "
+                       f"{protector.name}, more than the memory budget of {_human(budget)} "
+                       "(raise --memory-budget, or reduce the image); not decoded")
+            continue
+        if pending and pending_bytes + need > budget:
+            flush()
+            pending_bytes = 0
         try:
             tensor = load_image_tensor(path)
         except CamproError as exc:
-            report.failed[path] = str(exc)
-            if on_progress:
-                on_progress(1)
+            skip(path, str(exc))
             continue
         if pending and (pending[0][1].shape != tensor.shape or len(pending) >= batch_size):
             flush()
+            pending_bytes = 0
         pending.append((path, tensor))
+        pending_bytes += need
     flush()
     return report
 

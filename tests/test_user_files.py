@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from campro_bench.cli.main import main
 from campro_bench.errors import CamproError
 from campro_bench.experiments.base import ExperimentResult
 from campro_bench.experiments.runner import PARTIAL, remove_stale_partials, run_experiment
+from campro_bench.protectors import Protector
 from campro_bench.registries import EXPERIMENTS
 
 
@@ -53,6 +55,103 @@ def test_protect_never_writes_over_its_input(target: str, photo: Path, tmp_path:
 def test_protect_into_another_folder_still_works(photo: Path, tmp_path: Path) -> None:
     assert main(["protect", "invert", str(photo), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "me.png").is_file()
+
+
+# memory: batches sized to a budget, an image over it refused before decoding -----------------------
+class CountingInvert(Protector):
+    """``invert`` that records the size of every batch it is given."""
+
+    name = "counting-invert"
+    working_factor = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def protect(self, images: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(images))
+        return 1.0 - images
+
+
+def _photos(folder: Path, n: int, side: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for k in range(n):
+        paths.append(folder / f"{k}.png")
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_batches_shrink_to_the_memory_budget(tmp_path: Path) -> None:
+    from campro_bench.protect_files import image_bytes, protect_files
+
+    protector = CountingInvert()
+    files = _photos(tmp_path / "in", 5, 40)
+    one = image_bytes(protector, 40, 40)
+    assert one == 40 * 40 * 3 * (3 + 4 * (2 + 1))
+    report = protect_files(protector, files, tmp_path / "out", batch_size=8, memory_budget=2 * one + 1)
+    assert report.ok and len(report.written) == 5
+    assert protector.batches == [2, 2, 1]  # not one batch of 5: the budget holds two images
+    protector.batches.clear()
+    protect_files(protector, files, tmp_path / "out2", batch_size=8, memory_budget=10**9)
+    assert protector.batches == [5]
+
+
+def test_an_image_over_the_budget_is_refused_by_name_and_never_decoded(
+        photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import campro_bench.protect_files as pf
+
+    decoded: list[Path] = []
+    real = pf.load_image_tensor
+    monkeypatch.setattr(pf, "load_image_tensor", lambda path: decoded.append(Path(path)) or real(path))
+    small = _photos(tmp_path / "in", 1, 8)[0]
+    report = pf.protect_files(CountingInvert(), [photo, small], tmp_path / "out", memory_budget=20_000)
+    assert list(report.failed) == [photo] and decoded == [small]
+    assert "24 x 20 pixels need about" in report.failed[photo]
+    assert "more than the memory budget of 20.0 kB" in report.failed[photo]
+    assert "(raise --memory-budget, or reduce the image); not decoded" in report.failed[photo]
+    # the command says so in one line per file and fails (exit 1), writing the rest
+    assert main(["protect", "invert", str(photo.parent), str(tmp_path / "cli"), "--memory-budget", "10kB"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped me.png: 24 x 20 pixels need about" in " ".join(err.split())
+
+
+def test_an_8000_pixel_square_isp_image_is_estimated_at_its_measured_scale() -> None:
+    """The estimate that sizes batches: a 64-megapixel image through the CamPro ISP (working factor 9,
+    measured by bench/protect_memory.py) is about 9 GB, not the 200 MB of its 8-bit pixels."""
+    from campro_bench.protect_files import image_bytes
+    from campro_bench.protectors import build_protector
+
+    need = image_bytes(build_protector("campro-isp:preset=casia-adv"), 8000, 8000)
+    assert 8.5e9 < need < 9.5e9
+
+
+@pytest.mark.parametrize(("text", "value"), [("6GB", 6 * 10**9), ("512MiB", 512 * 2**20), ("2e9", 2 * 10**9),
+                                             (" 1.5 gb ", 1_500_000_000)])
+def test_memory_budget_sizes_parse(text: str, value: int) -> None:
+    from campro_bench.protect_files import parse_size
+
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-3GB", "lots", "6 parsecs", "nan"])
+def test_a_bad_memory_budget_is_one_error_line(text: str, photo: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["protect", "invert", str(photo), str(tmp_path / "out"), "--memory-budget", text]) == 2
+    assert "memory budget must be a positive size" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_builtin_protector_declares_its_working_factor() -> None:
+    """A built-in without a measured factor would fall back to the cautious 16 (plugins may)."""
+    from campro_bench.registries import PROTECTORS
+
+    for name in PROTECTORS.names():
+        factory = PROTECTORS.get(name)
+        own = [c for c in factory.__mro__[: factory.__mro__.index(Protector)]
+               if "working_factor" in vars(c) or "working_memory_factor" in vars(c)]
+        assert own, name
 
 
 @pytest.fixture

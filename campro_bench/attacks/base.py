@@ -146,6 +146,10 @@ class Restored(Protector):
         with torch.no_grad():
             return self.restorer(quantize(self.protector(images))).clamp(0.0, 1.0)
 
+    def working_memory_factor(self) -> float:
+        """The restoration U-Net's (as :class:`~campro_bench.enhancer.protector.CamproEnhanced`'s), or the base's if larger."""
+        return max(4.3 * self.restorer.config.base_channels, self.protector.working_memory_factor())
+
     def params(self) -> dict[str, Any]:
         return dict(self._source)
 

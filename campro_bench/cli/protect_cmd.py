@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import CamproError
-from ..protect_files import check_outputs, collect_inputs, protect_files, same_folder
+from ..protect_files import check_outputs, collect_inputs, protect_files, resolve_budget, same_folder
 from ..progress import stage_progress
 from ..protectors import build_protector
 
@@ -20,8 +20,12 @@ def protect(
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
     batch_size: int = typer.Option(8, min=1, help="images per batch (equal sizes are batched)"),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="quality of JPEG outputs"),
+    memory_budget: str = typer.Option(
+        "auto", help="peak memory of one batch, e.g. 6GB (auto: 3/4 of the memory available at start); "
+                     "batches shrink to fit it and an image that alone exceeds it is skipped, not decoded"),
 ) -> None:
     """Apply a registered protector to images, writing protected copies with the same names."""
+    budget = resolve_budget(memory_budget)
     protector = build_protector(spec)
     files = collect_inputs(source)
     if source.is_dir() and same_folder(source, output):
@@ -37,6 +41,7 @@ def protect(
             batch_size=batch_size,
             jpeg_quality=jpeg_quality,
             on_progress=advance,
+            memory_budget=budget,
         )
     for path, reason in report.failed.items():
         console.print(f"[yellow]skipped[/] {path.name}: {reason}", highlight=False, soft_wrap=True)

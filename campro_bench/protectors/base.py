@@ -33,6 +33,14 @@ class Protector(nn.Module):
 
     name: ClassVar[str] = "protector"
     differentiable: ClassVar[bool] = False
+    working_factor: ClassVar[float] = 16.0
+    """Peak memory of one :meth:`protect` call beyond its input, in units of the input batch's float32
+    bytes (the output included), so that ``protect`` can size batches before any work. Built-ins give
+    the value ``bench/protect_memory.py`` measured (rounded up); 16 is a cautious guess for others."""
+
+    def working_memory_factor(self) -> float:
+        """:attr:`working_factor`, or a value computed from this instance's size (a U-Net's width)."""
+        return float(self.working_factor)
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

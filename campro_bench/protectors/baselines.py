@@ -31,6 +31,7 @@ class Raw(Protector):
     """The unprotected image, for baselines rows."""
 
     differentiable = True
+    working_factor = 0.0
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
         return images
@@ -41,6 +42,7 @@ class Invert(Protector):
     """Colour inversion; fully invertible, so only a weak protector (Sec. IV remarks)."""
 
     differentiable = True
+    working_factor = 1.0
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
         return 1.0 - images
@@ -51,6 +53,7 @@ class LowResolution(Protector):
     """A low-resolution camera [Ryoo et al.]: downsample by ``factor``, upsample to the input size."""
 
     differentiable = True
+    working_factor = 3.0
 
     def __init__(self, factor: int = 16) -> None:
         super().__init__()
@@ -76,6 +79,7 @@ class Defocus(Protector):
     """A defocused lens [Pittaluga and Koppal]: Gaussian blur, reflect-padded at the borders."""
 
     differentiable = True
+    working_factor = 2.0
 
     def __init__(self, kernel: int = 25, sigma: float = 7.0) -> None:
         super().__init__()

@@ -251,6 +251,7 @@ class CamproISP(Protector):
     """
 
     differentiable = True
+    working_factor = 9.0
 
     def __init__(
         self,

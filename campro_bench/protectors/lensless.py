@@ -283,6 +283,7 @@ class Lensless(Protector):
     """
 
     differentiable = True
+    working_factor = 3.0
     default_restore = "none"
 
     def __init__(
