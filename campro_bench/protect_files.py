@@ -66,13 +66,18 @@ def resolve_budget(text: str) -> int:
     return default_budget() if text.strip().lower() == "auto" else parse_size(text)
 
 
+PLANES = 9
+"""Peak bytes of decoding, batching and encoding one image, in 8-bit RGB planes (``width x height x 3``
+bytes), the protector's work aside: ``protect raw`` on a 64-megapixel JPEG peaked 7.8 planes above
+the command's resident size before the image (docs/DEVELOPING.md, "Memory")."""
+
+
 def image_bytes(protector: Protector, width: int, height: int) -> int:
-    """Estimated peak bytes of protecting one ``width x height`` image, counted in RGB planes:
-    two 8-bit copies when decoding (Pillow's and the array), the float32 image twice (decoded, and
-    stacked into the batch), the protector's working memory (its working factor times the float32
-    image) and the 8-bit output being encoded."""
+    """Estimated peak bytes of protecting one ``width x height`` image: :data:`PLANES` 8-bit planes
+    (the decoded copies, the float32 image, the float copy and 8-bit copies while encoding) plus the
+    protector's working memory (its working factor times the 4-plane float32 image)."""
     plane = width * height * 3
-    return int(plane * (3 + 4 * (2 + protector.working_memory_factor())))
+    return int(plane * (PLANES + 4 * protector.working_memory_factor()))
 
 
 def _size(path: Path) -> tuple[int, int] | None:
@@ -161,10 +166,15 @@ def protect_files(
     def flush() -> None:
         if not pending:
             return
-        batch = torch.stack([t for _, t in pending]).to(device)
+        tensors = [t for _, t in pending]
+        batch = (tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)).to(device)  # one image: no copy
+        del tensors
+        paths = [p for p, _ in pending]
+        pending.clear()  # the decoded tensors live on in the batch only
         with torch.inference_mode():
             out = protector(batch).cpu()
-        for (path, _), image in zip(pending, out):
+        del batch  # kept by ``out`` only when the protector returned its input (raw)
+        for path, image in zip(paths, out):
             target = out_dir / path.name
             try:
                 save_image_tensor(image, target, jpeg_quality=jpeg_quality)
@@ -172,8 +182,7 @@ def protect_files(
             except OSError as exc:
                 report.failed[path] = f"cannot write {target}: {exc}"
         if on_progress:
-            on_progress(len(pending))
-        pending.clear()
+            on_progress(len(paths))
 
     def skip(path: Path, reason: str) -> None:
         report.failed[path] = reason

@@ -89,7 +89,7 @@ def test_batches_shrink_to_the_memory_budget(tmp_path: Path) -> None:
     protector = CountingInvert()
     files = _photos(tmp_path / "in", 5, 40)
     one = image_bytes(protector, 40, 40)
-    assert one == 40 * 40 * 3 * (3 + 4 * (2 + 1))
+    assert one == 40 * 40 * 3 * (9 + 4 * 1)
     report = protect_files(protector, files, tmp_path / "out", batch_size=8, memory_budget=2 * one + 1)
     assert report.ok and len(report.written) == 5
     assert protector.batches == [2, 2, 1]  # not one batch of 5: the budget holds two images
@@ -106,10 +106,10 @@ def test_an_image_over_the_budget_is_refused_by_name_and_never_decoded(
     real = pf.load_image_tensor
     monkeypatch.setattr(pf, "load_image_tensor", lambda path: decoded.append(Path(path)) or real(path))
     small = _photos(tmp_path / "in", 1, 8)[0]
-    report = pf.protect_files(CountingInvert(), [photo, small], tmp_path / "out", memory_budget=20_000)
+    report = pf.protect_files(CountingInvert(), [photo, small], tmp_path / "out", memory_budget=15_000)
     assert list(report.failed) == [photo] and decoded == [small]
     assert "24 x 20 pixels need about" in report.failed[photo]
-    assert "more than the memory budget of 20.0 kB" in report.failed[photo]
+    assert "more than the memory budget of 15.0 kB" in report.failed[photo]
     assert "(raise --memory-budget, or reduce the image); not decoded" in report.failed[photo]
     # the command says so in one line per file and fails (exit 1), writing the rest
     assert main(["protect", "invert", str(photo.parent), str(tmp_path / "cli"), "--memory-budget", "10kB"]) == 1

@@ -20,8 +20,8 @@ GIF, TIFF, WebP, PGM/PPM/PBM, ...; :data:`IMAGE_SUFFIXES` are the suffixes a fol
 * Animated/multi-page files (GIF, TIFF): the first frame.
 * Refused with one named :class:`~campro_bench.errors.InvalidFileError`: files Pillow cannot
   identify or decode (truncated, corrupt), floating-point images (``F``: no defined 8-bit
-  scale), and images of more than :data:`MAX_PIXELS` pixels (a bounded memory cost per image;
-  decompression bombs are refused before their pixels are decoded).
+  scale), and images of more than :data:`MAX_PIXELS` pixels (a bounded size per image; decompression
+  bombs are refused before their pixels are decoded).
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 """File suffixes treated as images when a folder is scanned (case-insensitive)."""
 
 MAX_PIXELS = 64_000_000
-"""Largest image decoded (width x height): about 200 MB as 8-bit RGB. Larger ones are refused."""
+"""Largest image decoded (width x height); larger ones are refused. Its 8-bit pixels are 192 MB, but
+protecting it costs far more: ``protect`` peaked at 2.7 GB (raw) to 8.5 GB (CamPro ISP) for an
+8000 x 8000 JPEG, so ``protect`` sizes batches to a memory budget
+(:func:`campro_bench.protect_files.image_bytes`)."""
 
 ALPHA_BACKGROUND = (255, 255, 255)
 """Colour that transparent pixels are composited onto."""
@@ -134,7 +137,7 @@ def uint8_to_tensor(array: np.ndarray) -> torch.Tensor:
 
 def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """Inverse of :func:`uint8_to_tensor`, rounding to the nearest level and clipping to [0,255]."""
-    t = tensor.detach().float().clamp(0.0, 1.0).mul(255.0).round_().to(torch.uint8).cpu()
+    t = tensor.detach().float().clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).cpu()  # one float copy
     t = t.permute(1, 2, 0) if t.ndim == 3 else t.permute(0, 2, 3, 1)
     return t.numpy()
 
