@@ -276,6 +276,10 @@ def test_restoration_rung_breaks_a_synthetic_invertible_protector(test_protector
     restored = long[(long["rung"] == "restoration") & (long["gallery"] == "raw")]["accuracy_mean"].iloc[0]
     assert blind < 0.7 * raw, (raw, blind)  # the protector does protect against the black-box attacker
     assert restored >= 0.85 * raw, (raw, blind, restored)  # ... and restoration undoes it
+    budget = json.loads((out / "manifest.json").read_text())["notes"]["audit"]["test-signed-permutation"]["restoration"]["budget"]
+    assert budget["steps_asked"] == 40 and budget["steps"] % (budget["crops"] // 8) == 0  # whole passes
+    words = "asked" if budget["steps"] == 40 else f"40 AdamW steps asked, {budget['steps']} trained"
+    assert "Restoration U-Net: " in (out / "summary.md").read_text() and words in (out / "summary.md").read_text()
 
 
 @pytest.mark.realdata
