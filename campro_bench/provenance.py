@@ -15,10 +15,10 @@ protocols, named by key as elsewhere); any other absolute input stays absolute, 
 spec or the command reads the same folder, never one under the data root or the working folder
 of the replay. A relative input is written as given (a dataset folder relative to the data root,
 a protocol path relative to the working folder). In the command, the program is named without its
-folder and the values of ``--data-root``, ``--cache-dir`` and ``--models-dir`` become
-``$CAMPRO_BENCH_DATA``, ``$CAMPRO_BENCH_CACHE`` and ``$CAMPRO_BENCH_MODELS``: a shell replay
-takes the replaying machine's roots. :data:`PATH_BASES` (recorded in every run manifest) states
-these bases.
+folder, output folders (``--out``) are written like other paths (a replay writes its own), and the
+values of ``--data-root``, ``--cache-dir`` and ``--models-dir`` become ``$CAMPRO_BENCH_DATA``,
+``$CAMPRO_BENCH_CACHE`` and ``$CAMPRO_BENCH_MODELS``: a shell replay takes the replaying machine's
+roots. :data:`PATH_BASES` (recorded in every run manifest) states these bases.
 
 :func:`environment` is the ``environment`` record of every manifest (run and training manifests
 alike): Python, platform, the git commit of campro-bench and the versions of its main packages.
@@ -45,12 +45,17 @@ ROOT_OPTIONS = {"--data-root": "$CAMPRO_BENCH_DATA", "--cache-dir": "$CAMPRO_BEN
                 "--models-dir": "$CAMPRO_BENCH_MODELS"}
 """Command-line options whose values are this machine's roots, recorded as the variables that replace them."""
 
+OUTPUT_OPTIONS = frozenset({"--out", "--results-root", "--json"})
+"""Command-line options that name where results go: not inputs, so written like other paths (a replay
+writes under its own working folder rather than over the recorded run)."""
+
 PATH_BASES = {
     "data": "dataset paths and relative dataset folders in specs (identity-folder:folder=...) are relative to the data root",
     "cache": "cache entries (faces/..., e5/...) are relative to the cache folder",
     "protocols/": "protocols/NAME.toml is the protocol shipped in the campro_bench package",
     "absolute": "an absolute path in a spec, the protocol path or the command is the path the run read, kept as given",
     "relative": "other relative paths in the command and the protocol path are relative to the working folder of the command",
+    "outputs": "--out names where the run wrote, relative to its working folder (or only the folder's name)",
 }
 """The bases of the paths of a run manifest (the replay rule), recorded in it as ``path_bases``."""
 
@@ -76,7 +81,7 @@ def _ordered(roots: Mapping[str | os.PathLike[str], str]) -> list[tuple[str, str
 def _walk(obj: Any, roots: list[tuple[str, str]], inputs: list[tuple[str, str]], is_input: bool) -> Any:
     if isinstance(obj, dict):
         return {(_walk(k, roots, inputs, is_input) if isinstance(k, str) else k):
-                (portable_command(v, inputs) if k == "command" and isinstance(v, list)
+                (portable_command(v, inputs, roots) if k == "command" and isinstance(v, list)
                  else _walk(v, roots, inputs, is_input or k in INPUT_KEYS))
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -91,20 +96,26 @@ def _walk(obj: Any, roots: list[tuple[str, str]], inputs: list[tuple[str, str]],
     return obj
 
 
-def portable_command(argv: list[Any], inputs: Mapping[str | os.PathLike[str], str] | list[tuple[str, str]]) -> list[Any]:
+def portable_command(argv: list[Any], inputs: Mapping[str | os.PathLike[str], str] | list[tuple[str, str]],
+                     roots: Mapping[str | os.PathLike[str], str] | list[tuple[str, str]] | None = None) -> list[Any]:
     """The recorded command line: the program without its folder, root options as their variables,
-    every other argument an input (see the module notes)."""
+    output folders (:data:`OUTPUT_OPTIONS`) as other paths (relative to ``roots``, the working folder
+    among them), every other argument an input (see the module notes)."""
     ordered = inputs if isinstance(inputs, list) else _ordered(inputs)
+    outputs = ordered if roots is None else roots if isinstance(roots, list) else _ordered(roots)
     out: list[Any] = []
     for n, arg in enumerate(argv):
+        option, _, value = arg.partition("=") if isinstance(arg, str) and arg.startswith("--") else ("", "", "")
         if not isinstance(arg, str):
             out.append(arg)
         elif n == 0:
             out.append(PurePosixPath(arg.replace("\\", "/")).name or arg)
-        elif n > 0 and argv[n - 1] in ROOT_OPTIONS:
+        elif argv[n - 1] in ROOT_OPTIONS:
             out.append(ROOT_OPTIONS[argv[n - 1]])
-        elif arg.split("=", 1)[0] in ROOT_OPTIONS and "=" in arg:
-            out.append(f"{arg.split('=', 1)[0]}={ROOT_OPTIONS[arg.split('=', 1)[0]]}")
+        elif option in ROOT_OPTIONS and value:
+            out.append(f"{option}={ROOT_OPTIONS[option]}")
+        elif argv[n - 1] in OUTPUT_OPTIONS or (option in OUTPUT_OPTIONS and value):
+            out.append(_walk(arg, outputs, ordered, False))
         else:
             out.append(_walk(arg, ordered, ordered, True))
     return out

@@ -98,9 +98,9 @@ def test_portable_paths_makes_paths_relative_to_their_roots() -> None:
 
 
 def test_inputs_outside_the_named_roots_stay_absolute_so_they_replay() -> None:
-    """The replay rule: a dataset folder, protocol or output given as an absolute path is recorded as
-    that path (never shortened to its last component, nor made relative to the data root or the
-    working folder, under which a replay would look instead)."""
+    """The replay rule: a dataset folder or protocol given as an absolute path is recorded as that path
+    (never shortened to its last component, nor made relative to the data root or the working folder,
+    under which a replay would look instead); an output folder is not an input (a replay writes its own)."""
     roots = {"/data/sets": "", "/c": "", "/work": "", "/pkg/protocols": "protocols"}
     inputs = {"/c": "", "/pkg/protocols": "protocols"}
     spec = "identity-folder:folder=/home/u/faces"
@@ -112,7 +112,7 @@ def test_inputs_outside_the_named_roots_stay_absolute_so_they_replay() -> None:
                 "data": {"faces": {"dataset": spec}}, "note": "read /home/u/faces/a/1.jpg"}
     out = portable_paths(manifest, roots, inputs)
     assert out["spec"] == manifest["spec"]
-    assert out["command"] == ["campro-bench", "run", "e1", "--protocol", "/work/p.toml", "--out", "/tmp/o",
+    assert out["command"] == ["campro-bench", "run", "e1", "--protocol", "/work/p.toml", "--out", "o",
                               "--set", f"datasets=[\"{spec}\"]", "--cache-dir=$CAMPRO_BENCH_CACHE"]
     assert out["data"]["faces"]["dataset"] == spec
     assert out["note"] == "read 1.jpg"  # free text: not an input, shortened as before
@@ -195,6 +195,7 @@ def test_a_recorded_command_replays_to_the_same_table(data_root: Path, tmp_path:
     assert command[command.index("--cache-dir") + 1] == "$CAMPRO_BENCH_CACHE"
     first = pd.read_csv(tmp_path / "run1" / "e1.csv")
     assert set(first["dataset"]) == {spec} and len(first) == 2
+    assert command[command.index("--out") + 1] == "run1"  # an output, not an input: a replay writes its own
     command[command.index("--out") + 1] = str(tmp_path / "run2")
     line = " ".join(a if a.startswith("$") else shlex.quote(a) for a in command)
     subprocess.run(["bash", "-c", line], cwd=second_cwd, env={**env, "CAMPRO_BENCH_CACHE": str(tmp_path / "cache2")},
