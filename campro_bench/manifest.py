@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from .io.outfolder import clean_relative
 from .provenance import default_roots, environment, portable_paths
 
 WRITTEN_BY = "campro-bench"
@@ -44,6 +45,19 @@ def written_by_campro_bench(folder: Path) -> bool:
             and "campro_bench_commit" in env)
 
 
+def written_files(folder: Path) -> list[str] | None:
+    """The files (relative paths) that the run whose manifest is in ``folder`` wrote there, besides
+    ``manifest.json``; ``None`` when the manifest does not list them (written before the list
+    existed, or edited so that an entry is not a clean relative path inside the folder)."""
+    if not written_by_campro_bench(folder):
+        return None
+    listed = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("files")
+    if not isinstance(listed, list):
+        return None
+    names = [clean_relative(name) for name in listed]
+    return None if any(name is None for name in names) else [n for n in names if n is not None]
+
+
 @dataclass
 class Manifest:
     """Collects provenance while an experiment runs; :meth:`to_dict` gives the JSON."""
@@ -59,6 +73,9 @@ class Manifest:
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     path_roots: dict[str, str] = field(default_factory=dict)
     """Folders whose paths are written relative to them (see :func:`~campro_bench.provenance.default_roots`)."""
+    files: list[str] = field(default_factory=list)
+    """The files the run wrote beside the manifest (relative paths): ``run --overwrite`` replaces
+    these and nothing else."""
 
     @contextlib.contextmanager
     def timer(self, stage: str) -> Iterator[None]:
@@ -87,4 +104,5 @@ class Manifest:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
             "environment": environment(),
+            "files": self.files,
         }

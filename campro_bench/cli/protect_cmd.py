@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ..context import resolve_device
 from ..errors import CamproError
 from ..protect_files import check_outputs, collect_inputs, protect_files, same_folder
 from ..progress import stage_progress
@@ -20,23 +21,28 @@ def protect(
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
     batch_size: int = typer.Option(8, min=1, help="images per batch (equal sizes are batched)"),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="quality of JPEG outputs"),
+    overwrite: bool = typer.Option(False, help="replace files of the same names already in OUTPUT (never an input)"),
 ) -> None:
-    """Apply a registered protector to images, writing protected copies with the same names."""
+    """Apply a registered protector to images, writing protected copies with the same names.
+
+    A file already in OUTPUT under an output's name is refused (with the names) unless --overwrite."""
     protector = build_protector(spec)
+    torch_device = resolve_device(device)
     files = collect_inputs(source)
     if source.is_dir() and same_folder(source, output):
         raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
-    check_outputs(files, output)  # before the progress bar: the refusal is the only line printed
+    check_outputs(files, output, overwrite)  # before the progress bar: the refusal is the only line printed
     console = Console(stderr=True)
     with stage_progress(console, "protect " + protector.spec(), len(files)) as advance:
         report = protect_files(
             protector,
             files,
             output,
-            device=device,
+            device=torch_device,
             batch_size=batch_size,
             jpeg_quality=jpeg_quality,
             on_progress=advance,
+            overwrite=overwrite,
         )
     for path, reason in report.failed.items():
         console.print(f"[yellow]skipped[/] {path.name}: {reason}", highlight=False, soft_wrap=True)
