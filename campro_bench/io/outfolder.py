@@ -48,9 +48,8 @@ def check_writable(folder: Path, what: str) -> None:
     """Refuse a folder (or, when it does not exist, its nearest existing parent) that cannot be written."""
     existing = next(p for p in [Path(folder), *Path(folder).absolute().parents] if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
-        place = "" if existing == Path(folder) else f" (its parent {existing} is)"
-        raise CamproError(f"{what} is not writable{place}: read-only file system or no permission; "
-                          "choose a writable folder")
+        where = "is not writable" if existing == Path(folder) else f"cannot be made: {existing} is not writable"
+        raise CamproError(f"{what} {where} (read-only file system or no permission); choose a writable folder")
 
 
 def inside(path: Path, folder: Path) -> bool:
