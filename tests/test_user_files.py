@@ -57,6 +57,10 @@ def test_protect_into_another_folder_still_works(photo: Path, tmp_path: Path) ->
     assert (tmp_path / "out" / "me.png").is_file()
 
 
+WHILE_RUNNING: list = []
+"""Actions the tiny experiment performs while it runs (what a user might do meanwhile)."""
+
+
 @pytest.fixture
 def tiny_experiment(tmp_path: Path):
     """A registered experiment that makes one table (or fails when the spec says so); ``tables``
@@ -64,6 +68,8 @@ def tiny_experiment(tmp_path: Path):
     def run(spec, ctx) -> ExperimentResult:
         if spec.get("fail"):
             raise CamproError("planned failure")
+        while WHILE_RUNNING:
+            WHILE_RUNNING.pop()()
         tables = {name: pd.DataFrame({"a": [1]}) for name in spec.get("tables", ["t"])}
         extra = {"reports/r.json": b'{"r": 1}'} if spec.get("extra") else {}
         return ExperimentResult(tables=tables, extra_files=extra)
@@ -185,6 +191,17 @@ def test_a_user_file_where_a_new_output_goes_is_kept_and_so_are_the_new_results(
     assert len(kept) == 1 and sorted(snapshot(kept[0])) == ["manifest.json", "u.csv", "u.md"]
 
 
+def test_a_folder_changed_while_the_run_worked_is_left_alone(tiny_experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    WHILE_RUNNING.append(lambda: (out / "manifest.json").unlink())  # the folder is no longer a run's
+    with pytest.raises(CamproError, match=r"did not write .*; the new results are in .*run-new-"):
+        run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True, overwrite=True)
+    assert sorted(snapshot(out)) == ["t.csv", "t.md"]  # untouched
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("run-new-")]
+    assert len(kept) == 1 and sorted(snapshot(kept[0])) == ["manifest.json", "t.csv", "t.md"]
+
+
 def test_a_failure_while_moving_the_new_files_in_puts_everything_back(tiny_experiment: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import campro_bench.io.outfolder as outfolder
@@ -239,3 +256,20 @@ def test_protect_never_replaces_a_file_it_did_not_write_unless_asked(photo: Path
     assert snapshot(out) == before
     assert main(["protect", "invert", str(photo.parent), str(out), "--overwrite"]) == 0
     assert Image.open(out / "me.png").size == (24, 20) and (out / "other.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "isp", "--device", "cpu"],
+    ["train", "enhancer", "--isp", "casia-adv", "--device", "cpu"],
+    ["train", "lensless"],
+])
+def test_a_new_training_run_never_replaces_a_file_of_its_names(command: list[str], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.json").write_text('{"my": "own report"}')
+    (out / "notes.md").write_text("kept")
+    before = snapshot(out)
+    assert main([*command, "--out", str(out)]) == 2
+    assert "already holds report.json (an earlier run's or yours); pass --resume" in one_error_line(capsys)
+    assert snapshot(out) == before

@@ -13,9 +13,10 @@ of a campro-bench run, whose ``files`` list names the files that run wrote. Thos
 (or removed, when the new run does not make them again); every other file or folder in it (notes, an
 analysis folder) is kept untouched (:func:`~campro_bench.io.outfolder.install_outputs`). A folder
 without such a manifest, or with one that lists no files (written by an older campro-bench), is
-refused with the files it holds. A new output whose name is taken by a file the user added is not
-written over: the new results are kept in a new sibling folder ``<out>-new-<time>-<random>`` and the run fails
-naming both. Running from inside the output folder (``--out .``) is refused before any work.
+refused with the files it holds. The folder is read again when the results are ready: a new output
+whose name is taken by a file the user added meanwhile, or a manifest gone, is not written over; the
+new results are kept in a new sibling folder ``<out>-new-<time>-<random>`` and the run fails naming
+both. Running from inside the output folder (``--out .``) is refused before any work.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def run_experiment(
     check_protocol_keys(name, spec)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = out or results_root / f"{name}-{stamp}"
-    earlier = check_output_folder(out, overwrite)
+    check_output_folder(out, overwrite)
     manifest = Manifest(experiment=name, spec=spec, path_roots=default_roots(data_root, cache_dir, models_dir))
     manifest.seeds["seed"] = spec.get("seed", 0)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,7 @@ def run_experiment(
         with manifest.timer("total"):
             result = experiment(spec, ctx)
         write_result(result, manifest, work)
-        put_in_place(work, out, earlier, stamp)
+        put_in_place(work, out, stamp)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -165,16 +166,22 @@ PARTIAL = ".partial-"
 """Marks the hidden work folder of a run in progress: ``.<name>.partial-<pid>-<random>``."""
 
 
-def check_output_folder(out: Path, overwrite: bool) -> list[str]:
-    """Refuse an output folder that holds files, unless ``overwrite`` and an earlier run wrote it.
-
-    Returns the files the earlier run wrote there (replaced at the end; empty when there is none).
-    """
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output folder that holds files, unless ``overwrite`` and an
+    earlier run wrote it and listed its files."""
     check_output_location(out)
     if not out.exists() or not any(out.iterdir()):
-        return []
+        return
     if not overwrite:
         raise CamproError(f"output folder {out} already holds files; pass --overwrite or another --out")
+    _earlier_files(out)
+
+
+def _earlier_files(out: Path) -> list[str]:
+    """The files the earlier run in ``out`` wrote (empty for an empty folder); refused in one line
+    when the folder holds files but no campro-bench manifest that lists them."""
+    if not any(out.iterdir()):
+        return []
     if not written_by_campro_bench(out):
         raise CamproError(f"--overwrite refused: {out} holds files that campro-bench did not write (no manifest.json "
                           "of a campro-bench run); give another --out")
@@ -187,20 +194,26 @@ def check_output_folder(out: Path, overwrite: bool) -> list[str]:
     return earlier
 
 
-def put_in_place(work: Path, out: Path, earlier: list[str], stamp: str) -> None:
-    """Put the finished ``work`` folder at ``out``, replacing only the ``earlier`` run's files there.
+def put_in_place(work: Path, out: Path, stamp: str) -> None:
+    """Put the finished ``work`` folder at ``out``, replacing only the earlier run's files there
+    (read again now: the folder may have changed while the run worked).
 
-    A new output whose place is taken by a file the user added is not written over: the results
-    are kept in a new sibling folder ``<out>-new-<stamp>-<random>`` and a :class:`CamproError` names both."""
+    When that is not possible (a file the user added where a new output goes, or the folder no
+    longer holds a manifest that lists its files) nothing in ``out`` is touched: the results are
+    kept in a new sibling folder ``<out>-new-<stamp>-<random>`` and a :class:`CamproError` names both."""
     if not out.exists():
         work.rename(out)
         return
-    taken = clashes(out, files_under(work), earlier)
-    if taken:
+    try:
+        earlier = _earlier_files(out)
+        taken = clashes(out, files_under(work), earlier)
+        if taken:
+            raise CamproError(f"--overwrite stopped: {out} holds {names_list(taken)}, which campro-bench did not "
+                              "write, where new outputs go")
+    except CamproError as exc:
         kept = Path(tempfile.mkdtemp(prefix=f"{out.name}-new-{stamp}-", dir=out.parent))
         work.rename(kept)  # onto the empty folder just made: a name no one else has
-        raise CamproError(f"--overwrite stopped: {out} holds {names_list(taken)}, which campro-bench did not write, "
-                          f"where new outputs go; the new results are in {kept}")
+        raise CamproError(f"{exc}; the new results are in {kept}") from exc
     install_outputs(work, out, earlier, f".{out.name}{PARTIAL}{os.getpid()}-old-")
 
 

@@ -8,6 +8,9 @@ any work is done:
   not the target or inside it (for commands that replace the target's contents), and the folder
   (or, when it does not exist yet, its nearest existing parent) is writable.
 
+A training command writes only its own file names into its folder and refuses, without
+``--resume``, a folder that already holds one of them (:func:`check_new_run`).
+
 ``run --overwrite`` then replaces an earlier result file by file (:func:`install_outputs`): only the
 files that the earlier run's manifest lists (and the manifest itself) are replaced or removed;
 anything else in the folder (notes, an analysis folder) stays where it is, untouched. The new files
@@ -42,6 +45,15 @@ def check_output_location(out: Path, option: str = "--out", replaces: bool = Tru
         raise CamproError(f"{option} {out} is the current folder or holds it; run from outside it "
                           f"(e.g. cd to its parent) or give another {option}")
     check_writable(out, f"{option} {out}")
+
+
+def check_new_run(out: Path, names: Iterable[str]) -> None:
+    """Refuse (one line) a folder that already holds a file under a name a new training run writes:
+    an earlier run's or the user's, it is not replaced without ``--resume`` (which continues the run)."""
+    present = [name for name in names if (out / name).exists() or (out / name).is_symlink()]
+    if present:
+        raise CamproError(f"output folder {out} already holds {names_list(present)} (an earlier run's or yours); "
+                          "pass --resume to continue that run, or give another --out")
 
 
 def check_writable(folder: Path, what: str) -> None:

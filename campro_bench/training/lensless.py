@@ -51,7 +51,7 @@ from ..errors import CamproError, CheckpointError, EmptyDatasetError, MissingFil
 from ..io import uint8_to_tensor
 from ..io.atomic import atomic_path, atomic_write_json
 from ..io.hashing import ids_digest
-from ..io.outfolder import check_output_location
+from ..io.outfolder import check_new_run, check_output_location
 from ..io.torchfile import load_torch_file
 from ..protectors.lensless import (
     MASKS,
@@ -249,6 +249,8 @@ def load_lensless_data(config: LenslessTrainConfig, data_root: str | os.PathLike
 # ----------------------------------------------------------------------------------------
 # checkpoints (tensors and plain containers only: loaded with weights_only=True)
 # ----------------------------------------------------------------------------------------
+OUTPUTS = ("checkpoint.pt", "mask.json", "classifier.pt", "log.csv", "report.json", "manifest.json")
+"""Every file a ``train lensless`` run writes into its folder (a new run refuses a folder holding one)."""
 STATE_KEYS = ("net", "camera", "optim", "sched", "sampler", "noise_gen", "torch_rng", "rows", "epoch")
 """What a lensless checkpoint's state holds and ``--resume`` reads."""
 
@@ -349,6 +351,8 @@ def train_lensless(
     check_output_location(out, replaces=False)
     checkpoint = out / "checkpoint.pt"
     state = load_checkpoint(checkpoint, config) if resume else None  # refused before the data load
+    if not resume:
+        check_new_run(out, OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = load_lensless_data(config, paths.data_root(data_root), paths.cache_dir(cache_dir))
