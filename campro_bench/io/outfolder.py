@@ -41,7 +41,7 @@ def check_output_location(out: Path, option: str = "--out", replaces: bool = Tru
                 where = "is a file" if part == out else f"is under {part}, which is a file"
                 raise CamproError(f"{option} {out} {where}, not a folder; give another {option}")
             break
-    if replaces and out.exists() and inside(Path.cwd(), out):
+    if replaces and out.exists() and inside(Path("."), out):
         raise CamproError(f"{option} {out} is the current folder or holds it; run from outside it "
                           f"(e.g. cd to its parent) or give another {option}")
     check_writable(out, f"{option} {out}")
@@ -66,7 +66,10 @@ def check_writable(folder: Path, what: str) -> None:
 
 def inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or below it (links resolved)."""
-    path, folder = path.resolve(), folder.resolve()
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except OSError:  # e.g. a current folder that was deleted: it holds nothing
+        return False
     return path == folder or folder in path.parents
 
 
