@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from .io.outfolder import clean_relative
 from .provenance import PATH_BASES, default_roots, environment, input_roots, portable_paths
 
 WRITTEN_BY = "campro-bench"
@@ -45,6 +46,19 @@ def written_by_campro_bench(folder: Path) -> bool:
             and "campro_bench_commit" in env)
 
 
+def written_files(folder: Path) -> list[str] | None:
+    """The files (relative paths) that the run whose manifest is in ``folder`` wrote there, besides
+    ``manifest.json``; ``None`` when the manifest does not list them (written before the list
+    existed, or edited so that an entry is not a clean relative path inside the folder)."""
+    if not written_by_campro_bench(folder):
+        return None
+    listed = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("files")
+    if not isinstance(listed, list):
+        return None
+    names = [clean_relative(name) for name in listed]
+    return None if any(name is None for name in names) else [n for n in names if n is not None]
+
+
 @dataclass
 class Manifest:
     """Collects provenance while an experiment runs; :meth:`to_dict` gives the JSON."""
@@ -62,6 +76,9 @@ class Manifest:
     """Folders whose paths are written relative to them (see :func:`~campro_bench.provenance.default_roots`)."""
     input_roots: dict[str, str] = field(default_factory=dict)
     """The roots that apply to inputs too (see :func:`~campro_bench.provenance.input_roots`)."""
+    files: list[str] = field(default_factory=list)
+    """The files the run wrote beside the manifest (relative paths): ``run --overwrite`` replaces
+    these and nothing else."""
 
     @contextlib.contextmanager
     def timer(self, stage: str) -> Iterator[None]:
@@ -91,4 +108,5 @@ class Manifest:
             "notes": self.notes,
             "environment": environment(),
             "path_bases": PATH_BASES,
+            "files": self.files,
         }

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .errors import CamproError, MissingFileError
 from .io import IMAGE_SUFFIXES, load_image_tensor, save_image_tensor
+from .io.outfolder import check_output_location, names_list
 from .protectors import Protector
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -124,19 +125,28 @@ def collect_inputs(source: Path) -> list[Path]:
     return files
 
 
-def check_outputs(files: Iterable[Path], out_dir: Path) -> None:
-    """Refuse, before anything is written, an output that would replace an input.
+def check_outputs(files: Iterable[Path], out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, an output that would replace an input or a file already there.
 
-    ``out_dir`` must be a folder (or not exist yet), and no ``out_dir/<name>`` may be the input
-    file it comes from (the input's own folder, the same folder through a link, a hard link).
+    ``out_dir`` must be a folder (or not exist yet) that can be written and does not hold the
+    current folder; no ``out_dir/<name>`` may be the input file it comes from (the input's own
+    folder, the same folder through a link, a hard link), and none may exist already unless
+    ``overwrite`` (protect keeps no record of what it wrote, so any file there may be the user's).
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CamproError(f"output {out_dir} is a file, not a folder: give a folder for the protected copies "
-                          "(inputs are never overwritten)")
+    check_output_location(out_dir, "output", replaces=False)
+    files = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES]  # only these are written
     for path in files:
         if same_file(path, out_dir / path.name):
             raise CamproError(f"output {out_dir / path.name} would overwrite the input {path}; "
                               "give an output folder other than the input's folder")
+    present = [path.name for path in files if (out_dir / path.name).exists() or (out_dir / path.name).is_symlink()]
+    folders = [name for name in present if (out_dir / name).is_dir()]
+    if folders:
+        raise CamproError(f"output folder {out_dir} holds folders named like outputs ({names_list(folders)}); "
+                          "give another output folder")
+    if present and not overwrite:
+        raise CamproError(f"output folder {out_dir} already holds {names_list(present)}; pass --overwrite to "
+                          "replace what is there, or give another output folder")
 
 
 def protect_files(
@@ -148,15 +158,17 @@ def protect_files(
     jpeg_quality: int = 95,
     on_progress: Callable[[int], None] | None = None,
     memory_budget: int | None = None,
+    overwrite: bool = False,
 ) -> ProtectReport:
     """Protect ``files`` into ``out_dir`` (same names); never raises for one bad image.
 
-    An output that would replace an input raises a :class:`CamproError` before anything is written.
+    An output that would replace an input, or (without ``overwrite``) a file already in ``out_dir``,
+    raises a :class:`CamproError` before anything is written.
     ``memory_budget`` (bytes; None: :func:`default_budget`) bounds the estimated peak of one batch.
     """
     budget = default_budget() if memory_budget is None else int(memory_budget)
     files = list(files)
-    check_outputs(files, out_dir)
+    check_outputs(files, out_dir, overwrite)
     report = ProtectReport()
     out_dir.mkdir(parents=True, exist_ok=True)
     protector = protector.to(device).eval()

@@ -121,9 +121,7 @@ class ProbeFlipRule:
         return self._budget(column, row) + CSV_ROUNDING
 
     def _budget(self, column: str, row: pd.Series) -> float:
-        identities, repeats = int(row["identities"]), int(row["repeats"])
-        if identities < 1 or repeats < 1:
-            raise CamproError(f"identities and repeats must be >= 1 in every row, got {identities}, {repeats}")
+        identities, repeats = _count(row, "identities"), _count(row, "repeats")
         if column == "accuracy_mean" or column.endswith("_detect_rate"):
             return self.mean_tolerance(identities)
         if column == "accuracy_std":
@@ -131,6 +129,18 @@ class ProbeFlipRule:
         if column in ("ci_low", "ci_high"):
             return self.interval_tolerance(identities, repeats)
         return self.other_tol
+
+
+def _count(row: pd.Series, column: str) -> int:
+    """A whole number >= 1 from ``row[column]``; one error line for anything else (NaN, inf, 2.5, text)."""
+    value = row[column]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= 1 and number == int(number)):
+        raise CamproError(f"column '{column}' must hold a whole number >= 1 in every row of the baseline, got {value}")
+    return int(number)
 
 
 def is_identification_table(table: pd.DataFrame) -> bool:
@@ -221,9 +231,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise MissingFileError(f"table {path} does not exist")
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InvalidFileError(f"cannot read {path} as CSV: {exc}") from exc
+    if table.empty:
+        raise InvalidFileError(f"table {path} has no rows (a header only): nothing to compare")
+    return table
 
 
 def _is_numeric(series: pd.Series) -> bool:

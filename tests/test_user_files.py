@@ -1,5 +1,7 @@
-"""User files are never lost: protect never replaces its input, --overwrite only replaces a run folder,
-and failed or interrupted runs leave no partial folders behind."""
+"""User files are never lost: protect never replaces its input nor (without --overwrite) a file already
+in its output folder; --overwrite replaces only the files an earlier run's manifest lists and keeps the
+rest; failed or interrupted runs leave no partial folders behind, and a failure while the new files
+are moved in puts every earlier file back."""
 
 from __future__ import annotations
 
@@ -152,15 +154,22 @@ def test_every_builtin_protector_declares_its_working_factor() -> None:
         own = [c for c in factory.__mro__[: factory.__mro__.index(Protector)]
                if "working_factor" in vars(c) or "working_memory_factor" in vars(c)]
         assert own, name
+WHILE_RUNNING: list = []
+"""Actions the tiny experiment performs while it runs (what a user might do meanwhile)."""
 
 
 @pytest.fixture
 def tiny_experiment(tmp_path: Path):
-    """A registered experiment that makes one table (or fails when the spec says so)."""
+    """A registered experiment that makes one table (or fails when the spec says so); ``tables``
+    names other tables, ``extra`` adds a file in a subfolder."""
     def run(spec, ctx) -> ExperimentResult:
         if spec.get("fail"):
             raise CamproError("planned failure")
-        return ExperimentResult(tables={"t": pd.DataFrame({"a": [1]})})
+        while WHILE_RUNNING:
+            WHILE_RUNNING.pop()()
+        tables = {name: pd.DataFrame({"a": [1]}) for name in spec.get("tables", ["t"])}
+        extra = {"reports/r.json": b'{"r": 1}'} if spec.get("extra") else {}
+        return ExperimentResult(tables=tables, extra_files=extra)
 
     EXPERIMENTS.add("tiny-test", run, origin="tests")
     protocol = tmp_path / "tiny.toml"
@@ -208,3 +217,156 @@ def test_partial_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
     live.mkdir()
     assert remove_stale_partials(tmp_path) == [stale]
     assert not stale.exists() and live.exists()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes (relative POSIX paths)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def add_user_files(out: Path) -> dict[str, bytes]:
+    """What a user adds to a result folder: notes and an analysis folder."""
+    (out / "notes.md").write_text("my reading of the table\n")
+    (out / "analysis").mkdir()
+    (out / "analysis" / "plot.py").write_bytes(b"import matplotlib\n\x00\xff")
+    return {k: v for k, v in snapshot(out).items() if k.startswith(("notes", "analysis"))}
+
+
+def test_overwrite_replaces_the_listed_files_and_keeps_the_users(tiny_experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results" / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), overrides=["extra=true"], out=out, quiet=True)
+    assert json.loads((out / "manifest.json").read_text())["files"] == ["reports/r.json", "t.csv", "t.md"]
+    mine = add_user_files(out)
+    run_experiment("tiny-test", protocol=str(tiny_experiment), overrides=['tables=["u"]'], out=out, quiet=True,
+                   overwrite=True)
+    after = snapshot(out)
+    assert {k: after[k] for k in mine} == mine  # byte for byte
+    assert sorted(after) == ["analysis/plot.py", "manifest.json", "notes.md", "u.csv", "u.md"]  # t.*, reports/ gone
+    assert json.loads(after["manifest.json"])["files"] == ["u.csv", "u.md"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no hidden folder left
+
+
+def test_overwrite_refuses_a_manifest_that_lists_no_files(tiny_experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["files"]  # as an older campro-bench wrote it
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    add_user_files(out)
+    before = snapshot(out)
+    with pytest.raises(CamproError, match=r"does not list the files .*analysis/plot.py, notes.md, t.csv, t.md"):
+        run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True, overwrite=True)
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("entry", ["../victim.txt", "/etc/hostname", "a/../../victim.txt", ""])
+def test_an_edited_manifest_cannot_point_outside_the_folder(entry: str, tiny_experiment: Path,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"].append(entry)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CamproError, match="does not list the files"):
+        run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True, overwrite=True)
+    assert victim.read_text() == "precious"
+
+
+def test_a_user_file_where_a_new_output_goes_is_kept_and_so_are_the_new_results(tiny_experiment: Path,
+                                                                                tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    (out / "u.csv").write_text("my own u table")
+    before = snapshot(out)
+    with pytest.raises(CamproError, match=r"holds u.csv, which campro-bench did not write.*new results are in"):
+        run_experiment("tiny-test", protocol=str(tiny_experiment), overrides=['tables=["u"]'], out=out, quiet=True,
+                       overwrite=True)
+    assert snapshot(out) == before
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("run-new-")]
+    assert len(kept) == 1 and sorted(snapshot(kept[0])) == ["manifest.json", "u.csv", "u.md"]
+
+
+def test_a_folder_changed_while_the_run_worked_is_left_alone(tiny_experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    WHILE_RUNNING.append(lambda: (out / "manifest.json").unlink())  # the folder is no longer a run's
+    with pytest.raises(CamproError, match=r"did not write .*; the new results are in .*run-new-"):
+        run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True, overwrite=True)
+    assert sorted(snapshot(out)) == ["t.csv", "t.md"]  # untouched
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("run-new-")]
+    assert len(kept) == 1 and sorted(snapshot(kept[0])) == ["manifest.json", "t.csv", "t.md"]
+
+
+def test_a_failure_while_moving_the_new_files_in_puts_everything_back(tiny_experiment: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import campro_bench.io.outfolder as outfolder
+
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    add_user_files(out)
+    before = snapshot(out)
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def failing_replace(source, target):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the earlier manifest, t.csv, t.md are out, one new file is in
+            raise OSError(28, "No space left on device", str(target))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(outfolder.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        run_experiment("tiny-test", protocol=str(tiny_experiment), overrides=['tables=["u"]'], out=out, quiet=True,
+                       overwrite=True)
+    assert calls["n"] > 5  # the undo ran
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.toml"]  # no hidden folder left
+
+
+def test_running_from_inside_the_target_is_refused_up_front(tiny_experiment: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    run_experiment("tiny-test", protocol=str(tiny_experiment), out=out, quiet=True)
+    (out / "analysis").mkdir()
+    before = snapshot(tmp_path)
+    for cwd, target in ((out, "."), (out / "analysis", ".."), (out / "analysis", str(out))):
+        monkeypatch.chdir(cwd)
+        assert main(["run", "tiny-test", "--protocol", str(tiny_experiment), "--out", target, "--overwrite",
+                     "--quiet"]) == 2
+        assert "is the current folder or holds it" in one_error_line(capsys)
+        assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.toml"]
+
+
+def test_protect_never_replaces_a_file_it_did_not_write_unless_asked(photo: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "me.png").write_bytes(b"an unrelated file of the same name")
+    (out / "other.txt").write_text("kept")
+    before = snapshot(out)
+    assert main(["protect", "invert", str(photo.parent), str(out)]) == 2
+    err = one_error_line(capsys)
+    assert "already holds me.png; pass --overwrite" in err
+    assert snapshot(out) == before
+    assert main(["protect", "invert", str(photo.parent), str(out), "--overwrite"]) == 0
+    assert Image.open(out / "me.png").size == (24, 20) and (out / "other.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "isp", "--device", "cpu"],
+    ["train", "enhancer", "--isp", "casia-adv", "--device", "cpu"],
+    ["train", "lensless"],
+])
+def test_a_new_training_run_never_replaces_a_file_of_its_names(command: list[str], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.json").write_text('{"my": "own report"}')
+    (out / "notes.md").write_text("kept")
+    before = snapshot(out)
+    assert main([*command, "--out", str(out)]) == 2
+    assert "already holds report.json (an earlier run's or yours); pass --resume" in one_error_line(capsys)
+    assert snapshot(out) == before

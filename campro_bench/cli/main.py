@@ -3,12 +3,15 @@
 Each sub-command lives in its own module exposing ``register(app)``; :data:`COMMAND_MODULES`
 lists them. Any :class:`~campro_bench.errors.CamproError` is printed as one line and exits with
 status 2; a usage error (unknown option, missing argument, bad value) prints the command's usage
-and the problem and exits with status 2; other exceptions keep their traceback (they are bugs).
+and the problem and exits with status 2; a file-system error met while working (read-only or full
+disk, no permission: :data:`FILE_SYSTEM_ERRNOS`) is one line naming the file, status 2; other
+exceptions keep their traceback (they are bugs).
 SIGTERM is handled like Ctrl-C, so an interrupted run cleans up its partial outputs.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import signal
 import sys
@@ -16,6 +19,7 @@ import threading
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import CamproError
 
@@ -80,6 +84,17 @@ def _abort_classes() -> tuple[type[BaseException], ...]:
     return (click.exceptions.Abort, typer.Abort)
 
 
+FILE_SYSTEM_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+"""Errors of the machine's file system, not of campro-bench: a read-only or full disk, no permission."""
+
+
+def file_system_message(exc: OSError) -> str:
+    """One line for a file-system error met while working (a cache or output folder that cannot be written)."""
+    place = exc.filename if exc.filename is not None else "a file"
+    return (f"{place}: {(exc.strerror or str(exc)).lower()}; make the folder writable (or free space), or point "
+            "--out / --cache-dir (CAMPRO_BENCH_CACHE) elsewhere")
+
+
 def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
@@ -93,6 +108,11 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         _err.print("interrupted")
         return 130
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRNOS:
+            raise
+        _err.print(f"[bold red]error:[/] {escape(file_system_message(exc))}", highlight=False, soft_wrap=True)
+        return 2
     except Exception as exc:  # usage errors arrive here in non-standalone mode: usage + message, status 2
         if isinstance(exc, _usage_error_classes()):
             exc.show()  # type: ignore[attr-defined]

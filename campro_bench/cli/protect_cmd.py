@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ..context import resolve_device
 from ..errors import CamproError
 from ..protect_files import check_outputs, collect_inputs, protect_files, resolve_budget, same_folder
 from ..progress import stage_progress
@@ -23,25 +24,30 @@ def protect(
     memory_budget: str = typer.Option(
         "auto", help="peak memory of one batch, e.g. 6GB (auto: 3/4 of the memory available at start); "
                      "batches shrink to fit it and an image that alone exceeds it is skipped, not decoded"),
+    overwrite: bool = typer.Option(False, help="replace files of the same names already in OUTPUT (never an input)"),
 ) -> None:
-    """Apply a registered protector to images, writing protected copies with the same names."""
+    """Apply a registered protector to images, writing protected copies with the same names.
+
+    A file already in OUTPUT under an output's name is refused (with the names) unless --overwrite."""
     budget = resolve_budget(memory_budget)
     protector = build_protector(spec)
+    torch_device = resolve_device(device)
     files = collect_inputs(source)
     if source.is_dir() and same_folder(source, output):
         raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
-    check_outputs(files, output)  # before the progress bar: the refusal is the only line printed
+    check_outputs(files, output, overwrite)  # before the progress bar: the refusal is the only line printed
     console = Console(stderr=True)
     with stage_progress(console, "protect " + protector.spec(), len(files)) as advance:
         report = protect_files(
             protector,
             files,
             output,
-            device=device,
+            device=torch_device,
             batch_size=batch_size,
             jpeg_quality=jpeg_quality,
             on_progress=advance,
             memory_budget=budget,
+            overwrite=overwrite,
         )
     for path, reason in report.failed.items():
         console.print(f"[yellow]skipped[/] {path.name}: {reason}", highlight=False, soft_wrap=True)

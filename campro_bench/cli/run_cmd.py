@@ -26,7 +26,9 @@ def run(
     models_dir: Optional[str] = typer.Option(None, help="user weights (default $CAMPRO_BENCH_MODELS)"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     compare: Optional[str] = typer.Option(None, help="'paper': add the paper's numbers beside ours"),
-    overwrite: bool = typer.Option(False, help="replace an existing output folder"),
+    overwrite: bool = typer.Option(
+        False, help="replace the files an earlier run wrote in the output folder (those its manifest lists); "
+        "files you added there are kept"),
     quiet: bool = typer.Option(False, help="no progress bars"),
     executor: str = typer.Option(
         "local", help="local (in this process) or ray (independent cells as Ray tasks; pip install -e '.[ray]')"),

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from .. import paths
 from ..context import resolve_device
+from ..io.outfolder import check_output_location
 from ..progress import stage_progress
 from .config_options import config_file_option, resolve_config, set_option
 
@@ -73,6 +74,7 @@ def train_detector_command(
     train_set = load_person_dataset(dataset, root, "train").subset(max_images, seed)
     model = create_person_detector(detector, models_dir, cache_dir, torch_device)
     out = out or Path("results") / f"detector-{prot.fingerprint()}.pt"
+    check_output_location(out.parent, "--out folder", replaces=False)
     console = Console(stderr=True)
     val_set = load_person_dataset(dataset, root, "val") if evaluate else None
     before = evaluate_detector(model, val_set, prot, batch_size, torch_device) if val_set else None

@@ -6,8 +6,17 @@ folder ``.<name>.partial-<pid>-<random>`` that is renamed into place only when e
 succeeded, so a failed or interrupted run (an exception, Ctrl-C, SIGTERM: the CLI turns it into
 an exception) leaves no half-written results; a run killed outright (SIGKILL, power loss) leaves
 its partial folder, which the next run into the same parent folder removes once its process is
-gone. ``--overwrite`` replaces only a folder that an earlier run wrote (it holds a campro-bench
-``manifest.json``); any other non-empty folder is refused.
+gone.
+
+``--overwrite`` replaces only what an earlier run wrote: the folder must hold the ``manifest.json``
+of a campro-bench run, whose ``files`` list names the files that run wrote. Those files are replaced
+(or removed, when the new run does not make them again); every other file or folder in it (notes, an
+analysis folder) is kept untouched (:func:`~campro_bench.io.outfolder.install_outputs`). A folder
+without such a manifest, or with one that lists no files (written by an older campro-bench), is
+refused with the files it holds. The folder is read again when the results are ready: a new output
+whose name is taken by a file the user added meanwhile, or a manifest gone, is not written over; the
+new results are kept in a new sibling folder ``<out>-new-<time>-<random>`` and the run fails naming
+both. Running from inside the output folder (``--out .``) is refused before any work.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ from ..executors import build_executor
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from ..context import RunContext, resolve_device
-from ..manifest import Manifest, written_by_campro_bench
+from ..io.outfolder import check_output_location, clashes, files_under, install_outputs, names_list
+from ..manifest import Manifest, written_by_campro_bench, written_files
 from ..provenance import default_roots, input_roots, portable_paths
 from .base import ExperimentResult
 from .spec import apply_overrides, check_keys, list_protocols, load_spec
@@ -87,6 +97,7 @@ def write_result(result: ExperimentResult, manifest: Manifest, folder: Path) -> 
         atomic_write_bytes(folder / f"{name}.png", buffer.getvalue())
     for name, data in result.extra_files.items():
         atomic_write_bytes(folder / name, _portable_file(name, data, roots, inputs))
+    manifest.files = [name for name in files_under(folder) if name != "manifest.json"]
     atomic_write_json(folder / "manifest.json", manifest.to_dict())
 
 
@@ -144,7 +155,7 @@ def run_experiment(
         with manifest.timer("total"):
             result = experiment(spec, ctx)
         write_result(result, manifest, work)
-        replace_folder(work, out)
+        put_in_place(work, out, stamp)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -158,32 +169,54 @@ PARTIAL = ".partial-"
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder that holds files, unless ``overwrite`` and an earlier run wrote it."""
-    if out.exists() and not out.is_dir():
-        raise CamproError(f"output {out} is a file, not a folder; give another --out")
+    """Refuse, before any work, an output folder that holds files, unless ``overwrite`` and an
+    earlier run wrote it and listed its files."""
+    check_output_location(out)
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:
         raise CamproError(f"output folder {out} already holds files; pass --overwrite or another --out")
+    _earlier_files(out)
+
+
+def _earlier_files(out: Path) -> list[str]:
+    """The files the earlier run in ``out`` wrote (empty for an empty folder); refused in one line
+    when the folder holds files but no campro-bench manifest that lists them."""
+    if not any(out.iterdir()):
+        return []
     if not written_by_campro_bench(out):
         raise CamproError(f"--overwrite refused: {out} holds files that campro-bench did not write (no manifest.json "
                           "of a campro-bench run); give another --out")
+    earlier = written_files(out)
+    if earlier is None:
+        held = [name for name in files_under(out) if name != "manifest.json"]
+        raise CamproError(f"--overwrite refused: the manifest in {out} does not list the files its run wrote (an older "
+                          f"campro-bench), so they cannot be told from yours ({names_list(held)}); remove them or "
+                          "give another --out")
+    return earlier
 
 
-def replace_folder(work: Path, out: Path) -> None:
-    """Put the finished ``work`` folder at ``out``; an earlier result there is removed only afterwards."""
+def put_in_place(work: Path, out: Path, stamp: str) -> None:
+    """Put the finished ``work`` folder at ``out``, replacing only the earlier run's files there
+    (read again now: the folder may have changed while the run worked).
+
+    When that is not possible (a file the user added where a new output goes, or the folder no
+    longer holds a manifest that lists its files) nothing in ``out`` is touched: the results are
+    kept in a new sibling folder ``<out>-new-<stamp>-<random>`` and a :class:`CamproError` names both."""
     if not out.exists():
         work.rename(out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-old-", dir=out.parent))
-    out.rename(old / out.name)
     try:
-        work.rename(out)
-    except BaseException:
-        (old / out.name).rename(out)  # put the earlier result back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
+        earlier = _earlier_files(out)
+        taken = clashes(out, files_under(work), earlier)
+        if taken:
+            raise CamproError(f"--overwrite stopped: {out} holds {names_list(taken)}, which campro-bench did not "
+                              "write, where new outputs go")
+    except CamproError as exc:
+        kept = Path(tempfile.mkdtemp(prefix=f"{out.name}-new-{stamp}-", dir=out.parent))
+        work.rename(kept)  # onto the empty folder just made: a name no one else has
+        raise CamproError(f"{exc}; the new results are in {kept}") from exc
+    install_outputs(work, out, earlier, f".{out.name}{PARTIAL}{os.getpid()}-old-")
 
 
 def remove_stale_partials(parent: Path) -> list[Path]:

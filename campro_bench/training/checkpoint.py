@@ -43,8 +43,10 @@ def save_training_checkpoint(path: str | os.PathLike[str], trainer: str, config:
         torch.save(payload, tmp)
 
 
-def load_training_checkpoint(path: str | os.PathLike[str], trainer: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(config, state)`` of a checkpoint written by :func:`save_training_checkpoint`."""
+def load_training_checkpoint(path: str | os.PathLike[str], trainer: str,
+                             required: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(config, state)`` of a checkpoint written by :func:`save_training_checkpoint`; the
+    ``required`` state entries (what the trainer reads to resume) must all be there."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"no training checkpoint at {path}; start a new run without --resume")
@@ -58,7 +60,16 @@ def load_training_checkpoint(path: str | os.PathLike[str], trainer: str) -> tupl
     missing = [k for k in ("config", "state") if not isinstance(payload.get(k), dict)]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    require_state(payload["state"], required, path)
     return payload["config"], payload["state"]
+
+
+def require_state(state: dict[str, Any], required: Iterable[str], path: str | os.PathLike[str]) -> None:
+    """Refuse, in one line, a checkpoint whose state lacks entries that resuming reads."""
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint state lacks {', '.join(missing)} (not a complete training state); "
+                              "start a new run without --resume")
 
 
 def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

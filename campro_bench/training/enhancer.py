@@ -35,6 +35,7 @@ from ..errors import CamproError, EmptyDatasetError
 from ..faces.pipeline import ProgressFactory, progress_bar
 from ..io import atomic_write_json, load_image
 from ..io.hashing import ids_digest
+from ..io.outfolder import check_new_run, check_output_location
 from ..protectors import build_protector
 from ..protectors.isp import CamproISP
 from .face_masks import detect_face_boxes, enlarge_boxes, keep_mask
@@ -119,6 +120,10 @@ def _data_info(root: Path, paths: list[Path]) -> dict[str, Any]:
     return info
 
 
+OUTPUTS = ("checkpoint.pt", "enhancer.pt", "history.csv", "loss.png", "samples.png", "report.json", "manifest.json")
+"""Every file a ``train enhancer`` run writes into its folder (a new run refuses a folder holding one)."""
+
+
 def train_enhancer(
     job: EnhancerJob,
     config: UNetTrainConfig,
@@ -134,6 +139,9 @@ def train_enhancer(
     """Train the enhancer for ``job.isp`` and write the outputs listed in the module docstring."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    check_output_location(out, replaces=False)
+    if not resume:
+        check_new_run(out, OUTPUTS)
     isp = resolve_isp(job.isp)
     held = scene_paths(data_root, parse_sources(job.holdout)) if job.holdout else []
     held_names = {p.name for p in held}

@@ -87,6 +87,7 @@ from torch import nn
 
 from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
+from ..io.outfolder import check_new_run, check_output_location
 from ..protectors.isp import CamproISP, ISPParams, load_preset
 from . import isp_checkpoint, isp_report, isp_steps, isp_warmup
 from .data import EpochSampler, FaceTrainingData, PersonTrainingData
@@ -453,12 +454,17 @@ def train_isp(
 
     config.check()
     out = Path(out)
+    check_output_location(out, replaces=False)
     checkpoint = out / CHECKPOINT_NAME
     if resume and not checkpoint.is_file():
         raise MissingFileError(f"--resume: no checkpoint {checkpoint}; start without --resume")
+    if resume:
+        isp_checkpoint.resumable_state(checkpoint, config.to_dict())  # refused before models and data load
     if not resume and checkpoint.exists():
         raise CamproError(f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to continue it "
                           "or choose another --out")
+    if not resume:
+        check_new_run(out, isp_report.OUTPUTS)
     init = initial_params(config.init)
     attackers = [create_face_recognizer(name, models_dir, cache_dir, device) for name in config.attackers()]
     for name, attacker in zip(config.attackers(), attackers):

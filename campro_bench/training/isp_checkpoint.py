@@ -36,6 +36,9 @@ TRAINER = "isp"
 CHECKPOINT_NAME = "checkpoint.pt"
 RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "val_every", "log_every")
 """Configuration keys a resumed run may change; any other difference refuses to resume."""
+STATE_KEYS = ("phase", "iteration", "warmup_source", "isp", "attacker", "head", "detector", "optimizers", "samplers",
+              "restoration", "rng", "rows", "val_rows", "warmup_rows", "head_init", "elapsed")
+"""What :func:`save_checkpoint` writes and :func:`resume` reads."""
 
 
 def save_checkpoint(trainer: ISPTrainer) -> None:
@@ -56,13 +59,21 @@ def save_checkpoint(trainer: ISPTrainer) -> None:
     trainer.write_logs()
 
 
+def resumable_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The state of the checkpoint at ``path``, refused in one line when it lacks an entry that
+    :func:`resume` reads or was written with another configuration (beyond RESUME_MAY_CHANGE).
+    ``train isp --resume`` calls it before loading models and data, so a bad checkpoint costs nothing."""
+    saved, state = load_training_checkpoint(path, TRAINER, required=STATE_KEYS)
+    diff = config_mismatch(saved, config, RESUME_MAY_CHANGE)
+    if diff:
+        raise CamproError(f"cannot resume {path}: configuration differs ({'; '.join(diff)})")
+    return state
+
+
 def resume(trainer: ISPTrainer) -> None:
     """Continue from ``out/checkpoint.pt`` (its configuration must match, see RESUME_MAY_CHANGE)."""
     path = trainer.checkpoint_path
-    saved, state = load_training_checkpoint(path, TRAINER)
-    diff = config_mismatch(saved, trainer.config.to_dict(), RESUME_MAY_CHANGE)
-    if diff:
-        raise CamproError(f"cannot resume {path}: configuration differs ({'; '.join(diff)})")
+    state = resumable_state(path, trainer.config.to_dict())
     for name, module in (("isp", trainer.isp), ("attacker", trainer.attacker), ("head", trainer.head),
                          ("detector", trainer.detector)):
         load_module_state(module, state[name], f"{path} ({name})")

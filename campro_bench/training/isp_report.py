@@ -27,6 +27,10 @@ from .report import Panel, moving_average, plot_panels, save_image_grid, trainin
 if TYPE_CHECKING:
     from .isp import ISPTrainer
 
+OUTPUTS = ("checkpoint.pt", "log.csv", "val.csv", "warmup.csv", "restorer_warmup.csv", "isp.json", "detector.pt",
+           "report.json", "report.png", "samples.png", "manifest.json")
+"""Every file a ``train isp`` run writes into its folder (a new run refuses a folder holding one)."""
+
 
 def summary(trainer: ISPTrainer) -> dict[str, Any]:
     """Final metrics: last validation, means over the last 10% of iterations, warm-up."""

@@ -51,6 +51,7 @@ from ..errors import CamproError, CheckpointError, EmptyDatasetError, MissingFil
 from ..io import uint8_to_tensor
 from ..io.atomic import atomic_path, atomic_write_json
 from ..io.hashing import ids_digest
+from ..io.outfolder import check_new_run, check_output_location
 from ..io.torchfile import load_torch_file
 from ..protectors.lensless import (
     MASKS,
@@ -61,6 +62,7 @@ from ..protectors.lensless import (
     lensless_measure,
     save_mask_file,
 )
+from .checkpoint import require_state
 from .data import EpochSampler, split_by_image, strip_roots
 from .report import training_manifest, write_csv
 
@@ -247,6 +249,12 @@ def load_lensless_data(config: LenslessTrainConfig, data_root: str | os.PathLike
 # ----------------------------------------------------------------------------------------
 # checkpoints (tensors and plain containers only: loaded with weights_only=True)
 # ----------------------------------------------------------------------------------------
+OUTPUTS = ("checkpoint.pt", "mask.json", "classifier.pt", "log.csv", "report.json", "manifest.json")
+"""Every file a ``train lensless`` run writes into its folder (a new run refuses a folder holding one)."""
+STATE_KEYS = ("net", "camera", "optim", "sched", "sampler", "noise_gen", "torch_rng", "rows", "epoch")
+"""What a lensless checkpoint's state holds and ``--resume`` reads."""
+
+
 def save_checkpoint(path: Path, config: LenslessTrainConfig, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, "config": asdict(config), "state": state}, tmp)
@@ -263,6 +271,9 @@ def load_checkpoint(path: Path, config: LenslessTrainConfig) -> dict[str, Any]:
     diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in asdict(config).items() if saved.get(k) != v]
     if diff:
         raise CheckpointError(f"{path} was written with another configuration ({'; '.join(diff)})")
+    if not isinstance(payload.get("state"), dict):
+        raise CheckpointError(f"{path}: checkpoint lacks state; start a new run without --resume")
+    require_state(payload["state"], STATE_KEYS, path)
     return payload["state"]
 
 
@@ -337,6 +348,11 @@ def train_lensless(
     interrupted run would (returns ``None``); ``resume`` continues it."""
     start = time.perf_counter()
     out = Path(out)
+    check_output_location(out, replaces=False)
+    checkpoint = out / "checkpoint.pt"
+    state = load_checkpoint(checkpoint, config) if resume else None  # refused before the data load
+    if not resume:
+        check_new_run(out, OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = load_lensless_data(config, paths.data_root(data_root), paths.cache_dir(cache_dir))
@@ -356,9 +372,7 @@ def train_lensless(
     reference = gaussian_psf(config.mask_size, config.reference_sigma)
     rows: list[dict[str, Any]] = []
     epoch0 = 0
-    checkpoint = out / "checkpoint.pt"
-    if resume:
-        state = load_checkpoint(checkpoint, config)
+    if state is not None:
         net.load_state_dict(state["net"])
         camera.load_state_dict(state["camera"])
         optim.load_state_dict(state["optim"])

@@ -198,7 +198,8 @@ def train_unet(
     history: list[dict[str, float]] = []
     start_epoch = 0
     if resume and checkpoint is not None and checkpoint.is_file():
-        saved, state = load_training_checkpoint(checkpoint, trainer)
+        saved, state = load_training_checkpoint(checkpoint, trainer,
+                                                required=("model", "optimizer", "sampler", "history", "epoch"))
         diff = config_mismatch(saved, config.to_dict(), ignore=("epochs",))
         if diff:
             raise CamproError(f"cannot resume {checkpoint}: configuration differs ({'; '.join(diff)})")
