@@ -29,6 +29,7 @@ from ..executors import build_executor
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from ..context import RunContext, resolve_device
+from ..io.display import markdown
 from ..manifest import Manifest, written_by_campro_bench
 from ..provenance import default_roots, portable_paths
 from .base import ExperimentResult
@@ -46,7 +47,7 @@ def check_protocol_keys(name: str, spec: dict[str, Any]) -> None:
 
 
 def table_markdown(name: str, table: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    return f"## {name}\n\n" + table.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+    return f"## {name}\n\n" + markdown(table, floatfmt) + "\n"
 
 
 def portable_table(table: pd.DataFrame, roots: dict[str, str]) -> pd.DataFrame:
