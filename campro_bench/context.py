@@ -47,6 +47,7 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     compare: str | None = None
     work_dir: Path | None = None
+    results_root: Path | None = None  # --results-root: relative table paths of a protocol are looked up here too
     console: Console = field(default_factory=lambda: Console(stderr=True))
     quiet: bool = False
     executor: Executor = field(default_factory=LocalExecutor)

@@ -133,6 +133,7 @@ def run_experiment(
         models_dir=paths.models_dir(models_dir),
         device=resolve_device(device),
         compare=compare,
+        results_root=results_root,
         work_dir=work,
         quiet=quiet,
     )

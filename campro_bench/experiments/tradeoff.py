@@ -33,7 +33,7 @@ from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
-from .common import check_compare, find_protector_row
+from .common import check_compare, find_protector_row, resolve_table_path
 from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
 from .spec import parse_protocol
 
@@ -143,8 +143,8 @@ INCOMPARABLE = "other EVAL draws than this sweep's, not counted"
 """``whitebox_attack`` of a point whose E5 run drew its gallery/probe splits differently."""
 
 
-def whitebox_attacks(folders: Sequence[str],
-                     draws: Mapping[str, str] | None = None) -> dict[str, tuple[pd.Series | None, str]]:
+def whitebox_attacks(folders: Sequence[str], draws: Mapping[str, str] | None = None,
+                     results_root: Path | None = None) -> dict[str, tuple[pd.Series | None, str]]:
     """The strongest attack of each earlier E5 (Table VII) result folder, keyed by the protector it
     attacked (its ``manifest.json``'s ``models.isp.spec``), with the folder; read once per sweep.
 
@@ -162,7 +162,7 @@ def whitebox_attacks(folders: Sequence[str],
     """
     found: dict[str, tuple[pd.Series | None, str]] = {}
     for text in folders:
-        folder = Path(text)
+        folder = resolve_table_path(text, results_root) or Path(text)
         manifest_path, results = folder / "manifest.json", folder / "e5.csv"
         if not (manifest_path.is_file() and results.is_file()):
             continue
@@ -200,19 +200,20 @@ def sweep_draws(seeds: Mapping[str, Any]) -> dict[str, str]:
 
 
 def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = (),
-                      draws: Mapping[str, str] | None = None) -> pd.DataFrame:
+                      draws: Mapping[str, str] | None = None, results_root: Path | None = None) -> pd.DataFrame:
     """Each point's worst case: the highest accuracy any evaluated attacker reached, over the best
     model in both galleries of this run and, where an audit summary has the protector, the audit's
     worst case over its whole ladder (its own identities and scale), and where an E5 folder attacked
     it with the sweep's own draws (``draws``, see :func:`whitebox_attacks`), E5's strongest attack
     (white-box restoration at a larger scale than the audit's); the winner is named in
     ``worst_case_source``."""
-    e5_attacks = whitebox_attacks(whitebox, draws)
+    e5_attacks = whitebox_attacks(whitebox, draws, results_root)
     out = []
     for point in table.itertuples():
         candidates = {"this run, raw gallery": point.accuracy_best_model,
                       "this run, re-enrolled gallery": point.reenrolled_best_model}
-        row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"])
+        row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"],
+                                         results_root=results_root)
         columns = {"audit_worst_case": np.nan, "audit_attack": "not audited",
                    "whitebox_worst_case": np.nan, "whitebox_attack": "no E5 run"}
         if row is not None:
@@ -319,7 +320,8 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         utility = utility_points(methods, cfg, ctx)
     rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
     table = pd.DataFrame(rows)
-    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox, sweep_draws(ctx.manifest.seeds)))
+    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox, sweep_draws(ctx.manifest.seeds),
+                                         ctx.results_root))
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
     # an unaudited point's worst case is only a lower bound (no inverse, restoration or re-training
     # was tried), so the worst-case front compares audited points only
