@@ -19,6 +19,7 @@ import torch
 
 from ..io import tensor_to_uint8, uint8_to_tensor
 from ..protectors.base import Protector
+from .figures import mark_no_data, place_labels, pyplot
 
 if TYPE_CHECKING:
     from ..attacks.base import ImageAttack
@@ -38,12 +39,7 @@ def figure_png(figure: Any) -> bytes:
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def image_grid(cfg: "AuditConfig", split: "AuditSplit", protector: Protector, restored: Protector | None,
@@ -157,29 +153,27 @@ def accuracy_figure(rows: pd.DataFrame, title: str) -> Any:
     return fig
 
 
-def mark_no_data(ax: Any, text: str) -> None:
-    """Say in an empty panel that it is empty, and why, instead of leaving blank axes."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.35",
-            wrap=True, bbox={"boxstyle": "round", "facecolor": "0.95", "edgecolor": "0.7"})
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def plane_figure(summary: pd.DataFrame) -> Any:
-    """Privacy (worst-case top-1, with interval) against utility (PSNR and person AP)."""
+    """Privacy (worst-case top-1, with interval) against utility (PSNR and person AP), labels placed
+    without overlap; a panel without any value says "no data"."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     for ax, column, label in ((axes[0], "PSNR_dB", "PSNR (dB, E4)"), (axes[1], "person_AP", "person AP (E3)")):
+        xs, ys, names = [], [], []
         for r in summary.itertuples():
             y = getattr(r, column)
             if not np.isfinite(y):
                 continue
             x = 100 * r.worst_case_top1
             xerr = [[x - 100 * r.ci_low], [100 * r.ci_high - x]] if np.isfinite(r.ci_low) else None
-            ax.errorbar([x], [y], xerr=xerr, fmt="o", capsize=3)
-            ax.annotate(r.protector, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        if not np.isfinite(summary[column].to_numpy(dtype=float)).any():
-            mark_no_data(ax, f"no data: no {label.split(' (')[0]} found for these protectors")
+            ax.errorbar([x], [y], xerr=xerr, fmt="o", capsize=3, color="C0", ecolor="0.6", elinewidth=0.8)
+            xs.append(x)
+            ys.append(y)
+            names.append(r.protector)
+        if not names:
+            mark_no_data(ax, f"no data: no {label.split(' (')[0]} for these protectors\nin the tables listed under [utility]")
+        else:
+            place_labels(ax, xs, ys, names, fontsize=6.5)
         ax.set(xlabel="worst-case top-1 %, any rung (lower = more private)", ylabel=label)
         ax.grid(alpha=0.3)
     axes[0].set_title("privacy vs image quality", fontsize=9)
