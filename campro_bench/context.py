@@ -48,7 +48,7 @@ class RunContext:
     compare: str | None = None
     work_dir: Path | None = None
     results_root: Path | None = None  # --results-root: relative table paths of a protocol are looked up here too
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))  # log lines never hard-wrapped
     quiet: bool = False
     executor: Executor = field(default_factory=LocalExecutor)
 

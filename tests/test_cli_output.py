@@ -93,7 +93,30 @@ def test_list_accepts_the_kinds_the_readme_names(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["list", kind]) == 0
-    assert capsys.readouterr().out.lstrip().startswith(title)
+    out = capsys.readouterr().out.lstrip()
+    assert out.startswith(title) or (title == "plugins" and out.startswith("no plugin installed"))
+
+
+def test_list_plugins_without_plugins_says_how_to_declare_one(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from campro_bench.registries import ALL
+
+    if any(e.metadata.get("plugin") for r in ALL.values() for e in r.entries()):
+        pytest.skip("a plugin is installed in this environment")
+    assert main(["list", "plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "no plugin installed" in out and 'entry-points."campro_bench.protectors"' in out and "┏" not in out
+
+
+def test_run_log_lines_are_not_wrapped_off_a_terminal() -> None:
+    from campro_bench.context import RunContext
+    from campro_bench.manifest import Manifest
+
+    ctx = RunContext(manifest=Manifest(experiment="x", spec={}))
+    with ctx.console.capture() as captured:
+        ctx.log("lfw: the 3 draws over 100 identities use 298 of 507 images; expected cost: 298 images x 5 image "
+                "types x 4 models = 5960 face embeddings (cached ones are read, not recomputed)")
+    assert len(captured.get().strip().splitlines()) == 1
 
 
 def test_list_of_an_unknown_kind_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:

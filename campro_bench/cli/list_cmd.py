@@ -77,8 +77,9 @@ def _print_plugins(console: Console, pattern: str) -> None:
             if entry.metadata.get("plugin"):
                 table.add_row(kind, entry.name, registry.group, entry.origin)
                 found += 1
-    console.print(table)
-    if not found:
+    if found:
+        console.print(table)
+    else:
         console.print("no plugin installed; a package declares one under an entry-point group, e.g. "
                       f"[project.entry-points.\"{ALL['protectors'].group}\"]", markup=False, soft_wrap=True)
 
