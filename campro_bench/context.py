@@ -47,7 +47,8 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     compare: str | None = None
     work_dir: Path | None = None
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    results_root: Path | None = None  # --results-root: relative table paths of a protocol are looked up here too
+    console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))  # log lines never hard-wrapped
     quiet: bool = False
     executor: Executor = field(default_factory=LocalExecutor)
 

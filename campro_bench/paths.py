@@ -43,9 +43,10 @@ def models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return cache_dir() / "models"
 
 
-def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The cache folder, created on demand."""
+def cache_dir(explicit: str | os.PathLike[str] | None = None, create: bool = True) -> Path:
+    """The cache folder, created on demand (``create=False``: only named)."""
     value = explicit if explicit is not None else os.environ.get(CACHE_ENV)
     root = Path(value).expanduser() if value else Path.home() / ".cache" / "campro-bench"
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root

@@ -202,28 +202,93 @@ class RegressionReport:
         return not (self.changed or self.missing_rows or self.extra_rows
                     or self.missing_columns or self.extra_columns)
 
-    def lines(self) -> list[str]:
-        """One line per finding, then a summary line."""
-        out: list[str] = []
-
-        def name(key: tuple[str, ...]) -> str:
-            return ", ".join(f"{k}={v}" for k, v in zip(self.keys, key))
-
-        for c in self.changed:
-            out.append(f"changed: [{name(c.key)}] {c.column}: {c.baseline:.6g} -> {c.result:.6g} "
-                       f"(delta {c.delta:+.6g}, tol {c.tol:.6g})")
-        out += [f"missing row (in baseline only): [{name(k)}]" for k in self.missing_rows]
-        out += [f"extra row (in result only): [{name(k)}]" for k in self.extra_rows]
-        out += [f"missing column (in baseline only): {c}" for c in self.missing_columns]
-        out += [f"extra column (in result only): {c}" for c in self.extra_columns]
+    def summary(self) -> str:
+        """The verdict in one line: what was compared, under which rule, and how much moved."""
         verdict = "OK" if self.ok else "FAILED"
-        out.append(
+        return (
             f"{verdict}: {self.rows_compared} rows x {len(self.compared_columns)} numeric columns compared "
             f"on keys ({', '.join(self.keys) or 'none'}); rule: {self.rule}; max |delta| {self.max_abs_delta:.3g}; "
             f"{len(self.changed)} cells moved, {len(self.missing_rows)} rows missing, {len(self.extra_rows)} extra, "
             f"{len(self.missing_columns)} columns missing, {len(self.extra_columns)} extra"
         )
+
+    def findings(self) -> list[str]:
+        """One line per moved cell, then per row or column found on one side only."""
+        def name(key: tuple[str, ...]) -> str:
+            return ", ".join(f"{k}={v}" for k, v in zip(self.keys, key))
+
+        out = [f"changed: [{name(c.key)}] {c.column}: {c.baseline:.6g} -> {c.result:.6g} "
+               f"(delta {c.delta:+.6g}, tol {c.tol:.6g})" for c in self.changed]
+        out += [f"missing row (in baseline only): [{name(k)}]" for k in self.missing_rows]
+        out += [f"extra row (in result only): [{name(k)}]" for k in self.extra_rows]
+        out += [f"missing column (in baseline only): {c}" for c in self.missing_columns]
+        out += [f"extra column (in result only): {c}" for c in self.extra_columns]
         return out
+
+    def lines(self, show: int | None = None) -> list[str]:
+        """The summary line first, then the findings: all of them, or the first ``show`` and a count of the rest."""
+        found = self.findings()
+        if show is None or len(found) <= show:
+            return [self.summary(), *found]
+        return [self.summary(), *found[:show], f"... and {len(found) - show} more (--show N lists more)"]
+
+
+@dataclass(frozen=True)
+class Comparability:
+    """Whether two tables come from the same protocol, so that a cell-by-cell comparison means anything."""
+
+    differences: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def line(self) -> str:
+        """One line: the protocols differ, and how."""
+        return "NOT COMPARABLE: the two tables come from different protocols: " + "; ".join(self.differences)
+
+
+MIN_SHARED_ROWS = 0.5
+"""Below this share of the baseline's rows found in the result, the tables are different protocols."""
+
+
+def check_comparable(result: pd.DataFrame, baseline: pd.DataFrame, keys: Sequence[str] | None = None,
+                     ignore: Sequence[str] = ()) -> Comparability:
+    """Before any cell is compared: do both tables describe the same protocol?
+
+    Identification tables must agree on their structural columns (``identities``, ``repeats``,
+    ``chance``: another identity set, number of draws or gallery size makes every accuracy another
+    quantity, and a delta of 80 between an identity count and an accuracy is meaningless); any tables
+    must share their key columns and at least :data:`MIN_SHARED_ROWS` of the baseline's row keys.
+    """
+    differences = []
+    for column in STRUCTURAL_COLUMNS:
+        if column in result.columns and column in baseline.columns:
+            ours, theirs = _values(result[column]), _values(baseline[column])
+            if ours != theirs:
+                differences.append(f"{column} {_show(ours)} vs baseline {_show(theirs)}")
+    keys = [k for k in (list(keys) if keys else infer_keys(result, baseline)) if k not in set(ignore)]
+    absent = [k for k in keys if k not in result.columns or k not in baseline.columns]
+    if absent:
+        differences.append(f"key column(s) {absent} missing on one side")
+    elif keys and len(baseline):
+        shared = len(_keyset(result, keys) & _keyset(baseline, keys))
+        if shared < MIN_SHARED_ROWS * len(_keyset(baseline, keys)):
+            differences.append(f"only {shared} of the baseline's {len(_keyset(baseline, keys))} rows "
+                               f"({', '.join(keys)}) are in the result")
+    return Comparability(differences)
+
+
+def _values(series: pd.Series) -> list[str]:
+    return sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in series.dropna()})
+
+
+def _show(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else "{" + ", ".join(values[:4]) + (", ...}" if len(values) > 4 else "}")
+
+
+def _keyset(table: pd.DataFrame, keys: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(str(v) for v in row) for row in table[keys].itertuples(index=False)}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

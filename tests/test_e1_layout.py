@@ -106,12 +106,14 @@ def test_table1_layout_and_long_csv(tmp_path: Path) -> None:
     assert len(wide) == 2 * 5 * 2
     # Table I order: dataset, classifier, gallery kind, image type (spec order)
     first = wide[wide.dataset == "lfw"][["image_type", "classifier", "gallery"]].head(6).values.tolist()
-    assert first == [["Raw", "nearest", "raw"], ["invert", "nearest", "raw"], ["lowres:factor=16", "nearest", "raw"],
+    # every row labelled by its protector spec, raw included (the long table's image_type)
+    assert first == [["raw", "nearest", "raw"], ["invert", "nearest", "raw"], ["lowres:factor=16", "nearest", "raw"],
                      ["invert", "nearest", "protected"], ["lowres:factor=16", "nearest", "protected"],
-                     ["Raw", "linear", "raw"]]
+                     ["raw", "linear", "raw"]]
+    assert set(wide.image_type) == set(long.image_type)
     np.testing.assert_allclose(wide["Average"], wide[["m-a", "m-b"]].mean(axis=1))
     assert wide["m-a"].max() == pytest.approx(100.0)
-    assert not ((wide.image_type == "Raw") & (wide.gallery == "protected")).any()
+    assert not ((wide.image_type == "raw") & (wide.gallery == "protected")).any()
     for name in ("e1.csv", "e1.md", "table1.csv", "table1.md", "manifest.json"):
         assert (out / name).is_file()
     pd.testing.assert_frame_equal(pd.read_csv(out / "e1.csv"), long, check_exact=False, rtol=1e-5)
@@ -173,10 +175,10 @@ def test_compare_paper_only_matches_exact_models(tmp_path: Path) -> None:
     _, result = run(tmp_path, "e1", BASE, compare="paper")
     long, wide = result.tables["e1"], result.tables["table1"]
     assert long["paper_accuracy"].isna().all()  # m-a / m-b are not the paper's models
-    raw_lfw = wide[(wide.dataset == "lfw") & (wide.image_type == "Raw") & (wide.classifier == "nearest")]
+    raw_lfw = wide[(wide.dataset == "lfw") & (wide.image_type == "raw") & (wide.classifier == "nearest")]
     assert raw_lfw["Paper Average (reference)"].tolist() == [pytest.approx(97.3)]
     assert "LFW/Raw/nearest" in raw_lfw["Paper reference row"].iloc[0]
-    subset = wide[(wide.dataset == "celeba-subset") & (wide.image_type == "Raw") & (wide.classifier == "linear")]
+    subset = wide[(wide.dataset == "celeba-subset") & (wide.image_type == "raw") & (wide.classifier == "linear")]
     assert subset["Paper Average (reference)"].tolist() == [pytest.approx(80.7)]
     invert = wide[wide.image_type == "invert"]
     assert invert["Paper Average (reference)"].isna().all()  # not a paper image type

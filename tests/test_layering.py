@@ -7,7 +7,7 @@ The order (documented in docs/DEVELOPING.md, "Layers"), lowest first:
 1. models and data: protectors, recognizers, detection, datasets;
 2. face pipeline and enhancer: faces, enhancer;
 3. evaluation and attacks: privacy, utility, attacks;
-4. training and tools: training, export, protect_files, regress;
+4. training and tools: training, export, protect_files, regress, html_report;
 5. experiments;
 6. cli.
 
@@ -35,7 +35,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("protectors", "recognizers", "detection", "datasets"), 1),
     **dict.fromkeys(("faces", "enhancer"), 2),
     **dict.fromkeys(("privacy", "utility", "attacks"), 3),
-    **dict.fromkeys(("training", "export", "protect_files", "regress"), 4),
+    **dict.fromkeys(("training", "export", "protect_files", "regress", "html_report"), 4),
     "experiments": 5,
     "cli": 6,
 }

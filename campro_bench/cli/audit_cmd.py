@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-
 from ..experiments.runner import run_experiment
+from .output import print_table, results_console
 
 
 def audit(
@@ -41,9 +40,9 @@ def audit(
                                     out=out, results_root=results_root, data_root=data_root, cache_dir=cache_dir,
                                     models_dir=models_dir, device=device, quiet=quiet, overwrite=overwrite,
                                     executor=executor, address=address)
-    console = Console()
-    console.print(result.tables["summary"].to_markdown(index=False, floatfmt=".4g"), highlight=False)
-    console.print(f"results written to {folder}", highlight=False)
+    console = results_console()
+    print_table(console, result.tables["summary"])
+    console.print(f"results written to {folder}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,8 @@
 """``campro-bench regress RESULT.csv BASELINE.csv [--flips K | --tol X] [--key COL]... [--ignore COL]...``.
 
 Exit status: 0 when every cell is within its tolerance and no row or column is missing on either
-side; 1 when something moved (each finding is printed on its own line); 2 for unusable input.
+side; 1 when something moved or the two tables come from different protocols (said first, in one
+line; then the summary line and at most ``--show`` findings); 2 for unusable input.
 The tolerance rules are described in :mod:`campro_bench.regress` and ``docs/privacy.md``.
 """
 
@@ -13,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ..regress import regress_files
+from ..regress import check_comparable, read_table, regress_files
 
 
 def regress(
@@ -33,6 +34,7 @@ def regress(
         None, "--key", "-k", help="key column identifying a row (repeatable; default: non-numeric columns)"
     ),
     ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="column to leave out (repeatable)"),
+    show: int = typer.Option(20, "--show", min=0, help="list at most N moved cells (and rows, columns) after the summary"),
 ) -> None:
     """Compare a result CSV with a baseline CSV; exit 1 naming every cell that moved beyond its tolerance.
 
@@ -41,11 +43,14 @@ def regress(
     pass, while a changed protector, model, alignment or classifier fails. --tol alone compares every
     cell with one absolute tolerance (--tol 0: bit-identical).
     """
-    report = regress_files(result, baseline, tol=tol, flips=flips, keys=key or None, ignore=ignore or ())
     console = Console(highlight=False, soft_wrap=True)
-    for line in report.lines():
+    comparable = check_comparable(read_table(result), read_table(baseline), key or None, ignore or ())
+    if not comparable.ok:  # said first, in one line: the cells below are then not a regression
+        console.print(comparable.line(), markup=False)
+    report = regress_files(result, baseline, tol=tol, flips=flips, keys=key or None, ignore=ignore or ())
+    for line in report.lines(show):
         console.print(line, markup=False)
-    if not report.ok:
+    if not (report.ok and comparable.ok):
         raise typer.Exit(1)
 
 

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-
 from ..experiments.runner import run_experiment
+from .output import print_table, results_console
 
 
 def run(
@@ -31,7 +30,7 @@ def run(
         "files you added there are kept"),
     quiet: bool = typer.Option(False, help="no progress bars"),
     executor: str = typer.Option(
-        "local", help="local (in this process) or ray (independent cells as Ray tasks; pip install -e '.[ray]')"),
+        "local", help="local (in this process) or ray (independent cells as Ray tasks; pip install -e '.\\[ray]')"),
     address: Optional[str] = typer.Option(
         None, help="with --executor ray: auto (a running cluster), local (start a private one), or HOST:PORT"),
 ) -> None:
@@ -52,11 +51,10 @@ def run(
         executor=executor,
         address=address,
     )
-    console = Console()
+    console = results_console()
     for name, table in result.tables.items():
-        console.print(f"[bold]{name}[/]")
-        console.print(table.to_markdown(index=False, floatfmt=".4g"), highlight=False)
-    console.print(f"results written to {folder}", highlight=False)
+        print_table(console, table, name)
+    console.print(f"results written to {folder}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

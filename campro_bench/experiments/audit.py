@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -98,7 +100,8 @@ class AuditRetrainSection(RetrainSchedule):
 
 @dataclass(frozen=True)
 class UtilitySection:
-    """``[utility]``: where person AP (E3) and PSNR (E4) are read from (paths relative to the working folder)."""
+    """``[utility]``: where person AP (E3) and PSNR (E4) are read from (relative paths: under the checkout,
+    the results root, then the working folder; :func:`~.common.resolve_table_path`)."""
 
     e3: list[str] = option(list, help="E3 table3.csv files")
     e4: list[str] = option(list, help="E4 table4_values.csv files")
@@ -413,8 +416,9 @@ def verdict(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _lookup(paths: list[str], spec: str, column: str, reference_raw: bool) -> tuple[float, str]:
-    row, source = find_protector_row(paths, spec, [column], reference_raw)
+def _lookup(paths: list[str], spec: str, column: str, reference_raw: bool,
+            results_root: Path | None = None) -> tuple[float, str]:
+    row, source = find_protector_row(paths, spec, [column], reference_raw, results_root)
     return (float("nan"), "") if row is None else (float(row[column]), source)
 
 
@@ -426,8 +430,8 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
     e3, e4 = cfg.utility.e3, cfg.utility.e4
     rows = []
     for spec in specs:
-        ap, ap_source = _lookup(e3, spec, "AP", False)
-        psnr, psnr_source = _lookup(e4, spec, "psnr_mean", True)
+        ap, ap_source = _lookup(e3, spec, "AP", False, ctx.results_root)
+        psnr, psnr_source = _lookup(e4, spec, "psnr_mean", True, ctx.results_root)
         if np.isnan(psnr) and cfg.utility.psnr_images > 0:
             limit = cfg.utility.psnr_images
             result = run_e4({"images": cfg.utility.psnr_folder, "limit": limit,
@@ -508,14 +512,15 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             mine += more
         rows += mine
         notes[spec_text] = info
-        grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx)
+        grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
+                                                   audit_report.rung_warnings(info))
     ctx.manifest.notes["audit"] = notes
     long = pd.DataFrame(rows)
     summary = verdict(long).merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
-    figures, files = audit_report.reports(cfg, long, summary, grids, split)
+    figures, files = audit_report.reports(cfg, long, summary, grids, split, notes)
     crops = {notes[s]["restoration"]["budget"]["crops"] for s in notes if "restoration" in notes[s]}
     budget = [cfg.restoration.budget_note(c) for c in sorted(crops)]
     return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
-                            notes="\n".join([audit_report.summary_notes(cfg, split), *(f"- {b}" for b in budget)]),
+                            notes="\n".join([audit_report.summary_notes(cfg, split, notes), *(f"- {b}" for b in budget)]),
                             extra_files=files)
 

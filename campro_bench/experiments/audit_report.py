@@ -19,6 +19,7 @@ import torch
 
 from ..io import tensor_to_uint8, uint8_to_tensor
 from ..protectors.base import Protector
+from .figures import mark_no_data, place_labels, pyplot
 
 if TYPE_CHECKING:
     from ..attacks.base import ImageAttack
@@ -38,17 +39,16 @@ def figure_png(figure: Any) -> bytes:
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def image_grid(cfg: "AuditConfig", split: "AuditSplit", protector: Protector, restored: Protector | None,
-               attacks: list["ImageAttack"], rows: pd.DataFrame, ctx: "RunContext") -> bytes:
-    """PNG of ``grid_faces`` EVAL crops: raw, protected, restored, best cheap attack (by accuracy)."""
+               attacks: list["ImageAttack"], rows: pd.DataFrame, ctx: "RunContext",
+               warnings: dict[str, str] | None = None) -> bytes:
+    """PNG of ``grid_faces`` EVAL crops: raw, protected, restored, best cheap attack (by accuracy).
+
+    A rung named in ``warnings`` (:func:`rung_warnings`) has its row labelled with the warning, so a
+    restorer that did not learn is not mistaken for a protector that defeats restoration."""
     from ..attacks.base import Attacked, quantize
     from ..faces.pipeline import aligned_crops
     from ..recognizers.base import contract_of
@@ -66,7 +66,8 @@ def image_grid(cfg: "AuditConfig", split: "AuditSplit", protector: Protector, re
     with torch.no_grad():
         panels["protected"] = quantize(protector(x))
         if restored is not None:
-            panels["restored (U-Net)"] = restored(x)
+            note = (warnings or {}).get("restoration")
+            panels["restored (U-Net)" + (f"\n{note.split(':')[0].upper()}" if note else "")] = restored(x)
         cheap = rows[rows["rung"] == "cheap"]
         if len(cheap):
             best = cheap.loc[cheap["accuracy_mean"].idxmax(), "attack"]
@@ -85,6 +86,42 @@ def image_grid(cfg: "AuditConfig", split: "AuditSplit", protector: Protector, re
     data = figure_png(fig)
     plt.close(fig)
     return data
+
+
+CONVERGED_DROP = 0.01
+"""A training rung converged when its last epoch's loss is at least 1 % below its first epoch's."""
+HISTORY_LOSS = {"restoration": "loss", "retrain": "train_loss"}
+"""The loss each training rung records per epoch in its history."""
+LONGER = {"restoration": "restoration.steps=...", "retrain": "retrain.epochs=..."}
+"""The protocol key that trains each rung longer."""
+
+
+def training_warning(history: list[dict[str, Any]] | None, key: str) -> str | None:
+    """Why a training rung's rows may understate its attack (one line), or ``None`` when it trained.
+
+    ``failed``: a loss is not finite. ``did not converge``: with two or more epochs, the last loss
+    is not :data:`CONVERGED_DROP` below the first (a restorer that learned nothing returns flat grey
+    faces and would read as a strong protector). A single epoch cannot show a trend: no judgement.
+    """
+    losses = [float(h[key]) for h in history or [] if key in h]
+    if not losses:
+        return None
+    if not all(np.isfinite(losses)):
+        return f"failed: its training loss became {losses[-1]} (not finite)"
+    if len(losses) >= 2 and losses[-1] > losses[0] * (1 - CONVERGED_DROP):
+        return (f"did not converge: its training loss went {losses[0]:.4g} -> {losses[-1]:.4g} over "
+                f"{len(losses)} epochs (less than {CONVERGED_DROP:.0%} lower)")
+    return None
+
+
+def rung_warnings(info: dict[str, Any]) -> dict[str, str]:
+    """``{rung: warning}`` for the training rungs of one protector's audit notes that failed or did not converge."""
+    out = {}
+    for rung, key in HISTORY_LOSS.items():
+        warning = training_warning((info.get(rung) or {}).get("history"), key)
+        if warning:
+            out[rung] = warning
+    return out
 
 
 def accuracy_figure(rows: pd.DataFrame, title: str) -> Any:
@@ -117,18 +154,26 @@ def accuracy_figure(rows: pd.DataFrame, title: str) -> Any:
 
 
 def plane_figure(summary: pd.DataFrame) -> Any:
-    """Privacy (worst-case top-1, with interval) against utility (PSNR and person AP)."""
+    """Privacy (worst-case top-1, with interval) against utility (PSNR and person AP), labels placed
+    without overlap; a panel without any value says "no data"."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     for ax, column, label in ((axes[0], "PSNR_dB", "PSNR (dB, E4)"), (axes[1], "person_AP", "person AP (E3)")):
+        xs, ys, names = [], [], []
         for r in summary.itertuples():
             y = getattr(r, column)
             if not np.isfinite(y):
                 continue
             x = 100 * r.worst_case_top1
             xerr = [[x - 100 * r.ci_low], [100 * r.ci_high - x]] if np.isfinite(r.ci_low) else None
-            ax.errorbar([x], [y], xerr=xerr, fmt="o", capsize=3)
-            ax.annotate(r.protector, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.errorbar([x], [y], xerr=xerr, fmt="o", capsize=3, color="C0", ecolor="0.6", elinewidth=0.8)
+            xs.append(x)
+            ys.append(y)
+            names.append(r.protector)
+        if not names:
+            mark_no_data(ax, f"no data: no {label.split(' (')[0]} for these protectors\nin the tables listed under [utility]")
+        else:
+            place_labels(ax, xs, ys, names, fontsize=6.5)
         ax.set(xlabel="worst-case top-1 %, any rung (lower = more private)", ylabel=label)
         ax.grid(alpha=0.3)
     axes[0].set_title("privacy vs image quality", fontsize=9)
@@ -141,8 +186,9 @@ def _percent(v: float) -> str:
     return "—" if not np.isfinite(v) else f"{100 * v:.1f}"
 
 
-def protector_report(spec: str, rows: pd.DataFrame, verdict: pd.Series, name: str) -> str:
-    """Markdown report of one protector (worst case first, then every row)."""
+def protector_report(spec: str, rows: pd.DataFrame, verdict: pd.Series, name: str,
+                     warnings: dict[str, str] | None = None) -> str:
+    """Markdown report of one protector (worst case first, failed or non-converged rungs, then every row)."""
     table = rows.assign(**{"top-1 %": [f"{_percent(m)} [{_percent(lo)}, {_percent(hi)}]" for m, lo, hi in
                                        zip(rows["accuracy_mean"], rows["ci_low"], rows["ci_high"])],
                            "± std": [_percent(s) for s in rows["accuracy_std"]],
@@ -155,6 +201,10 @@ def protector_report(spec: str, rows: pd.DataFrame, verdict: pd.Series, name: st
         f"{_percent(verdict['ci_high'])} %, {verdict['x_chance']:.1f}x chance) by the **{verdict['rung']}** rung "
         f"({verdict['attack']}, {verdict['model']}, {verdict['classifier']}, {verdict['gallery']} gallery). "
         f"Best black-box: {_percent(verdict['black_box_best'])} %; raw images: {_percent(verdict['raw_best'])} %.", "",
+        *[f"**Warning: the {rung} rung {text}.** Its rows understate what this attack can do; train it longer "
+          f"(`--set {LONGER[rung]}`) before reading it as a strength of the protector." for rung, text in
+          (warnings or {}).items()],
+        *([""] if warnings else []),
         f"![accuracy per rung](accuracy-{name}.png)", "", "![privacy vs utility](plane.png)", "",
         f"Image grid (dataset images, only in this folder): `grid-{name}.png`.", "",
         table.to_markdown(index=False), "",
@@ -163,7 +213,7 @@ def protector_report(spec: str, rows: pd.DataFrame, verdict: pd.Series, name: st
 
 
 def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids: dict[str, bytes],
-            split: "AuditSplit") -> tuple[dict[str, Any], dict[str, bytes]]:
+            split: "AuditSplit", notes: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
     figures: dict[str, Any] = {"plane": plane_figure(summary)}
     files: dict[str, bytes] = {}
     for spec in cfg.protectors:
@@ -171,14 +221,17 @@ def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids
         rows = long[long["protector"] == spec]
         figures[f"accuracy-{name}"] = accuracy_figure(rows, f"{spec}: attacker ladder on {cfg.dataset}")
         verdict = summary[summary["protector"] == spec].iloc[0]
-        files[f"report-{name}.md"] = protector_report(spec, rows, verdict, name).encode()
+        warnings = rung_warnings((notes or {}).get(spec, {}))
+        files[f"report-{name}.md"] = protector_report(spec, rows, verdict, name, warnings).encode()
         if grids.get(spec):
             files[f"grid-{name}.png"] = grids[spec]
     return figures, files
 
 
-def summary_notes(cfg: "AuditConfig", split: "AuditSplit") -> str:
-    return "\n".join([
+def summary_notes(cfg: "AuditConfig", split: "AuditSplit", notes: dict[str, Any] | None = None) -> str:
+    warned = [f"- **Warning: {spec}: the {rung} rung {text}**; its rows understate that attack."
+              for spec, info in (notes or {}).items() for rung, text in rung_warnings(info).items()]
+    return "\n".join([*warned,
         f"- Data: {cfg.dataset}; EVAL = {len(split.eval_names)} identities ({len(split.eval_ids)} images), TRAIN "
         f"(attacker) = {len(split.train_names)} other identities ({len(split.train_ids)} images); at most "
         f"{cfg.max_images_per_identity} images per identity; the two sets share no identity (checked).",

@@ -141,17 +141,38 @@ def check_protector(spec: str) -> Protector:
     return protector
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The campro-bench checkout: protocols name committed tables relative to it (``baselines/e3/table3.csv``)."""
+
+
+def resolve_table_path(text: str, results_root: Path | None = None) -> Path | None:
+    """Where a table (or run folder) that a protocol names lives, or ``None`` when nowhere.
+
+    An absolute path is taken as it is. A relative one is looked up, in this order, under the
+    campro-bench checkout (``baselines/...``), under the results root (``--results-root``: a run of
+    one's own, ``e3-20250101-120000/table3.csv``) and under the working folder; so an audit or trade-off
+    started from another folder finds the committed tables instead of reporting them missing.
+    """
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path if path.exists() else None
+    for root in (CHECKOUT, results_root, Path.cwd()):
+        if root is not None and (root / path).exists():
+            return root / path
+    return None
+
+
 def find_protector_row(paths: list[str], spec: str, columns: list[str],
-                       reference_raw: bool = False) -> tuple[pd.Series | None, str]:
-    """The first row for protector ``spec`` in earlier result tables (CSV ``paths``, relative to the
-    working folder), and the path it came from; ``(None, "")`` when no table has it.
+                       reference_raw: bool = False, results_root: Path | None = None) -> tuple[pd.Series | None, str]:
+    """The first row for protector ``spec`` in earlier result tables (CSV ``paths``, found by
+    :func:`resolve_table_path`), and the path it came from as written; ``(None, "")`` when no table has it.
 
     Tables without a ``protector`` column or without ``columns`` are passed over; with
     ``reference_raw`` only rows whose ``reference`` is ``raw`` count (E4's values).
     """
     for text in paths:
-        path = Path(text)
-        if not path.is_file():
+        path = resolve_table_path(text, results_root)
+        if path is None or not path.is_file():
             continue
         table = pd.read_csv(path)
         if "protector" not in table or any(c not in table for c in columns):
@@ -160,6 +181,6 @@ def find_protector_row(paths: list[str], spec: str, columns: list[str],
         if reference_raw and "reference" in rows:
             rows = rows[rows["reference"] == "raw"]
         if len(rows):
-            return rows.iloc[0], str(path)
+            return rows.iloc[0], str(text)
     return None, ""
 

@@ -119,20 +119,28 @@ def _regularisers(config: Any) -> str:
 
 
 def mask_figure(masks: dict[str, np.ndarray], pattern_rows: pd.DataFrame) -> Any:
-    """The masks of all variants side by side (mask pixels only; no dataset image)."""
-    import matplotlib
+    """The masks of all variants side by side (mask pixels only; no dataset image), each in a frame
+    (a fully open mask is white on white otherwise) with one colour bar for the transmission."""
+    from .figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(masks), figsize=(1.9 * len(masks), 2.3), squeeze=False)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(masks), figsize=(1.9 * len(masks) + 1.2, 2.6), squeeze=False)
+    image = None
     for ax, (name, mask) in zip(axes[0], masks.items()):
-        ax.imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        image = ax.imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ratio = float(pattern_rows.loc[pattern_rows["variant"] == name, "aperture_ratio"].iloc[0])
-        ax.set_title(f"{name}\n({ratio:.3f})", fontsize=8)
-        ax.axis("off")
+        ax.set_title(f"{name}\n(aperture {ratio:.3f})", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():  # the frame: the mask's extent, whatever its content
+            spine.set_visible(True)
+            spine.set_color("black")
+            spine.set_linewidth(1.0)
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.02, pad=0.02)
+        bar.set_label("transmission (0 = opaque, 1 = open)", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
     fig.suptitle("masks (aperture ratio), measured by campro-bench", fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -38,6 +38,7 @@ from ..executors import build_executor
 from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from ..context import RunContext, resolve_device
+from ..io.display import markdown
 from ..io.outfolder import check_output_location, clashes, files_under, install_outputs, names_list
 from ..manifest import Manifest, written_by_campro_bench, written_files
 from ..provenance import default_roots, input_roots, portable_paths
@@ -56,7 +57,7 @@ def check_protocol_keys(name: str, spec: dict[str, Any]) -> None:
 
 
 def table_markdown(name: str, table: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    return f"## {name}\n\n" + table.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+    return f"## {name}\n\n" + markdown(table, floatfmt) + "\n"
 
 
 def portable_table(table: pd.DataFrame, roots: dict[str, str], inputs: dict[str, str] | None = None) -> pd.DataFrame:
@@ -145,6 +146,7 @@ def run_experiment(
         models_dir=paths.models_dir(models_dir),
         device=resolve_device(device),
         compare=compare,
+        results_root=results_root,
         work_dir=work,
         quiet=quiet,
     )

@@ -33,7 +33,8 @@ from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
-from .common import check_compare, find_protector_row
+from .common import check_compare, find_protector_row, resolve_table_path
+from .figures import legend_outside, place_labels, pyplot
 from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
 from .spec import parse_protocol
 
@@ -143,8 +144,8 @@ INCOMPARABLE = "other EVAL draws than this sweep's, not counted"
 """``whitebox_attack`` of a point whose E5 run drew its gallery/probe splits differently."""
 
 
-def whitebox_attacks(folders: Sequence[str],
-                     draws: Mapping[str, str] | None = None) -> dict[str, tuple[pd.Series | None, str]]:
+def whitebox_attacks(folders: Sequence[str], draws: Mapping[str, str] | None = None,
+                     results_root: Path | None = None) -> dict[str, tuple[pd.Series | None, str]]:
     """The strongest attack of each earlier E5 (Table VII) result folder, keyed by the protector it
     attacked (its ``manifest.json``'s ``models.isp.spec``), with the folder; read once per sweep.
 
@@ -162,7 +163,7 @@ def whitebox_attacks(folders: Sequence[str],
     """
     found: dict[str, tuple[pd.Series | None, str]] = {}
     for text in folders:
-        folder = Path(text)
+        folder = resolve_table_path(text, results_root) or Path(text)
         manifest_path, results = folder / "manifest.json", folder / "e5.csv"
         if not (manifest_path.is_file() and results.is_file()):
             continue
@@ -200,19 +201,20 @@ def sweep_draws(seeds: Mapping[str, Any]) -> dict[str, str]:
 
 
 def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence[str] = (),
-                      draws: Mapping[str, str] | None = None) -> pd.DataFrame:
+                      draws: Mapping[str, str] | None = None, results_root: Path | None = None) -> pd.DataFrame:
     """Each point's worst case: the highest accuracy any evaluated attacker reached, over the best
     model in both galleries of this run and, where an audit summary has the protector, the audit's
     worst case over its whole ladder (its own identities and scale), and where an E5 folder attacked
     it with the sweep's own draws (``draws``, see :func:`whitebox_attacks`), E5's strongest attack
     (white-box restoration at a larger scale than the audit's); the winner is named in
     ``worst_case_source``."""
-    e5_attacks = whitebox_attacks(whitebox, draws)
+    e5_attacks = whitebox_attacks(whitebox, draws, results_root)
     out = []
     for point in table.itertuples():
         candidates = {"this run, raw gallery": point.accuracy_best_model,
                       "this run, re-enrolled gallery": point.reenrolled_best_model}
-        row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"])
+        row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"],
+                                         results_root=results_root)
         columns = {"audit_worst_case": np.nan, "audit_attack": "not audited",
                    "whitebox_worst_case": np.nan, "whitebox_attack": "no E5 run"}
         if row is not None:
@@ -259,46 +261,72 @@ def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _front_panel(ax: Any, table: pd.DataFrame, x: str, front_column: str, xlabel: str, title: str) -> None:
-    """One method per line and marker, the points labelled, the Pareto front on ``x`` drawn and circled."""
-    markers = iter(["*", "s", "^", "o", "D", "v", "P", "X"])
-    for method, part in table.groupby("method", sort=False):
+def is_sweep(specs: Sequence[str]) -> bool:
+    """Whether a method's points are one protector at several settings (a line joins them) rather than
+    separately trained presets, which a line would wrongly present as a continuum."""
+    names = {s.split(":", 1)[0] for s in specs}
+    return len(specs) > 1 and len(names) == 1 and not any("preset=" in s or "params=" in s for s in specs)
+
+
+def _front_panel(ax: Any, table: pd.DataFrame, x: str, front_column: str, xlabel: str, title: str,
+                 hollow_unaudited: bool, log_x: bool = False) -> None:
+    """One marker per method, lines only through sweeps, labels placed without overlap, the Pareto
+    front on ``x`` drawn and circled; with ``hollow_unaudited`` points no audit attacked are hollow
+    (their worst case is only a lower bound)."""
+    markers = iter(["*", "s", "^", "o", "D", "v", "P", "X", "h", "<"])
+    xs, ys, labels = [], [], []
+    for i, (method, part) in enumerate(table.groupby("method", sort=False)):
         part = part.sort_values(x)
-        style = next(markers, "o")
-        ax.plot(100 * part[x], part["AP"], marker=style, markersize=9 if style == "*" else 6,
-                linewidth=1.2, label=method)
-        for r in part.itertuples():
-            ax.annotate(r.label, (100 * getattr(r, x), r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        style, colour = next(markers, "o"), f"C{i % 10}"
+        size = 10 if style == "*" else 6
+        if is_sweep(list(part["spec"])):
+            ax.plot(100 * part[x], part["AP"], color=colour, linewidth=1.0, alpha=0.7, zorder=2)
+        audited = part["audit_worst_case"].notna() if hollow_unaudited else pd.Series(True, index=part.index)
+        for filled, group in ((True, part[audited]), (False, part[~audited])):
+            if len(group):
+                ax.plot(100 * group[x], group["AP"], linestyle="none", marker=style, markersize=size, color=colour,
+                        markerfacecolor=colour if filled else "none", zorder=3,
+                        label=method if filled or not audited.any() else None)
+        xs += list(100 * part[x])
+        ys += list(part["AP"])
+        labels += [str(label) for label in part["label"]]
     front = table[table[front_column]].sort_values(x)
     ax.step(100 * front[x], front["AP"], where="post", color="black", linestyle="--", linewidth=0.9,
-            label="Pareto front")
-    ax.scatter(100 * front[x], front["AP"], s=160, facecolors="none", edgecolors="black", linewidths=1.0)
+            label="Pareto front", zorder=1)
+    ax.scatter(100 * front[x], front["AP"], s=170, facecolors="none", edgecolors="black", linewidths=1.0, zorder=4)
+    if hollow_unaudited:
+        ax.plot([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="none",
+                label="hollow: never audited\n(worst case a lower bound)")
+    if log_x:  # the private points crowd below 10 %: a log axis spreads them
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    place_labels(ax, xs, ys, labels)
     ax.set(xlabel=xlabel, ylabel="person detection AP (higher = more useful)", title=title)
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
 
 
 def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> Any:
     """Accuracy (x, %) vs AP (y): the paper's axis (mean over models) and the worst case, one marker
-    style and line per method, each panel's Pareto front circled; the paper's stated points beside."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    per method (lines only through one protector's settings), each panel's Pareto front circled,
+    never-audited points hollow on the worst-case panel, legends beside the plots; the paper's stated
+    points beside."""
+    plt = pyplot()
     panels = 3 if paper is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 6.5 * panels), squeeze=False)
     _front_panel(axes[0, 0], table, "accuracy", "pareto",
-                 "face identification accuracy (%, mean over models; lower = more private)",
-                 "ours: black box, mean over models (Fig. 11's axis)")
-    _front_panel(axes[0, 1], table, "worst_case", "pareto_worst_case",
+                 "face identification accuracy (%, mean over models, log scale; lower = more private)",
+                 "ours: black box, mean over models (Fig. 11's axis)", hollow_unaudited=False, log_x=True)
+    _front_panel(axes[1, 0], table, "worst_case", "pareto_worst_case",
                  "worst case (%): best model, raw or re-enrolled gallery, audit ladder, E5",
-                 "ours: worst case over attackers")
+                 "ours: worst case over attackers", hollow_unaudited=True)
     if paper is not None:
-        pax = axes[0, 2]
+        pax = axes[2, 0]
         pax.scatter(paper["accuracy_pct"], paper["AP"], facecolors="none", edgecolors="grey", s=60)
-        for r in paper.itertuples():
-            pax.annotate(r.method, (r.accuracy_pct, r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        place_labels(pax, list(paper["accuracy_pct"]), list(paper["AP"]), list(paper["method"]))
         pax.set(xlabel="face identification accuracy (%)", ylabel="AP",
                 title="paper: the only Fig. 11 values stated in its text")
         pax.grid(alpha=0.3)
@@ -319,7 +347,8 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         utility = utility_points(methods, cfg, ctx)
     rows = [{**m, **privacy.loc[m["spec"]].to_dict(), **utility.loc[m["spec"]].to_dict()} for m in methods]
     table = pd.DataFrame(rows)
-    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox, sweep_draws(ctx.manifest.seeds)))
+    table = table.join(worst_case_points(table, cfg.audits, cfg.whitebox, sweep_draws(ctx.manifest.seeds),
+                                         ctx.results_root))
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
     # an unaudited point's worst case is only a lower bound (no inverse, restoration or re-training
     # was tried), so the worst-case front compares audited points only

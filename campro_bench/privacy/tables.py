@@ -20,7 +20,12 @@ ROW_KEYS = ["dataset", "image_type", "classifier", "gallery"]
 
 
 def image_type_label(spec: str) -> str:
-    return "Raw" if spec == "raw" else spec
+    """A Table I row's label: its protector spec, for every row alike (``raw`` included), as in e1.csv.
+
+    One labelling keeps the wide and long tables joinable on ``image_type`` and lets ``regress`` keys,
+    the README and the paper mapping (``paper_image_types``, keyed by spec) name a row the same way.
+    """
+    return spec
 
 
 def table1_wide(long: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:

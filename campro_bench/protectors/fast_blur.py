@@ -27,15 +27,15 @@ import numpy as np
 import torch
 
 from ..errors import CamproError
-from ._jit import numba, parallel_jit
+from ._jit import helper_jit, numba, parallel_jit
 
 if numba is not None:
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
-    # plain functions the parallel kernel calls: compiled (serially) at first use
-    _jit_helper = numba.njit(fastmath=False, cache=False)
+    # plain functions the parallel kernel calls: compiled (serially) at first use, cached on disk
+    _jit_helper = helper_jit
 
     @intrinsic
     def fma32(typingctx, a, b, c):  # type: ignore[no-untyped-def]
