@@ -47,7 +47,7 @@ START_TIMEOUT_S = 300.0
 """How long ``ray start`` may take to bring the head up (a loaded machine is slow)."""
 
 STOP_GRACE_S = 30.0
-"""How long the head's processes get to exit on SIGTERM before the rest of its group is killed."""
+"""How long the head's processes get to exit on SIGTERM before the rest of its session is killed."""
 
 
 def free_loopback_port() -> int:
@@ -128,6 +128,21 @@ def _session_alive(sid: int, leader: int) -> bool:
     return True
 
 
+def require_token_auth() -> None:
+    """Refuse to start a head without Ray's token authentication (Ray 2.52 and later)."""
+    try:
+        from ray._raylet import AuthenticationMode
+    except ImportError as exc:
+        try:
+            import ray
+        except ImportError:
+            raise CamproError("--executor ray needs Ray, an optional extra: pip install -e \".[ray]\"") from exc
+        raise CamproError(f"a private Ray head needs Ray's token authentication (Ray 2.52 or later); this is Ray "
+                          f"{ray.__version__}: pip install -U \"ray>=2.52,<3\"") from exc
+    if not hasattr(AuthenticationMode, "TOKEN"):
+        raise CamproError("a private Ray head needs Ray's token authentication; this Ray has no token mode")
+
+
 def reload_ray_auth() -> None:
     """Make an already imported Ray re-read :data:`AUTH_VARIABLES` (it caches mode and token)."""
     if "ray" not in sys.modules:
@@ -197,6 +212,8 @@ class PrivateRayHead:
 
     def start(self) -> str:
         """Start the head and return its ``127.0.0.1:PORT``; one error line if it does not come up."""
+        os.environ.update(LOOPBACK_ENV)  # before Ray is imported in this process, which reads it then
+        require_token_auth()
         ray_cli = Path(sys.executable).with_name("ray")
         if not ray_cli.is_file():
             raise CamproError(f"--executor ray needs the 'ray' command beside {sys.executable}: "
@@ -217,9 +234,9 @@ class PrivateRayHead:
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while not marker.is_file() or not marker.read_text().strip():
-                if self._process.poll() is not None or time.monotonic() > deadline:
+                if self._leader_exited() or time.monotonic() > deadline:
                     lines = log.read_text(errors="replace").strip().splitlines()
-                    reason = lines[-1] if lines else f"exit status {self._process.returncode}"
+                    reason = lines[-1] if lines else "ray start ended without a word"
                     raise CamproError(f"the private Ray head did not start: {reason}")
                 time.sleep(0.1)
         except BaseException:
@@ -266,7 +283,6 @@ class PrivateRayHead:
 def private_ray_head(num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[PrivateRayHead]:
     """A started :class:`PrivateRayHead` whose token this process uses inside the block; stopped after."""
     head = PrivateRayHead(num_cpus, num_gpus)
-    os.environ.update(LOOPBACK_ENV)  # before Ray is imported in this process, which reads it then
     try:
         head.start()
         with ray_auth_env(head.token):

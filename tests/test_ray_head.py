@@ -147,6 +147,18 @@ def _wait_until_gone(sid: int, seconds: float = 30.0) -> list[int]:
 
 
 @pytest.mark.slow
+def test_a_head_that_cannot_start_fails_with_one_line_and_leaves_nothing() -> None:
+    pytest.importorskip("ray")
+    from campro_bench.errors import CamproError
+
+    head = PrivateRayHead(num_cpus=-1)  # ray start refuses a negative CPU count
+    with pytest.raises(CamproError, match="the private Ray head did not start: .+") as caught:
+        head.start()
+    assert "\n" not in str(caught.value) and head.temp_dir is None and head.pid is None
+    assert not list(Path("/tmp").glob(f"{TEMP_PREFIX}{os.getpid()}-*"))
+
+
+@pytest.mark.slow
 def test_private_head_refuses_clients_without_the_token_and_leaves_a_foreign_head_running() -> None:
     pytest.importorskip("ray")
     from campro_bench.executors import RayExecutor
