@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import CamproError
+from .io.atomic import process_alive
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 """Environment that keeps a single-machine Ray on the loopback address: Ray otherwise advertises
@@ -63,23 +64,13 @@ socket paths must fit 107 bytes, and named by their driver so a later start can 
 whose driver was killed before it could (:func:`remove_stale_temp_dirs`)."""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temp_dirs(root: Path = Path("/tmp")) -> list[Path]:
     """Remove this user's private-head temp dirs whose driver process is gone; return them."""
     removed = []
     for folder in root.glob(f"{TEMP_PREFIX}*-*"):
         with contextlib.suppress(OSError, ValueError):
             pid = int(folder.name[len(TEMP_PREFIX):].split("-", 1)[0])
-            if folder.is_dir() and folder.stat().st_uid == os.getuid() and not _alive(pid):
+            if folder.is_dir() and folder.stat().st_uid == os.getuid() and not process_alive(pid):
                 shutil.rmtree(folder)
                 removed.append(folder)
     return removed
