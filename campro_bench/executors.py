@@ -3,8 +3,10 @@
 A protocol splits its work into independent *cells* (E1: one dataset x model x image type
 embedding job) and hands them to an :class:`Executor` as ``(function, args)`` calls. The
 :class:`LocalExecutor` (the default; no extra service) runs them one after another in this process.
-The :class:`RayExecutor` submits each as a Ray task with its CPU/GPU request, on a local Ray
-instance or a running cluster (``--executor ray --address auto|HOST:PORT``), and returns the
+The :class:`RayExecutor` submits each as a Ray task with its CPU/GPU request, on a private Ray
+head it starts (``--address local``; :mod:`campro_bench.ray_head`: loopback only, token
+authentication, stopped by its process ids) or a running cluster (``--address auto|HOST:PORT``,
+never stopped by this tool), and returns the
 results in submission order, so the driver merges them into the same tables whatever order the
 tasks finished in. Workers write into the cache folder they are given: on one machine or with a
 cache folder on a shared filesystem, a later run, local or distributed, reads what they computed.
