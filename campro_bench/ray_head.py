@@ -47,6 +47,9 @@ AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 START_TIMEOUT_S = 300.0
 """How long ``ray start`` may take to bring the head up (a loaded machine is slow)."""
 
+START_ATTEMPTS = 2
+"""How many times a start that timed out is tried (see :meth:`PrivateRayHead.start`)."""
+
 STOP_GRACE_S = 30.0
 """How long the head's processes get to exit on SIGTERM before the rest of its session is killed."""
 
@@ -202,7 +205,10 @@ class PrivateRayHead:
         return command
 
     def start(self) -> str:
-        """Start the head and return its ``127.0.0.1:PORT``; one error line if it does not come up."""
+        """Start the head and return its ``127.0.0.1:PORT``; one error line if it does not come up.
+
+        Ray gives the raylet a fixed 30 s to register with the GCS; on a heavily loaded machine
+        that can pass, so a start that timed out is tried once more."""
         os.environ.update(LOOPBACK_ENV)  # before Ray is imported in this process, which reads it then
         require_token_auth()
         ray_cli = Path(sys.executable).with_name("ray")
@@ -210,6 +216,17 @@ class PrivateRayHead:
             raise CamproError(f"--executor ray needs the 'ray' command beside {sys.executable}: "
                               "pip install -e \".[ray]\"")
         remove_stale_temp_dirs()
+        for _ in range(START_ATTEMPTS):
+            reason = self._try_start(ray_cli)
+            if reason is None:
+                assert self.address is not None
+                return self.address
+            if "timed out" not in reason:
+                break
+        raise CamproError(f"the private Ray head did not start: {reason}")
+
+    def _try_start(self, ray_cli: Path) -> str | None:
+        """One ``ray start``: None once the head is up, else why not (the head is then stopped)."""
         # private: mkdtemp makes a 0700 folder; Ray makes its own temp dir world-writable, so it
         # gets one inside (Ray's logs, sockets and session files live there)
         self.temp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir="/tmp"))
@@ -225,16 +242,18 @@ class PrivateRayHead:
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while not marker.is_file() or not marker.read_text().strip():
-                if self._leader_exited() or time.monotonic() > deadline:
+                exited = self._leader_exited()
+                if exited or time.monotonic() > deadline:
                     lines = log.read_text(errors="replace").strip().splitlines()
-                    reason = lines[-1] if lines else "ray start ended without a word"
-                    raise CamproError(f"the private Ray head did not start: {reason}")
+                    self.stop()
+                    return lines[-1] if lines else ("ray start ended without a word" if exited else
+                                                    f"no head after {START_TIMEOUT_S:.0f} s")
                 time.sleep(0.1)
+            self.address = marker.read_text().strip()
         except BaseException:
             self.stop()
             raise
-        self.address = marker.read_text().strip()
-        return self.address
+        return None
 
     def _leader_exited(self) -> bool:
         """Whether ``ray start`` has exited; it is not reaped, so its pid (the group id) stays ours."""
