@@ -3,8 +3,10 @@
 A protocol splits its work into independent *cells* (E1: one dataset x model x image type
 embedding job) and hands them to an :class:`Executor` as ``(function, args)`` calls. The
 :class:`LocalExecutor` (the default; no extra service) runs them one after another in this process.
-The :class:`RayExecutor` submits each as a Ray task with its CPU/GPU request, on a local Ray
-instance or a running cluster (``--executor ray --address auto|HOST:PORT``), and returns the
+The :class:`RayExecutor` submits each as a Ray task with its CPU/GPU request, on a private Ray
+head it starts (``--address local``; :mod:`campro_bench.ray_head`: loopback only, token
+authentication, stopped by its process ids) or a running cluster (``--address auto|HOST:PORT``,
+never stopped by this tool), and returns the
 results in submission order, so the driver merges them into the same tables whatever order the
 tasks finished in. Workers write into the cache folder they are given: on one machine or with a
 cache folder on a shared filesystem, a later run, local or distributed, reads what they computed.
@@ -16,16 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
+import signal
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .errors import CamproError
+from .ray_head import LOOPBACK_ENV, PrivateRayHead, private_ray_head, ray_auth_env
 
 EXECUTORS = ("local", "ray")
 
@@ -105,8 +104,13 @@ def _keep_ray_on_loopback() -> None:
 
 
 class RayExecutor:
-    """Ray tasks with CPU/GPU requests, on ``address`` (``auto``: a running cluster; ``local``: a
-    private single-machine instance started here and stopped by :meth:`close`; ``HOST:PORT``)."""
+    """Ray tasks with CPU/GPU requests, on ``address``: ``auto`` (a running cluster), ``HOST:PORT``,
+    or ``local`` (a :class:`~campro_bench.ray_head.PrivateRayHead` started here: its own temp dir,
+    session and token, stopped by :meth:`close`).
+
+    SIGTERM keeps the handler it had before Ray connected (``ray.init`` installs its own, which
+    exits from inside Ray), so the CLI's SIGTERM-as-Ctrl-C reaches the run, which then closes the
+    executor: the driver disconnects, its tasks end, and a head started here is stopped."""
 
     name = "ray"
 
@@ -117,17 +121,39 @@ class RayExecutor:
         if _is_loopback(address):
             _keep_ray_on_loopback()
         self.address = address
+        self._cleanup = contextlib.ExitStack()
         self._started_here = not self.ray.is_initialized()
-        if self._started_here:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "logging_level": "WARNING"}
-            # workers import campro_bench from the driver's environment; the same code everywhere
-            options["runtime_env"] = {"env_vars": {k: v for k, v in os.environ.items()
-                                                   if k.startswith("CAMPRO_BENCH_")}}
-            try:
-                self.ray.init(address=address, **options)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise CamproError(f"cannot connect to a Ray cluster at '{address}': {exc}") from exc
+        if not self._started_here:
+            return
+        try:
+            if address == "local":
+                head = PrivateRayHead()
+                self._cleanup.callback(head.stop)
+                address = head.start()
+                self._cleanup.enter_context(ray_auth_env(head.token))
+            self._connect(address)
+        except BaseException:
+            self._cleanup.close()
+            raise
+
+    def _connect(self, address: str) -> None:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+        # workers import campro_bench from the driver's environment; the same code everywhere
+        options["runtime_env"] = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("CAMPRO_BENCH_")}}
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+        try:
+            self.ray.init(address=address, **options)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise CamproError(f"cannot connect to a Ray cluster at '{address}': {exc}") from exc
+        finally:
+            if in_main_thread and sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
+        self._cleanup.callback(self._shutdown)
+
+    def _shutdown(self) -> None:
+        if self.ray.is_initialized():
+            self.ray.shutdown()
 
     def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *, resources: Resources = Resources(),
             on_done: Callable[[int], None] | None = None) -> list[Any]:
@@ -138,7 +164,8 @@ class RayExecutor:
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
         while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
+            # a bounded wait returns to Python often, so a signal's handler runs promptly
+            done, pending = self.ray.wait(pending, num_returns=1, timeout=1.0)
             for ref in done:
                 results[position[ref]] = self.ray.get(ref)  # a task's exception is raised here
                 if on_done:
@@ -152,44 +179,18 @@ class RayExecutor:
                 "nodes": len(self.ray.nodes())}
 
     def close(self) -> None:
-        if self._started_here and self.ray.is_initialized():
-            self.ray.shutdown()
-
-
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-"""Environment of a single-machine Ray head that stays on the loopback address: Ray otherwise
-advertises the machine's own interface address, and a private head needs no token."""
+        """Disconnect (if this executor connected) and stop the head it started, if any."""
+        self._cleanup.close()
 
 
 @contextlib.contextmanager
 def local_ray_head(num_cpus: int, num_gpus: int = 0) -> Iterator[str]:
-    """Start a Ray head on 127.0.0.1 with ``num_cpus`` CPUs, yield its ``HOST:PORT``, stop it.
-
-    Used by the tests and ``bench/scale.py``; every Ray process of this head listens on the
-    loopback address only. Sets :data:`LOOPBACK_ENV` in this process too (before Ray is imported,
-    which reads it at import), so a driver here connects over loopback.
-    """
-    ray_cli = Path(sys.executable).with_name("ray")
-    if not ray_cli.is_file():
-        _import_ray()  # names the extra when Ray is missing
-        raise CamproError(f"the 'ray' command is not beside {sys.executable}")
-    os.environ.update(LOOPBACK_ENV)
-    env = {**os.environ, **LOOPBACK_ENV}
-    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-             f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--include-dashboard=false",
-             "--disable-usage-stats", f"--temp-dir={temp}"]
-    started = subprocess.run(start, capture_output=True, text=True, timeout=300, env=env)
-    try:
-        if started.returncode != 0:
-            raise CamproError(f"ray start failed: {(started.stderr or started.stdout).strip().splitlines()[-1:]}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=180, env=env)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A :class:`~campro_bench.ray_head.PrivateRayHead` with ``num_cpus`` CPUs; yields its
+    ``127.0.0.1:PORT`` (this process holds its token inside the block) and stops it afterwards.
+    Used by the tests and ``bench/scale.py``."""
+    with private_ray_head(num_cpus, num_gpus) as head:
+        assert head.address is not None
+        yield head.address
 
 
 def build_executor(name: str = "local", address: str | None = None) -> Executor:

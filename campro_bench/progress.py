@@ -72,8 +72,9 @@ class LineProgress:
             self.last = now
             self.console.print(self.line(), highlight=False, markup=False, soft_wrap=True)
 
-    def end(self) -> None:
-        self.console.print(self.line().replace(f"{self.description}: ", f"{self.description}: done, ", 1),
+    def end(self, outcome: str = "done") -> None:
+        """The last line: ``done`` or, when the stage ended by an error or an interrupt, ``stopped``."""
+        self.console.print(self.line().replace(f"{self.description}: ", f"{self.description}: {outcome}, ", 1),
                            highlight=False, markup=False, soft_wrap=True)
 
 
@@ -94,5 +95,7 @@ def stage_progress(console: Console, description: str, total: int | None, *, qui
     lines.begin()
     try:
         yield lines.advance
-    finally:
-        lines.end()
+    except BaseException:
+        lines.end("stopped")
+        raise
+    lines.end()

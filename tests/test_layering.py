@@ -2,7 +2,7 @@
 
 The order (documented in docs/DEVELOPING.md, "Layers"), lowest first:
 
-0. foundation: errors, paths, config, specs, registry/registries, io, progress, executors,
+0. foundation: errors, paths, config, specs, registry/registries, io, progress, executors, ray_head,
    provenance, manifest, context (RunContext, device), runtime (threads, ONNX sessions);
 1. models and data: protectors, recognizers, detection, datasets;
 2. face pipeline and enhancer: faces, enhancer;
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("errors", "paths", "config", "specs", "registry", "registries", "io", "progress", "executors",
-                     "provenance", "manifest", "context", "runtime"), 0),
+                     "ray_head", "provenance", "manifest", "context", "runtime"), 0),
     **dict.fromkeys(("protectors", "recognizers", "detection", "datasets"), 1),
     **dict.fromkeys(("faces", "enhancer"), 2),
     **dict.fromkeys(("privacy", "utility", "attacks"), 3),

@@ -37,3 +37,15 @@ def test_stage_progress_writes_lines_when_not_a_terminal_and_nothing_when_quiet(
     with stage_progress(Console(file=quiet, force_terminal=False), "protect", 3, quiet=True) as advance:
         advance(3)
     assert quiet.getvalue() == ""
+
+
+def test_a_stage_ended_by_an_interrupt_says_stopped_not_done() -> None:
+    buffer = io.StringIO()
+    try:
+        with stage_progress(Console(file=buffer, force_terminal=False, width=200), "embed lfw", 20) as advance:
+            advance(2)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    last = buffer.getvalue().splitlines()[-1]
+    assert last.startswith("embed lfw: stopped, 2/20 (10 %)") and "done" not in buffer.getvalue()

@@ -6,7 +6,8 @@ status 2; a usage error (unknown option, missing argument, bad value) prints the
 and the problem and exits with status 2; a file-system error met while working (read-only or full
 disk, no permission: :data:`FILE_SYSTEM_ERRNOS`) is one line naming the file, status 2; other
 exceptions keep their traceback (they are bugs).
-SIGTERM is handled like Ctrl-C, so an interrupted run cleans up its partial outputs.
+SIGTERM is handled like Ctrl-C, so an interrupted run cleans up its partial outputs (and stops
+what it started) and ends with one line and status 130.
 """
 
 from __future__ import annotations
@@ -56,20 +57,34 @@ def _register_commands() -> None:
 _register_commands()
 
 
+INTERRUPTED = 130
+"""Exit status of a run stopped by SIGINT (Ctrl-C) or SIGTERM."""
+
+_signals_received: list[str] = []
+
+
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM becomes an exception, so runs clean up their partial outputs as on Ctrl-C."""
+    """SIGTERM and SIGINT become an exception, so runs clean up their partial outputs (and stop
+    what they started: Ray workers, a private Ray head) on the way out."""
+    _signals_received.append(signal.Signals(signum).name)
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status instead of raising SystemExit when embedded."""
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, _terminate) for sig in handled} if in_main_thread else {}
+    _signals_received.clear()
     try:
-        return _run(argv)
+        status = _run(argv)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if _signals_received or status == INTERRUPTED:  # typer turns KeyboardInterrupt into a silent 130
+        _err.print(f"interrupted{' by ' + _signals_received[0] if _signals_received else ''}")
+        return INTERRUPTED
+    return status
 
 
 def _usage_error_classes() -> tuple[type[BaseException], ...]:
@@ -107,8 +122,7 @@ def _run(argv: list[str] | None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     except KeyboardInterrupt:
-        _err.print("interrupted")
-        return 130
+        return INTERRUPTED
     except OSError as exc:
         if exc.errno not in FILE_SYSTEM_ERRNOS:
             raise

@@ -35,7 +35,7 @@ import pandas as pd
 from .. import paths
 from ..errors import CamproError
 from ..executors import build_executor
-from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text, process_alive
 from ..registries import EXPERIMENTS
 from ..context import RunContext, resolve_device
 from ..io.display import markdown
@@ -226,20 +226,10 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     removed = []
     for folder in parent.glob(f".*{PARTIAL}*"):
         pid = folder.name.rsplit(PARTIAL, 1)[1].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def describe(spec: dict[str, Any]) -> str:

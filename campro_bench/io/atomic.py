@@ -58,3 +58,15 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(target: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
     atomic_write_text(target, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (one of another user counts): a folder named after a
+    process that is gone holds the partial output of a writer that was killed, safe to remove."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
