@@ -127,6 +127,8 @@ def test_readme_is_a_front_page() -> None:
 @pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
 def test_no_development_history_in_user_facing_text(page: Path) -> None:
     text = page.read_text()
-    assert not re.search(r"\bissues? \d+|\bthis session\b|load average \d", text, re.I), page.name
+    assert not re.search(r"\bissues? \d+|\bthis session\b", text, re.I), page.name
+    if page == README:  # the docs keep measurement history, where a timing quotes the machine's load
+        assert not re.search(r"load average \d", text, re.I)
     # our own commit hashes ("at c180a25"); upstream provenance ("iresnet.py at d9cb10e") names its file first
     assert not re.search(r"\b(?:commit|clone of main at|rerun at|run at) [0-9a-f]{7}\b", text), page.name
