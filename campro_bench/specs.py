@@ -7,9 +7,9 @@ given twice and values of the wrong type each fail with one line.
 
 Numbers: every numeric option must be finite, and within the range declared beside it on the
 factory's signature as pydantic constraints, e.g. ``sigma: Annotated[float, Field(gt=0, le=1000)]``
-(:func:`declared_range` reads them; ``campro-bench list`` shows them). This is checked here, at
-the one door every spec goes through, before anything is built, so ``protect``, ``run``,
-``audit`` and the training commands apply the same rule.
+(:func:`declared_range` reads them; a refusal names the range). This is checked here, at the one
+door every spec goes through, before anything is built, so ``protect``, ``run``, ``audit`` and
+the training commands apply the same rule.
 """
 
 from __future__ import annotations
@@ -117,6 +117,11 @@ def range_text(bounds: dict[str, float]) -> str:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def is_numeric(annotation: Any) -> bool:
+    """Whether an option annotated so takes an int or a float (``Optional`` and constraints aside)."""
+    return any(_strip_annotated(m) in (int, float) for m in _union_members(annotation))
 
 
 def check_number(value: Any, annotation: Any) -> str | None:

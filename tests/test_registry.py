@@ -98,7 +98,7 @@ def test_every_registry_is_listed() -> None:
 def test_every_numeric_option_declares_a_range_that_holds_its_default() -> None:
     """The numeric rule needs its data: each int/float option of a built-in factory (one with a
     default; those without are context the caller passes) declares its range beside it."""
-    from campro_bench.specs import _strip_annotated, _union_members, check_number, declared_range, factory_options
+    from campro_bench.specs import check_number, declared_range, factory_options, is_numeric
 
     checked = 0
     for kind, registry in ALL.items():
@@ -108,8 +108,7 @@ def test_every_numeric_option_declares_a_range_that_holds_its_default() -> None:
             if entry.metadata.get("plugin"):
                 continue
             for name, (annotation, default) in factory_options(entry.load()).items():
-                numeric = [m for m in _union_members(annotation) if _strip_annotated(m) in (int, float)]
-                if not numeric or default is inspect.Parameter.empty:
+                if not is_numeric(annotation) or default is inspect.Parameter.empty:
                     continue
                 checked += 1
                 assert declared_range(annotation), f"{kind} '{entry.name}' option {name} declares no range"
