@@ -92,8 +92,10 @@ class Defocus(Protector):
     def params(self) -> dict[str, Any]:
         return {"kernel": self.kernel, "sigma": self.sigma}
 
+    def check_image_size(self, height: int, width: int) -> None:
+        check_kernel_fits(self.kernel, height, width)
+
     def protect(self, images: torch.Tensor) -> torch.Tensor:
-        check_kernel_fits(self.kernel, *images.shape[-2:])
         if _fast_blur_applies(images):
             return defocus_planes(images, self.kernel, self.sigma)
         h, w = images.shape[-2:]
