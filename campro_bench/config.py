@@ -34,7 +34,8 @@ from .errors import CamproError, InvalidFileError, MissingFileError
 
 C = TypeVar("C")
 
-_STRICT = pydantic.ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
+# allow_inf_nan=False: every float is finite (NaN and infinity pass some range checks, or have none)
+_STRICT = pydantic.ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 def option(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,

@@ -57,7 +57,7 @@ def test_corrupt_and_non_image_files_are_reported_and_counted(
     [
         (["protect", "nosuch", "IN", "OUT"], "unknown protector 'nosuch'; known protectors:"),
         (["protect", "raw", "MISSING", "OUT"], "does not exist"),
-        (["protect", "lowres:factor=0", "IN", "OUT"], "factor must be >= 1"),
+        (["protect", "lowres:factor=0", "IN", "OUT"], "option factor=0 in 'lowres:factor=0' is out of range; allowed: [1, 1024]"),
         (["list", "gadgets"], "unknown kind 'gadgets'"),
     ],
 )

@@ -224,3 +224,127 @@ def test_bad_place_or_file_is_one_error_line_and_user_files_survive(
     assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert message in err, err
     assert files_of(tmp_path) == before  # byte for byte, and nothing half-written beside them
+
+
+# ----------------------------------------------------------------------------------------
+# Bad numbers: one rule (finite, within the declared range) for every entry point; each case
+# exits 2 with one `error:` line, no traceback, and writes nothing.
+# ----------------------------------------------------------------------------------------
+def _isp_file(folder, name: str, **changes) -> str:
+    import json
+
+    from campro_bench.protectors.isp import ISPParams
+
+    data = ISPParams.standard().to_dict()
+    for key, value in changes.items():
+        if key == "ccm12":
+            data["ccm"][1][2] = value
+        else:
+            data[key] = value
+    path = folder / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+BAD_ISP_FILES = {  # file name -> (changes, the message's field part)
+    "lut2.json": ({"lut": [0.0, 1.0]}, "'lut' must be a list of exactly 32 numbers"),
+    "lut31.json": ({"lut": [i / 30 for i in range(31)]}, "got 31 entries"),
+    "lut33.json": ({"lut": [i / 32 for i in range(33)]}, "got 33 entries"),
+    "lut100.json": ({"lut": [i / 99 for i in range(100)]}, "got 100 entries"),
+    "degamma.json": ({"degamma": 1e308}, "'degamma' must lie within [0.1, 10], got 1e+308"),
+    "ccm.json": ({"ccm12": 1e39}, "'ccm[1][2]' must lie within [-1000, 1000], got 1e+39"),
+    "nan.json": ({"degamma": float("nan")}, "'degamma' must be finite"),
+}
+
+SPEC_CASES = [  # protector spec -> message
+    ("defocus:sigma=nan", "option sigma=nan in 'defocus:sigma=nan' must be a finite number; allowed: [0.01, 1000]"),
+    ("defocus:sigma=inf", "option sigma=inf in 'defocus:sigma=inf' must be a finite number"),
+    ("defocus:kernel=1000001", "option kernel=1000001 in 'defocus:kernel=1000001' is out of range; allowed: [1, 1001]"),
+    ("lensless:noise=nan", "option noise=nan in 'lensless:noise=nan' must be a finite number; allowed: [0, 1]"),
+    ("lensless-wiener:lam=nan", "option lam=nan in 'lensless-wiener:lam=nan' must be a finite number"),
+    ("lensless:seed=-1", "option seed=-1 in 'lensless:seed=-1' is out of range"),
+    ("lowres:factor=4,factor=8", "option 'factor' is given twice in 'lowres:factor=4,factor=8'"),
+]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    """A folder with one 20x20 image, and the bad ISP files."""
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (20, 20), (120, 60, 30)).save(tmp_path / "in" / "a.png")
+    files = {name: _isp_file(tmp_path, name, **changes) for name, (changes, _) in BAD_ISP_FILES.items()}
+    files["deg18.json"] = _isp_file(tmp_path, "deg18.json", degamma=1.8)  # a valid file export cannot express
+    files["ccm500.json"] = _isp_file(tmp_path, "ccm500.json", ccm12=500.0)
+    return tmp_path, files
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], after_progress: bool = False) -> str:
+    """The one `error:` line (with ``after_progress``, the last line after progress lines)."""
+    err = capsys.readouterr().err.strip()
+    lines = err.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == lines[-1:] and (after_progress or len(lines) == 1) and "Traceback" not in err, err
+    return errors[0]
+
+
+@pytest.mark.parametrize("spec, message", SPEC_CASES, ids=[s for s, _ in SPEC_CASES])
+def test_protect_refuses_bad_numbers_in_one_line(spec: str, message: str, bad_inputs,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = bad_inputs
+    assert main(["protect", spec, str(root / "in"), str(root / "out")]) == 2
+    assert message in _one_error_line(capsys)
+    assert not (root / "out").exists()
+
+
+def test_protect_refuses_a_kernel_larger_than_the_image_calls_for(bad_inputs, capsys) -> None:
+    root, _ = bad_inputs
+    assert main(["protect", "defocus:kernel=43,sigma=5", str(root / "in"), str(root / "out")]) == 2
+    assert "defocus kernel 43 is too large for a 20x20 image" in _one_error_line(capsys, after_progress=True)
+    assert main(["protect", "defocus:kernel=41,sigma=5", str(root / "in"), str(root / "out")]) == 0  # 2 * 20 + 1
+
+
+@pytest.mark.parametrize("name", list(BAD_ISP_FILES))
+@pytest.mark.parametrize("command", ["protect", "export-isp"])
+def test_isp_files_out_of_format_are_refused_naming_file_and_field(command: str, name: str, bad_inputs,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root, files = bad_inputs
+    if command == "protect":
+        args = ["protect", f"campro-isp:params={files[name]}", str(root / "in"), str(root / "out")]
+    else:
+        args = ["export-isp", files[name], "--out", str(root / "out.json")]
+    assert main(args) == 2
+    err = _one_error_line(capsys)
+    assert files[name] in err and BAD_ISP_FILES[name][1] in err
+    assert not (root / "out").exists() and not (root / "out.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{deg18.json}"], "cannot export a de-gamma of 1.8"),
+    (["{ccm500.json}", "--denominator", "10000000"],
+     "CCM entry [1][2] = 500 times denominator 10000000 leaves the signed 32-bit range"),
+    (["campro-isp:preset=standard,params=x.json"], "give one of preset=NAME or params=FILE"),
+])
+def test_export_refuses_what_the_target_cannot_represent(args: list[str], message: str, bad_inputs,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root, files = bad_inputs
+    args = [files[a[1:-1]] if a.startswith("{") else a for a in args]
+    assert main(["export-isp", *args, "--out", str(root / "out.json")]) == 2
+    assert message in _one_error_line(capsys)
+    assert not (root / "out.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "e1", "--protocol", "e1_ci", "--set", 'protectors=["raw", "defocus:sigma=nan"]'],
+     "option sigma=nan in 'defocus:sigma=nan' must be a finite number"),
+    (["audit", "lensless-wiener:lam=nan"], "option lam=nan in 'lensless-wiener:lam=nan' must be a finite number"),
+    (["run", "lensless", "--set", "attack.wiener_lam=nan"], "[attack] wiener_lam = nan must be a finite number"),
+    (["train", "lensless", "--set", "noise=nan"], "train lensless key 'noise': input should be a finite number"),
+    (["train", "isp", "--lr-isp", "inf"], "train isp key 'lr_isp': input should be a finite number"),
+])
+def test_run_audit_and_training_apply_the_same_rule(args: list[str], message: str, tmp_path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert message in _one_error_line(capsys)
+    assert not (tmp_path / "out").exists()

@@ -138,3 +138,16 @@ def test_a_folder_named_like_a_protocol_does_not_hide_the_shipped_one(tmp_path: 
     assert Path(load_spec("e1")["_source"]).parent == protocols_dir()
     (tmp_path / "mine").write_text(Path(load_spec("e1")["_source"]).read_text())
     assert load_spec("mine")["_source"] == "mine"  # an existing file is still read as a path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_config_floats_are_finite_even_without_a_range(value: float) -> None:
+    @dataclass(frozen=True)
+    class Loose:
+        weight: float = option(1.0, help="no range declared")
+        bounded: float = option(1.0, ge=0.0, help="only a lower bound")
+
+    for key in ("weight", "bounded"):
+        with pytest.raises(CamproError, match=f"loose key '{key}': input should be a finite number"):
+            parse_config(Loose, {key: value}, "loose")
+    assert parse_config(Loose, {"weight": -1e300, "bounded": 1e300}, "loose").bounded == 1e300

@@ -95,3 +95,73 @@ def test_cli_exports(isp: ISPParams, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["export-isp", str(params), "--target", "ios", "--out", str(out)]) == 2
     assert "unknown export target 'ios'" in capsys.readouterr().err
     assert main(["export-isp", "preset:identity", "--out", str(tmp_path / "id.json")]) == 0
+
+
+def test_export_refuses_what_android_cannot_represent(isp: ISPParams) -> None:
+    from campro_bench.errors import CamproError
+
+    isp.ccm[2][0] = 3.0
+    with pytest.raises(CamproError, match=r"CCM entry \[2\]\[0\] = 3 times denominator 1000000000 leaves the signed "
+                                          r"32-bit range.*--denominator 715827882 or less"):
+        export_android(isp, denominator=10**9)
+    assert export_android(isp, denominator=715827882).color_correction_transform[6] == (2147483646, 715827882)
+    with pytest.raises(CamproError, match="camera CCM must be finite"):
+        export_android(isp, np.full((3, 3), np.nan))
+    isp.degamma = 2.4
+    with pytest.raises(CamproError, match="cannot export a de-gamma of 2.4"):
+        export_android(isp)
+    isp.degamma = 2.2
+    isp.lut = [i / 99 for i in range(100)]  # not a valid file: never a 100-point tone curve
+    with pytest.raises(CamproError, match="exactly 32"):
+        export_android(isp)
+
+
+def test_export_notes_what_it_approximates(isp: ISPParams, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exported = export_android(isp, denominator=10_000)
+    assert any("assumes the camera's own colour correction is the identity" in n for n in exported.notes)
+    assert any("rounded to multiples of 1/10000" in n for n in exported.notes)
+    exact = ISPParams.identity()
+    assert not any("rounded" in n for n in export_android(exact, np.eye(3), denominator=4).notes)
+
+    params, calib, positions = tmp_path / "isp.json", tmp_path / "calib.json", tmp_path / "positions.json"
+    isp.save(params)
+    calib.write_text(json.dumps([{"temperature": 2800, "ccm": np.eye(3).tolist()}]))
+    positions.write_text(json.dumps(np.linspace(0, 1, 45).tolist()))
+    out = tmp_path / "rv.json"
+    assert main(["export-isp", str(params), "--target", "dynamic-ccm", "--calibration", str(calib),
+                 "--lut-positions", str(positions), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    error = doc["gamma_lut"]["max_abs_error_vs_learned_curve"]
+    assert doc["notes"] == [f"gamma curve resampled at the device's 45 positions (largest deviation from the "
+                            f"learned curve {error:.3g})"]
+    assert f"note: {doc['notes'][0]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("calibration, message", [
+    ([{"temperature": float("nan"), "ccm": np.eye(3).tolist()}], "'temperature' must be a colour temperature"),
+    ([{"temperature": 1e9, "ccm": np.eye(3).tolist()}], "within \\[1000, 25000\\] K"),
+    ([{"temperature": 2800, "ccm": [[1e39, 0, 0], [0, 1, 0], [0, 0, 1]]}], "entries must lie within \\[-1000, 1000\\]"),
+    ([{"temperature": 2800, "ccm": np.eye(3).tolist()}] * 2, "2800 K is calibrated twice"),
+])
+def test_bad_calibrations_fail_in_one_line(calibration: list, message: str) -> None:
+    from campro_bench.errors import CamproError
+    from campro_bench.export import parse_calibration
+
+    with pytest.raises(CamproError, match=message):
+        parse_calibration(calibration)
+
+
+def test_non_finite_lut_positions_are_refused(isp: ISPParams) -> None:
+    from campro_bench.errors import CamproError
+
+    with pytest.raises(CamproError, match="finite"):
+        resample_lut(isp.lut, [0.0, 0.5, float("nan"), 1.0])
+
+
+def test_both_preset_forms_export_the_same(tmp_path: Path) -> None:
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    assert main(["export-isp", "preset:casia-adv", "--out", str(outs[0])]) == 0
+    assert main(["export-isp", "campro-isp:preset=casia-adv", "--out", str(outs[1])]) == 0
+    a, b = (json.loads(p.read_text()) for p in outs)
+    assert a["source"].pop("params") == "preset:casia-adv" and b["source"].pop("params") == "campro-isp:preset=casia-adv"
+    assert a == b

@@ -124,12 +124,23 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
     "mutate, message",
     [
         (lambda d: d.update(ccm=[[1, 0], [0, 1]]), "3x3"),
-        (lambda d: d.update(lut=[0.5]), "at least 2"),
-        (lambda d: d["lut"].__setitem__(3, 1.5), "within \\[0, 1\\]"),
-        (lambda d: d["ccm"][0].__setitem__(0, float("nan")), "finite"),
+        (lambda d: d.update(lut=[0.5]), "exactly 32 numbers .*got 1 entries"),
+        (lambda d: d.update(lut=[0.0, 1.0]), "exactly 32 numbers .*got 2 entries"),
+        (lambda d: d.update(lut=d["lut"][:31]), "got 31 entries"),
+        (lambda d: d.update(lut=d["lut"] + [1.0]), "got 33 entries"),
+        (lambda d: d.update(lut=[i / 99 for i in range(100)]), "got 100 entries"),
+        (lambda d: d["lut"].__setitem__(3, 1.5), "'lut\\[3\\]' must lie within \\[0, 1\\]"),
+        (lambda d: d["ccm"][0].__setitem__(0, float("nan")), "'ccm\\[0\\]\\[0\\]' must be finite"),
+        (lambda d: d["ccm"][1].__setitem__(2, 1e39), "'ccm\\[1\\]\\[2\\]' must lie within \\[-1000, 1000\\]"),
+        (lambda d: d.update(degamma=1e308), "'degamma' must lie within \\[0.1, 10\\]"),
+        (lambda d: d.update(degamma=0.0), "'degamma' must lie within"),
+        (lambda d: d.update(degamma=float("inf")), "'degamma' must be finite"),
+        (lambda d: d.update(degamma=True), "numbers"),
         (lambda d: d.update(format_version=99), "format_version 99"),
         (lambda d: d.pop("lut"), "missing key"),
         (lambda d: d["ccm"][1].__setitem__(1, "one"), "numbers"),
+        (lambda d: d.update(degama=2.0), "unknown key\\(s\\) degama"),
+        (lambda d: d.update(metadata=[1]), "'metadata' must be a JSON object"),
     ],
 )
 def test_invalid_files_fail_clearly(tmp_path: Path, mutate, message: str) -> None:
@@ -139,7 +150,20 @@ def test_invalid_files_fail_clearly(tmp_path: Path, mutate, message: str) -> Non
     path.write_text(json.dumps(data))
     with pytest.raises(InvalidFileError, match=message) as info:
         ISPParams.load(path)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_edge_values_of_the_declared_ranges_load_and_run(tmp_path: Path) -> None:
+    """The ends of each range are valid: a file at them loads and gives finite output in [0, 1]."""
+    for degamma, entry in ((0.1, 1000.0), (10.0, -1000.0)):
+        data = ISPParams.standard().to_dict()
+        data.update(degamma=degamma)
+        data["ccm"][0][1] = entry
+        path = tmp_path / f"edge{degamma}.json"
+        path.write_text(json.dumps(data))
+        with torch.no_grad():
+            out = build_protector(f"campro-isp:params={path}")(torch.rand(2, 3, 16, 16))
+        assert torch.isfinite(out).all() and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
 
 
 def test_missing_and_unparsable_files(tmp_path: Path) -> None:

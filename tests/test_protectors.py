@@ -103,6 +103,8 @@ def test_parse_spec() -> None:
     assert parse_spec("raw") == ("raw", {})
     with pytest.raises(CamproError, match="expected key=value"):
         parse_spec("lowres:16")
+    with pytest.raises(CamproError, match="option 'factor' is given twice in 'lowres:factor=4,factor=8'"):
+        parse_spec("lowres:factor=4,factor=8")
 
 
 def test_bad_specs_fail_with_one_clear_line() -> None:
@@ -114,6 +116,49 @@ def test_bad_specs_fail_with_one_clear_line() -> None:
         build_protector("lowres:factor=big")
     with pytest.raises(CamproError, match="positive odd"):
         build_protector("defocus:kernel=10,sigma=3")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("defocus:sigma=nan", "sigma=nan .* must be a finite number; allowed: \\[0.01, 1000\\]"),
+    ("defocus:sigma=inf", "must be a finite number"),
+    ("defocus:sigma=-inf", "must be a finite number"),
+    ("defocus:sigma=0", "is out of range; allowed: \\[0.01, 1000\\]"),
+    ("defocus:kernel=1000001", "kernel=1000001 .* is out of range; allowed: \\[1, 1001\\]"),
+    ("lowres:factor=0", "is out of range; allowed: \\[1, 1024\\]"),
+    ("lensless:noise=nan", "noise=nan .* must be a finite number; allowed: \\[0, 1\\]"),
+    ("lensless:noise=-0.1", "is out of range"),
+    ("lensless:image_size=2", "is out of range; allowed: \\[3, 1024\\]"),
+    ("lensless-wiener:lam=nan", "lam=nan .* must be a finite number"),
+    ("lensless-wiener:iters=0", "is out of range; allowed: \\[1, 10000\\]"),
+    ({"name": "defocus", "kernel": 9, "sigma": float("nan")}, "must be a finite number"),  # a protocol's table form
+])
+def test_numbers_outside_their_declared_range_fail_in_one_line(spec, message: str) -> None:
+    with pytest.raises(CamproError, match=message) as info:
+        build_protector(spec)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["defocus:kernel=1001,sigma=0.01", "defocus:kernel=1,sigma=1000", "lowres:factor=1024",
+                                  "lensless:noise=0,bits=0,seed=4294967295", "lensless:noise=1,image_size=3",
+                                  "lensless-wiener:lam=0,iters=1"])
+def test_the_ends_of_the_declared_ranges_are_valid(spec: str) -> None:
+    protector = build_protector(spec)
+    images = torch.rand(1, 3, 600, 520) if "1001" in spec else torch.rand(2, 3, 24, 20)
+    with torch.no_grad():
+        out = protector(images)
+    assert out.shape == images.shape and torch.isfinite(out).all()
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_defocus_kernel_is_bounded_by_the_image_beyond_the_paper_settings() -> None:
+    small = torch.rand(1, 3, 5, 7)
+    assert build_protector("defocus:kernel=25,sigma=7")(small).shape == small.shape  # paper settings: any size
+    with pytest.raises(CamproError, match="defocus kernel 27 is too large for a 7x5 image.*at most 25"):
+        build_protector("defocus:kernel=27,sigma=7")(small)
+    wide = torch.rand(1, 3, 3, 20)
+    assert build_protector("defocus:kernel=41,sigma=7")(wide).shape == wide.shape  # radius 20 = the longer side
+    with pytest.raises(CamproError, match="defocus kernel 43 is too large for a 20x3 image.*at most 41"):
+        build_protector("defocus:kernel=43,sigma=7")(wide)
 
 
 def test_rejects_non_batches() -> None:

@@ -114,6 +114,13 @@ def test_uint8_path_rejects_other_frames_in_one_line(frames: np.ndarray) -> None
 def test_uint8_path_rejects_bad_kernels_and_float_path_other_tensors() -> None:
     with pytest.raises(CamproError, match="odd kernel"):
         defocus_uint8(np.zeros((4, 4, 3), np.uint8), kernel=4)
+    for kernel, sigma, message in ((9, float("nan"), "sigma=nan must be a finite number"),
+                                   (9, float("inf"), "sigma=inf must be a finite number"),
+                                   (1000001, 3.0, "kernel=1000001 is out of range; allowed: \\[1, 1001\\]"),
+                                   (27, 3.0, "defocus kernel 27 is too large for a 4x4 image")):
+        with pytest.raises(CamproError, match=message) as raised:
+            defocus_uint8(np.zeros((4, 4, 3), np.uint8), kernel=kernel, sigma=sigma)
+        assert "\n" not in str(raised.value)
     with pytest.raises(CamproError, match="float32") as raised:
         defocus_planes(torch.zeros(1, 3, 4, 4, dtype=torch.float64), 9, 3.0)
     assert "\n" not in str(raised.value)

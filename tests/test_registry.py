@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from campro_bench.errors import CamproError, UnknownNameError
@@ -91,3 +93,24 @@ def test_every_registry_is_listed() -> None:
 
     defined = {id(v) for v in vars(registries).values() if isinstance(v, Registry)}
     assert defined == {id(r) for r in registries.ALL.values()}
+
+
+def test_every_numeric_option_declares_a_range_that_holds_its_default() -> None:
+    """The numeric rule needs its data: each int/float option of a built-in factory (one with a
+    default; those without are context the caller passes) declares its range beside it."""
+    from campro_bench.specs import check_number, declared_range, factory_options, is_numeric
+
+    checked = 0
+    for kind, registry in ALL.items():
+        if kind == "experiments":
+            continue
+        for entry in registry.entries():
+            if entry.metadata.get("plugin"):
+                continue
+            for name, (annotation, default) in factory_options(entry.load()).items():
+                if not is_numeric(annotation) or default is inspect.Parameter.empty:
+                    continue
+                checked += 1
+                assert declared_range(annotation), f"{kind} '{entry.name}' option {name} declares no range"
+                assert default is None or check_number(default, annotation) is None, (kind, entry.name, name)
+    assert checked >= 30

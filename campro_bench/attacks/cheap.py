@@ -9,10 +9,11 @@ permutations. Each is registered in :data:`~campro_bench.registries.ATTACKS` wit
 from __future__ import annotations
 
 from itertools import permutations
-from typing import Any
+from typing import Annotated, Any
 
 import kornia
 import torch
+from pydantic import Field
 
 from ..errors import CamproError
 from ..registries import ATTACKS
@@ -41,10 +42,9 @@ class HistogramEqualisation(ImageAttack):
 class Clahe(ImageAttack):
     """CLAHE per channel (``clip`` limit, ``grid`` x ``grid`` tiles)."""
 
-    def __init__(self, clip: float = 2.0, grid: int = 4) -> None:
+    def __init__(self, clip: Annotated[float, Field(gt=0.0, le=100.0, description="contrast clip limit")] = 2.0,
+                 grid: Annotated[int, Field(ge=1, le=64, description="tiles per side")] = 4) -> None:
         super().__init__()
-        if clip <= 0 or grid < 1:
-            raise CamproError(f"clahe needs clip > 0 and grid >= 1, got clip={clip}, grid={grid}")
         self.clip, self.grid = float(clip), int(grid)
 
     def params(self) -> dict[str, Any]:
@@ -58,10 +58,8 @@ class Clahe(ImageAttack):
 class Gamma(ImageAttack):
     """``x ** value``: brightens (< 1) or darkens (> 1) a protector's tone curve."""
 
-    def __init__(self, value: float = 0.5) -> None:
+    def __init__(self, value: Annotated[float, Field(ge=0.01, le=100.0, description="exponent")] = 0.5) -> None:
         super().__init__()
-        if value <= 0:
-            raise CamproError(f"gamma value must be > 0, got {value}")
         self.value = float(value)
 
     def params(self) -> dict[str, Any]:

@@ -27,12 +27,13 @@ and inverting: never on an evaluated identity.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ..errors import CamproError
 from ..io import uint8_to_tensor
@@ -253,7 +254,8 @@ class ISPInverse(ImageAttack):
 @ATTACKS.register("campro-isp-inverse", kind="inverse", protector="campro-isp",
                   description="inverse LUT on its monotone segments (branch per level chosen on TRAIN), "
                               "inverse CCM, re-gamma")
-def campro_isp_inverse(protector: Protector, train_images: np.ndarray | None = None, seed: int = 0) -> ImageAttack:
+def campro_isp_inverse(protector: Protector, train_images: np.ndarray | None = None,
+                       seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0) -> ImageAttack:
     from ..protectors.isp import apply_ccm, degamma, piecewise_linear
 
     isp = protector.to_params()  # type: ignore[attr-defined]

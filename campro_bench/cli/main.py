@@ -115,7 +115,8 @@ def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except CamproError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message's own brackets ("[attack]", "[0, 1]") are text, not rich markup
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)

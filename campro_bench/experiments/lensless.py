@@ -148,7 +148,8 @@ def mask_figure(masks: dict[str, np.ndarray], pattern_rows: pd.DataFrame) -> Any
                       description="lensless camera: talk's Recognition results (masks x regularisers), attacks")
 def run_lensless(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     """Run the lensless table from its spec; see the module docstring."""
-    from ..protectors.lensless import load_mask_file
+    from ..protectors.lensless import Iters, Lam, load_mask_file
+    from ..specs import check_number
     from ..training.lensless import load_lensless_data
 
     configs = variant_configs(spec)
@@ -156,9 +157,15 @@ def run_lensless(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         raise CamproError("the lensless protocol lists no variants")
     runs_dir = Path(spec.get("runs_dir", "results/lensless-runs"))
     attack = dict(spec.get("attack", {}))
-    lam, iters = float(attack.pop("wiener_lam", 1e-3)), int(attack.pop("wiener_iters", 50))
+    lam, iters = attack.pop("wiener_lam", 1e-3), attack.pop("wiener_iters", 50)
     if attack:
         raise CamproError(f"unknown [attack] option(s) {', '.join(attack)}; known: wiener_lam, wiener_iters")
+    for key, value, declared in (("wiener_lam", lam, Lam), ("wiener_iters", iters, Iters)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        problem = check_number(value, declared) if number else "must be a number"
+        if problem:  # the lensless-wiener protector's declared ranges
+            raise CamproError(f"[attack] {key} = {value!r} {problem}")
+    lam, iters = float(lam), int(iters)
     restoration = dict(spec.get("restoration", {}))
     restore_variants = list(restoration.pop("variants", []))
     extra_seeds = [int(x) for x in spec.get("extra_seeds", [])]

@@ -13,9 +13,10 @@ tries on images where the normal one finds nothing (see :mod:`campro_bench.faces
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from ..registries import FACE_DETECTORS
 
@@ -71,6 +72,12 @@ class FaceDetector:
     def spec(self) -> str:
         params = self.params()
         return self.name + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+
+
+# option ranges of the registered detectors, checked where specs are built (campro_bench.specs)
+Score = Annotated[float, Field(ge=0.0, le=1.0, description="score threshold")]
+IoU = Annotated[float, Field(ge=0.0, le=1.0, description="NMS IoU threshold")]
+FaceSize = Annotated[int, Field(ge=1, le=10_000, description="smallest face side (pixels)")]
 
 
 class ThresholdDetector(FaceDetector):

@@ -50,8 +50,13 @@ class Protector(nn.Module):
         return {}
 
     # ------------------------------------------------------------------------------------
+    def check_image_size(self, height: int, width: int) -> None:
+        """Refuse, with a :class:`CamproError`, an image size this protector's options do not fit
+        (a defocus kernel far larger than the image); called by :meth:`forward` before any work."""
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_image_batch(images)
+        self.check_image_size(int(images.shape[-2]), int(images.shape[-1]))
         return self.protect(images)
 
     def config(self) -> dict[str, Any]:

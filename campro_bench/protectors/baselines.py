@@ -7,23 +7,30 @@
 * ``defocus``: a defocused lens, simulated by a Gaussian blur with ``kernel`` size and ``sigma``
   (paper settings 9/3, 13/5, 15/7 and 25/7); kornia's separable blur, computed on the CPU without
   gradients by the fused pass of :mod:`.fast_blur` (equal within float32 rounding).
+
+Option ranges are declared on the signatures (``Annotated[..., Field(...)]``) and checked where
+specs are built (:mod:`campro_bench.specs`); the defocus kernel is also bounded by the image
+(:func:`.fast_blur.check_kernel_fits`), checked before any blurring.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import kornia
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ..registries import PROTECTORS
 from . import _jit
 from .base import Protector
-from .fast_blur import defocus_planes, reflects
+from .fast_blur import DefocusKernel, DefocusSigma, check_kernel_fits, defocus_planes, reflects
 
 LOWRES_PAPER_FACTORS = (4, 8, 16)
 DEFOCUS_PAPER_SETTINGS = ((9, 3.0), (13, 5.0), (15, 7.0), (25, 7.0))
+
+LowresFactor = Annotated[int, Field(ge=1, le=1024, description="downsampling factor")]
 
 
 @PROTECTORS.register("raw", description="identity: the unprotected image")
@@ -55,10 +62,8 @@ class LowResolution(Protector):
     differentiable = True
     working_factor = 3.0
 
-    def __init__(self, factor: int = 16) -> None:
+    def __init__(self, factor: LowresFactor = 16) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"lowres factor must be >= 1, got {factor}")
         self.factor = int(factor)
 
     def params(self) -> dict[str, Any]:
@@ -81,17 +86,18 @@ class Defocus(Protector):
     differentiable = True
     working_factor = 2.0
 
-    def __init__(self, kernel: int = 25, sigma: float = 7.0) -> None:
+    def __init__(self, kernel: DefocusKernel = 25, sigma: DefocusSigma = 7.0) -> None:
         super().__init__()
-        if kernel < 1 or kernel % 2 == 0:
+        if kernel % 2 == 0:
             raise ValueError(f"defocus kernel must be a positive odd integer, got {kernel}")
-        if sigma <= 0:
-            raise ValueError(f"defocus sigma must be > 0, got {sigma}")
         self.kernel = int(kernel)
         self.sigma = float(sigma)
 
     def params(self) -> dict[str, Any]:
         return {"kernel": self.kernel, "sigma": self.sigma}
+
+    def check_image_size(self, height: int, width: int) -> None:
+        check_kernel_fits(self.kernel, height, width)
 
     def protect(self, images: torch.Tensor) -> torch.Tensor:
         if _fast_blur_applies(images):

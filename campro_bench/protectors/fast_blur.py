@@ -22,12 +22,23 @@ the output row, so the intermediate stays in cache instead of a full-frame pass 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import CamproError
+from ..specs import check_number
 from ._jit import helper_jit, numba, parallel_jit
+
+DEFOCUS_MAX_KERNEL = 1001
+"""The largest defocus kernel side (the paper's largest is 25): a bound on the work per pixel."""
+DEFOCUS_ANY_IMAGE_KERNEL = 25
+"""Kernels up to this side (the paper's largest) are taken on images of any size."""
+
+DefocusKernel = Annotated[int, Field(ge=1, le=DEFOCUS_MAX_KERNEL, description="odd kernel side (pixels)")]
+DefocusSigma = Annotated[float, Field(ge=0.01, le=1000.0, description="Gaussian sigma (pixels)")]
 
 if numba is not None:
     from llvmlite import ir
@@ -169,6 +180,20 @@ def gaussian_taps(kernel: int, sigma: float) -> np.ndarray:
     return kornia.filters.get_gaussian_kernel1d(int(kernel), sigmas)[0].numpy().astype(np.float32)
 
 
+def check_kernel_fits(kernel: int, height: int, width: int) -> None:
+    """Refuse, before any work, a kernel larger than the image calls for.
+
+    A kernel whose radius exceeds the image's longer side only adds taps that read replicated
+    border pixels, at a cost that grows with the kernel rather than the image. Such kernels are
+    refused, except those up to :data:`DEFOCUS_ANY_IMAGE_KERNEL` (the paper's largest setting),
+    which every image takes, as every protector takes images of any size.
+    """
+    largest = max(2 * max(height, width) + 1, DEFOCUS_ANY_IMAGE_KERNEL)
+    if kernel > largest:
+        raise CamproError(f"defocus kernel {kernel} is too large for a {width}x{height} image: its radius "
+                          f"{kernel // 2} exceeds the longer side; use a kernel of at most {largest}")
+
+
 def reflects(height: int, width: int, kernel: int) -> bool:
     """``Defocus``'s border rule: reflect when the image is larger than half the kernel, else replicate."""
     return min(height, width) > kernel // 2
@@ -202,9 +227,15 @@ def defocus_uint8(frames: np.ndarray, kernel: int = 25, sigma: float = 7.0) -> n
     if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3:
         raise CamproError(f"8-bit defocus frames must be uint8 [N, H, W, 3] or [H, W, 3], got {frames.dtype} "
                           f"{list(frames.shape)}")
-    if kernel < 1 or kernel % 2 == 0 or sigma <= 0:
-        raise CamproError(f"defocus needs a positive odd kernel and sigma > 0, got kernel={kernel} sigma={sigma}")
+    problems = [f"{key}={value} {problem}" for key, value, annotation in
+                (("kernel", kernel, DefocusKernel), ("sigma", sigma, DefocusSigma))
+                if (problem := check_number(value, annotation))]
+    if kernel % 2 == 0:
+        problems.append(f"kernel={kernel} is even")
+    if problems:  # the declared ranges, as the spec door checks them (this path takes no spec)
+        raise CamproError(f"defocus needs an odd kernel and sigma in their ranges: {'; '.join(problems)}")
     height, width = frames.shape[-3], frames.shape[-2]
+    check_kernel_fits(kernel, height, width)
     flat = np.ascontiguousarray(frames).reshape(-1, height, width * 3)
     out = np.empty_like(flat)
     if out.size:

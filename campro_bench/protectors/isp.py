@@ -9,19 +9,24 @@
 
 41 tunable parameters in all. Every operation is differentiable in the parameters, which is what
 the adversarial training of :mod:`campro_bench.training` needs. Parameters are stored in a small
-readable JSON file (:class:`ISPParams`), validated on load.
+readable JSON file (:class:`ISPParams`), validated on load against the ranges declared below
+(:data:`LutValue`, :data:`CcmValue`, :data:`Degamma`): exactly 32 finite LUT values in [0, 1],
+nine finite CCM entries in [-1000, 1000] (training keeps them within ``ccm_bound``, at most 1000),
+a finite de-gamma exponent in [0.1, 10]. A file outside them is refused with one line naming the
+file and the field.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import pydantic
 import torch
+from pydantic import Field
 from torch import nn
 
 from ..errors import InvalidFileError, UnknownNameError
@@ -29,12 +34,20 @@ from ..io.atomic import atomic_write_json
 from ..io.hashing import sha256_json
 from ..io.jsonfile import read_json
 from ..registries import PROTECTORS
+from ..specs import declared_range, range_text
 from .base import Protector
 
 FORMAT_NAME = "campro-isp"
 FORMAT_VERSION = 1
 DEFAULT_DEGAMMA = 2.2
 DEFAULT_LUT_POINTS = 32
+CCM_LIMIT = 1000.0
+"""Largest CCM entry magnitude a file may hold (the training's ``ccm_bound`` is at most this)."""
+
+# the ranges of the file's numbers, as data (pydantic constraints; checked by ISPParams.validate)
+LutValue = Annotated[float, Field(ge=0.0, le=1.0, description="LUT output")]
+CcmValue = Annotated[float, Field(ge=-CCM_LIMIT, le=CCM_LIMIT, description="CCM entry")]
+Degamma = Annotated[float, Field(ge=0.1, le=10.0, description="de-gamma exponent (standard 2.2)")]
 
 
 # ----------------------------------------------------------------------------------------
@@ -126,6 +139,12 @@ class ISPParams:
         missing = [k for k in ("ccm", "lut") if k not in data]
         if missing:
             raise InvalidFileError(f"{source}: missing key(s) {', '.join(missing)}")
+        unknown = sorted(set(data) - {"format", "format_version", "degamma", "ccm", "lut", "metadata"})
+        if unknown:
+            raise InvalidFileError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: format, "
+                                   "format_version, degamma, ccm, lut, metadata")
+        if not isinstance(data.get("metadata", {}), dict):
+            raise InvalidFileError(f"{source}: 'metadata' must be a JSON object")
         params = cls(
             ccm=data["ccm"],
             lut=data["lut"],
@@ -155,28 +174,12 @@ class ISPParams:
 
     # checks and output ------------------------------------------------------------------
     def validate(self, source: str = "ISP parameters") -> None:
-        """Shapes, finiteness and ranges; raises :class:`InvalidFileError` naming the problem."""
-        ccm = self.ccm
-        if (
-            not isinstance(ccm, (list, tuple))
-            or len(ccm) != 3
-            or any(not isinstance(r, (list, tuple)) or len(r) != 3 for r in ccm)
-        ):
-            raise InvalidFileError(f"{source}: 'ccm' must be a 3x3 list of numbers")
-        if not isinstance(self.lut, (list, tuple)) or len(self.lut) < 2:
-            raise InvalidFileError(f"{source}: 'lut' must be a list of at least 2 numbers")
-        numbers = [v for row in ccm for v in row] + list(self.lut) + [self.degamma]
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers):
-            raise InvalidFileError(f"{source}: 'ccm', 'lut' and 'degamma' must hold numbers only")
-        if not all(math.isfinite(float(v)) for v in numbers):
-            raise InvalidFileError(f"{source}: parameters must be finite (found NaN or infinity)")
-        bad = [i for i, v in enumerate(self.lut) if not 0.0 <= float(v) <= 1.0]
-        if bad:
-            raise InvalidFileError(
-                f"{source}: LUT values must lie within [0, 1]; entries {bad[:5]} do not"
-            )
-        if not float(self.degamma) > 0:
-            raise InvalidFileError(f"{source}: 'degamma' must be > 0")
+        """Shapes, finiteness and the declared ranges; one :class:`InvalidFileError` line naming the field."""
+        values = {"ccm": _plain(self.ccm), "lut": _plain(self.lut), "degamma": _plain(self.degamma)}
+        try:
+            _ISP_VALUES.validate_python(values)
+        except pydantic.ValidationError as exc:
+            raise InvalidFileError(_isp_error(exc.errors()[0], source)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,6 +205,48 @@ class ISPParams:
     def digest(self) -> str:
         """Hash of the parameter values (not the metadata)."""
         return sha256_json([self.ccm, self.lut, self.degamma])[:16]
+
+
+class _ISPValues(pydantic.BaseModel):
+    """The numbers of an ISP file with their shapes and ranges (strict: numbers only, all finite)."""
+
+    model_config = pydantic.ConfigDict(strict=True, allow_inf_nan=False)
+    ccm: Annotated[list[Annotated[list[CcmValue], Field(min_length=3, max_length=3)]], Field(min_length=3, max_length=3)]
+    lut: Annotated[list[LutValue], Field(min_length=DEFAULT_LUT_POINTS, max_length=DEFAULT_LUT_POINTS)]
+    degamma: Degamma
+
+
+_ISP_VALUES = pydantic.TypeAdapter(_ISPValues)
+_ELEMENTS = {"ccm": CcmValue, "lut": LutValue, "degamma": Degamma}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and numpy scalars as Python numbers, so that strict checking sees JSON's types."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (int, float, bool)):
+        return value.item()
+    return value
+
+
+def _isp_error(error: Any, source: str) -> str:
+    """One line for pydantic's first complaint: the file, the field (``ccm[1][2]``) and the rule."""
+    loc = error["loc"]
+    field = str(loc[0])
+    where = field + "".join(f"[{i}]" for i in loc[1:])
+    given = error.get("input")
+    kind = error["type"]
+    if kind in ("too_short", "too_long") or (kind == "list_type" and field in ("ccm", "lut")):
+        size = f", got {len(given)} entries" if isinstance(given, list) else f", got {given!r}"
+        if field == "ccm":
+            return f"{source}: '{where}' must be a 3x3 list of numbers{size}"
+        return f"{source}: 'lut' must be a list of exactly {DEFAULT_LUT_POINTS} numbers (the format's LUT size){size}"
+    if kind == "finite_number":
+        return f"{source}: '{where}' must be finite, got {given!r}"
+    if kind.startswith(("greater_than", "less_than")):
+        allowed = range_text(declared_range(_ELEMENTS[field]))
+        return f"{source}: '{where}' must lie within {allowed}, got {given!r}"
+    return f"{source}: '{where}' must hold numbers only, got {given!r}"
 
 
 # ----------------------------------------------------------------------------------------

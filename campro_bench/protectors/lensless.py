@@ -41,11 +41,12 @@ import hashlib
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ..errors import InvalidFileError, MissingFileError, UnknownNameError
@@ -61,6 +62,15 @@ MODELS = ("conv", "separable")
 RESTORE = ("none", "wiener")
 IMAGE_SIZES = (63, 127)
 MASK_SIZES = (32, 64)
+
+# option ranges, checked where specs are built (campro_bench.specs)
+ImageSize = Annotated[int, Field(ge=3, le=1024, description="sensor side (pixels)")]
+MaskSize = Annotated[int, Field(ge=1, le=1024, description="mask side (pixels)")]
+Noise = Annotated[float, Field(ge=0.0, le=1.0, description="read-noise std (fraction of full scale)")]
+Bits = Annotated[int, Field(ge=0, le=16, description="quantisation bits (0: none)")]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="mask and noise seed")]
+Lam = Annotated[float, Field(ge=0.0, le=1.0, description="Tikhonov weight (operator norm 1; 1 halves brightness)")]
+Iters = Annotated[int, Field(ge=1, le=10_000, description="conjugate-gradient steps")]
 
 
 # ----------------------------------------------------------------------------------------
@@ -289,33 +299,27 @@ class Lensless(Protector):
     def __init__(
         self,
         mask: str = "random",
-        image_size: int | None = None,
-        mask_size: int = 32,
+        image_size: ImageSize | None = None,
+        mask_size: MaskSize = 32,
         model: str = "conv",
-        noise: float = 0.01,
-        bits: int = 8,
-        seed: int = 0,
+        noise: Noise = 0.01,
+        bits: Bits = 8,
+        seed: Seed = 0,
         file: Path | None = None,
         preset: str | None = None,
         restore: str | None = None,
-        lam: float = 1e-3,
-        iters: int = 50,
+        lam: Lam = 1e-3,
+        iters: Iters = 50,
     ) -> None:
         super().__init__()
         restore = restore or self.default_restore
         if restore not in RESTORE:
             raise UnknownNameError(f"unknown lensless restore '{restore}'; known: {', '.join(RESTORE)}")
-        if lam < 0 or iters < 1:
-            raise ValueError(f"lam must be >= 0 and iters >= 1, got {lam} and {iters}")
         self.restore, self.lam, self.iters = restore, float(lam), int(iters)
         if model not in MODELS:
             raise UnknownNameError(f"unknown lensless model '{model}'; known models: {', '.join(MODELS)}")
         if image_size is None:  # a preset's own sensor size, else the talk's 63
             image_size = int(load_mask_file(preset_path(preset))[1].get("image_size", 63)) if preset else 63
-        if image_size < 3 or mask_size < 1:
-            raise ValueError(f"image_size must be >= 3 and mask_size >= 1, got {image_size} and {mask_size}")
-        if noise < 0 or not 0 <= bits <= 16:
-            raise ValueError(f"noise must be >= 0 and bits in 0..16, got {noise} and {bits}")
         if file is not None and preset is not None:
             raise ValueError("give only one of file= or preset=")
         self.metadata: dict[str, Any] = {}

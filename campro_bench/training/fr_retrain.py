@@ -24,11 +24,12 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ..config import option, parse_config, validate_config
@@ -153,7 +154,8 @@ class SoftmaxHead(nn.Module):
 class ArcFaceHead(nn.Module):
     """Normalised class centres; margin logits (:func:`arcface_logits`) when labels are given."""
 
-    def __init__(self, embedding_size: int, classes: int, scale: float = 64.0, margin: float = 0.5) -> None:
+    def __init__(self, embedding_size: int, classes: int, scale: Annotated[float, Field(gt=0.0, le=1024.0)] = 64.0,
+                 margin: Annotated[float, Field(ge=0.0, le=3.14)] = 0.5) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)

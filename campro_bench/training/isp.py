@@ -88,7 +88,7 @@ from torch import nn
 from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
 from ..io.outfolder import check_new_run, check_output_location
-from ..protectors.isp import CamproISP, ISPParams, load_preset
+from ..protectors.isp import CCM_LIMIT, CamproISP, ISPParams, load_preset
 from . import isp_checkpoint, isp_report, isp_steps, isp_warmup
 from .data import EpochSampler, FaceTrainingData, PersonTrainingData
 from .isp_checkpoint import CHECKPOINT_NAME
@@ -137,7 +137,7 @@ class ISPTrainConfig:
     detector_momentum: float = option(0.0, ge=0.0, lt=1.0, help="SGD momentum of P")
     head_scale: float = option(16.0, gt=0.0, le=1e3, help="scale s of the proxy head's logits")
     head_init_epochs: int = option(20, ge=0, le=10_000, help="epochs of the linear probe that initialises H")
-    ccm_bound: float = option(8.0, gt=0.0, le=1e3, help="every CCM entry is kept within [-bound, bound]")
+    ccm_bound: float = option(8.0, gt=0.0, le=CCM_LIMIT, help="every CCM entry is kept within [-bound, bound]")
     warmup_threshold: float = option(0.9, gt=0.0, le=1.0, help="warm-up ends at this running training accuracy")
     warmup_max_epochs: int = option(6, ge=0, le=10_000, help="warm-up epochs at most")
     val_per_identity: int = option(1, ge=1, le=1000, help="held-out images per identity")

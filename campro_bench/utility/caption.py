@@ -25,10 +25,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Annotated, Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
 from ..io import load_image
@@ -267,8 +268,8 @@ class BlipCaptioner:
         path: str | os.PathLike[str] | None = None,
         models_dir: Path | None = None,
         device: str | torch.device = "cpu",
-        max_new_tokens: int = 30,
-        num_beams: int = 3,
+        max_new_tokens: Annotated[int, Field(ge=1, le=512)] = 30,
+        num_beams: Annotated[int, Field(ge=1, le=32)] = 3,
         prompt: str = "",
     ) -> None:
         folder = blip_folder(path, models_dir)

@@ -26,10 +26,11 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Annotated, Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
 from ..io import load_image, tensor_to_uint8
@@ -174,9 +175,9 @@ class MediaPipePose:
         min_detection_confidence: MediaPipe's person-detector threshold on the crop.
     """
 
-    def __init__(self, margin: float = 0.25, min_detection_confidence: float = 0.5) -> None:
-        if margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}")
+    def __init__(self,
+                 margin: Annotated[float, Field(ge=0.0, le=10.0, description="box margin (fraction of its size)")] = 0.25,
+                 min_detection_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5) -> None:
         self.margin = float(margin)
         self.min_detection_confidence = float(min_detection_confidence)
         self.model_file = mediapipe_model_file()

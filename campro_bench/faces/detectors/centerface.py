@@ -16,7 +16,7 @@ import numpy as np
 
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
-from ..detection import Faces, ThresholdDetector, nms
+from ..detection import Faces, IoU, Score, ThresholdDetector, nms
 from ...runtime import prepare_onnx, onnx_session
 
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
@@ -26,7 +26,7 @@ OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 class CenterFaceDetector(ThresholdDetector):
     lenient_threshold = 0.2
 
-    def __init__(self, threshold: float = 0.5, nms_iou: float = 0.3) -> None:
+    def __init__(self, threshold: Score = 0.5, nms_iou: IoU = 0.3) -> None:
         super().__init__(threshold, nms_iou)
 
     def _net(self) -> Any:

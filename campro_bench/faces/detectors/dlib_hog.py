@@ -11,9 +11,10 @@ HOG threshold by 0.5.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from ...errors import CamproError
 from ...recognizers.packaged import package_file
@@ -36,7 +37,10 @@ def dlib_model(kind: str, file: str) -> Any:
 
 @FACE_DETECTORS.register("dlib", description="dlib HOG (or model=cnn: MMOD CNN) + 68-point landmarks")
 class DlibDetector(FaceDetector):
-    def __init__(self, model: str = "hog", upsample: int = 1, threshold: float = 0.0) -> None:
+    def __init__(self, model: str = "hog",
+                 upsample: Annotated[int, Field(ge=0, le=4, description="image doublings before detection")] = 1,
+                 threshold: Annotated[float, Field(ge=-5.0, le=5.0, description="detector score offset")] = 0.0,
+                 ) -> None:
         if model not in ("hog", "cnn"):
             raise CamproError(f"dlib detector model must be 'hog' or 'cnn', got '{model}'")
         self.model = model

@@ -25,14 +25,14 @@ import numpy as np
 
 from ...registries import FACE_DETECTORS
 from ...runtime import cpu_threads, torch_threads
-from ..detection import FaceDetector, Faces
+from ..detection import FaceDetector, Faces, FaceSize, Score
 
 LENIENT = (0.5, 0.5, 0.5)
 
 
 @FACE_DETECTORS.register("mtcnn", description="MTCNN (facenet-pytorch weights); the default, as in the paper")
 class MTCNNDetector(FaceDetector):
-    def __init__(self, pnet: float = 0.6, rnet: float = 0.7, onet: float = 0.7, min_face_size: int = 20,
+    def __init__(self, pnet: Score = 0.6, rnet: Score = 0.7, onet: Score = 0.7, min_face_size: FaceSize = 20,
                  device: str = "cpu") -> None:
         self.thresholds = (float(pnet), float(rnet), float(onet))
         self.min_face_size = int(min_face_size)

@@ -23,7 +23,7 @@ import numpy as np
 from ...errors import InvalidFileError
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
-from ..detection import Faces, ThresholdDetector, nms
+from ..detection import Faces, IoU, Score, ThresholdDetector, nms
 from ...runtime import onnx_session
 
 PACKAGE, FILE, VERSION = "retinaface", "weights.py", "0.1.0"
@@ -68,7 +68,7 @@ def priors(height: int, width: int) -> np.ndarray:
 class RetinaFaceDetector(ThresholdDetector):
     lenient_threshold = 0.5
 
-    def __init__(self, threshold: float = 0.9, nms_iou: float = 0.4) -> None:
+    def __init__(self, threshold: Score = 0.9, nms_iou: IoU = 0.4) -> None:
         super().__init__(threshold, nms_iou)
 
     def detect(self, images: list[np.ndarray]) -> list[Faces]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...recognizers.packaged import package_file
 from ...registries import FACE_DETECTORS
-from ..detection import Faces, ThresholdDetector, nms
+from ..detection import Faces, IoU, Score, ThresholdDetector, nms
 from ...runtime import onnx_session, prepare_onnx
 
 MODEL_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
@@ -27,7 +27,7 @@ STRIDES = (8, 16, 32)
 class YuNetDetector(ThresholdDetector):
     lenient_threshold = 0.5
 
-    def __init__(self, threshold: float = 0.9, nms_iou: float = 0.3) -> None:
+    def __init__(self, threshold: Score = 0.9, nms_iou: IoU = 0.3) -> None:
         super().__init__(threshold, nms_iou)
 
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
