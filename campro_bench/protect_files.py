@@ -81,6 +81,19 @@ def image_bytes(protector: Protector, width: int, height: int) -> int:
     return int(plane * (PLANES + 4 * protector.working_memory_factor()))
 
 
+def check_sizes(protector: Protector, files: Iterable[Path]) -> None:
+    """Refuse, before anything is written, an image whose size (read from its header) the protector's
+    options do not fit (a defocus kernel far larger than the image), naming the file."""
+    for path in files:
+        size = _size(path) if path.suffix.lower() in IMAGE_SUFFIXES else None
+        if size is None:
+            continue  # not an image, or unreadable: reported per file later
+        try:
+            protector.check_image_size(size[1], size[0])
+        except CamproError as exc:
+            raise CamproError(f"{path}: {exc}") from None
+
+
 def _size(path: Path) -> tuple[int, int] | None:
     """``(width, height)`` from the header (no pixels decoded), or None when it cannot be read."""
     try:
@@ -169,6 +182,7 @@ def protect_files(
     budget = default_budget() if memory_budget is None else int(memory_budget)
     files = list(files)
     check_outputs(files, out_dir, overwrite)
+    check_sizes(protector, files)
     report = ProtectReport()
     out_dir.mkdir(parents=True, exist_ok=True)
     protector = protector.to(device).eval()

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ..context import resolve_device
 from ..errors import CamproError
-from ..protect_files import check_outputs, collect_inputs, protect_files, resolve_budget, same_folder
+from ..protect_files import check_outputs, check_sizes, collect_inputs, protect_files, resolve_budget, same_folder
 from ..progress import stage_progress
 from ..protectors import build_protector
 
@@ -36,6 +36,7 @@ def protect(
     if source.is_dir() and same_folder(source, output):
         raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
     check_outputs(files, output, overwrite)  # before the progress bar: the refusal is the only line printed
+    check_sizes(protector, files)
     console = Console(stderr=True)
     with stage_progress(console, "protect " + protector.spec(), len(files)) as advance:
         report = protect_files(
