@@ -276,6 +276,9 @@ def test_restoration_rung_breaks_a_synthetic_invertible_protector(test_protector
     restored = long[(long["rung"] == "restoration") & (long["gallery"] == "raw")]["accuracy_mean"].iloc[0]
     assert blind < 0.7 * raw, (raw, blind)  # the protector does protect against the black-box attacker
     assert restored >= 0.85 * raw, (raw, blind, restored)  # ... and restoration undoes it
+    leak = pd.read_csv(out / "leakage.csv").set_index("faces")  # identity leakage: the restored faces are closer
+    assert leak.loc["restored", "cosine_mean"] > leak.loc["protected", "cosine_mean"] + 0.2, leak
+    assert leak["note"].str.contains("needs >= 10,000 impostor scores").all()  # 10 x 9 x 3 pairs cannot measure 1e-3
 
 
 @pytest.mark.realdata

@@ -49,6 +49,7 @@ from ..privacy.evaluate import (
 from ..privacy.identification import FeatureSet, IdentificationResult, identify_many
 from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
+from ..privacy.threats import ThreatConfig, drawn_images, leakage_summary, raw_leakage_point
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
@@ -332,20 +333,26 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
 def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: dict[str, Any], ev: Evaluator,
                      ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
     """Rung 4: probes restored by the network of :func:`restoration_task` (in the cache shared
-    with the tasks), against a raw and against a restored gallery."""
+    with the tasks), against a raw and against a restored gallery; plus the identity leakage of
+    the protected and the restored faces (``info["leakage"]``: cosine to the raw embedding, share
+    above the raw verification threshold at FAR 1e-3)."""
     weights = ctx.cache_dir / trained["weights"]
     base = save_protector_config(protector, ctx.cache_dir / "e5")
     restored = build_protector(f"restored:base={base},weights={weights}")
-    rows = []
+    rows, leaks, threats = [], [], ThreatConfig()
     with ctx.manifest.timer("rung/restoration/identify"):
         for model in cfg.models:
             raw, rest = ev.features(model, "raw"), ev.features(model, restored)
+            point = raw_leakage_point(raw, ev.splits, threats.leakage_far, threats.min_false_accepts)
+            for faces, feats in (("protected", ev.features(model, spec)), ("restored", rest)):
+                leaks.append({"protector": spec, "model": model, "faces": faces,
+                              **leakage_summary(raw, feats, drawn_images(ev.splits), point, threats.leakage_far)})
             for clf in cfg.classifiers:
                 rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "raw",
                                  ev.identify(clf, raw, {"r": rest})["r"]))
                 rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "restored",
                                  ev.identify(clf, rest, {"r": rest})["r"]))
-    return rows, restored, trained["info"]
+    return rows, restored, {**trained["info"], "leakage": leaks}
 
 
 def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Config, int, IdentitySplit]:
@@ -497,6 +504,8 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     long = pd.DataFrame(rows)
     summary = verdict(long).merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
     figures, files = audit_report.reports(cfg, long, summary, grids, split)
-    return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
+    leakage = [r for n in notes.values() for r in n.get("restoration", {}).get("leakage", [])]
+    return ExperimentResult(tables={"audit": long, "summary": summary, **({"leakage": pd.DataFrame(leakage)}
+                                                                           if leakage else {})}, figures=figures,
                             notes=audit_report.summary_notes(cfg, split), extra_files=files)
 

@@ -292,30 +292,46 @@ def open_set_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: ModelF
     return rows, info
 
 
+def raw_leakage_point(raw: FeatureSet, splits: IdentificationSplits, far: float, min_false_accepts: int
+                      ) -> OperatingPoint | str:
+    """The raw image-to-image verification threshold at ``far``: each draw's raw probes against
+    the first enrolled raw image of every other identity, pooled over the draws (or why not)."""
+    found = raw.detected[splits.probe].astype(bool)
+    t, v = cosine_templates(raw, splits, first_only=True)
+    _, calib = verification_scores(cosine_scores(t, v, raw.embeddings[splits.probe], found), found)
+    return _points(calib, [far], min_false_accepts)[far]
+
+
+def leakage_summary(raw: FeatureSet, variant: FeatureSet, used: np.ndarray, point: OperatingPoint | str,
+                    far: float) -> dict[str, Any]:
+    """Mean (and std) cosine of the ``used`` images' ``variant`` (protected, restored, enhanced)
+    embeddings to their raw ones, and the share the raw threshold ``point`` accepts."""
+    both = raw.detected[used].astype(bool) & variant.detected[used].astype(bool)
+    cos = leakage(variant.embeddings[used], raw.embeddings[used], both)[both]
+    share = math.nan if isinstance(point, str) or not cos.size else float(point.accept(cos).mean())
+    return {"images": int(np.asarray(used).size), "faces_on_both": int(both.sum()),
+            "cosine_mean": float(cos.mean()) if cos.size else math.nan,
+            "cosine_std": float(cos.std(ddof=1)) if cos.size > 1 else math.nan,
+            f"share_above_raw_threshold@FAR={rate_label(far)}": share,
+            "raw_threshold": math.nan if isinstance(point, str) else point.threshold,
+            "note": point if isinstance(point, str) else ""}
+
+
+def drawn_images(splits: IdentificationSplits) -> np.ndarray:
+    """Indices of every image some draw uses (gallery or probe)."""
+    return np.unique(np.concatenate([_gallery_index(splits).ravel(), splits.probe.ravel()]))
+
+
 def leakage_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: ModelFeatures, is_raw: Mapping[str, bool],
                  splits: IdentificationSplits) -> list[dict[str, Any]]:
-    """Per protected image type: mean cosine of every drawn image's protected embedding to its raw
-    one, and the share above the raw image-to-image verification threshold at ``leakage_far``."""
+    """Per protected image type: :func:`leakage_summary` over every drawn image."""
     raw = feats.by_spec[feats.raw_spec]
-    found = lambda fs: fs.detected[splits.probe].astype(bool)  # noqa: E731
-    t, v = cosine_templates(raw, splits, first_only=True)
-    _, calib = verification_scores(cosine_scores(t, v, raw.embeddings[splits.probe], found(raw)), found(raw))
-    point = _points(calib, [cfg.threats.leakage_far], cfg.threats.min_false_accepts)[cfg.threats.leakage_far]
-    used = np.unique(np.concatenate([_gallery_index(splits).ravel(), splits.probe.ravel()]))
-    rows = []
-    for spec in (s for s in cfg.protectors if not is_raw[s]):
-        prot = feats.by_spec[spec]
-        both = raw.detected[used].astype(bool) & prot.detected[used].astype(bool)
-        cos = leakage(prot.embeddings[used], raw.embeddings[used], both)[both]
-        share = math.nan if isinstance(point, str) or not cos.size else float(point.accept(cos).mean())
-        rows.append({"dataset": dataset, "image_type": spec, "model": model, "images": int(used.size),
-                     "faces_on_both": int(both.sum()),
-                     "cosine_mean": float(cos.mean()) if cos.size else math.nan,
-                     "cosine_std": float(cos.std(ddof=1)) if cos.size > 1 else math.nan,
-                     f"share_above_raw_threshold@FAR={rate_label(cfg.threats.leakage_far)}": share,
-                     "raw_threshold": math.nan if isinstance(point, str) else point.threshold,
-                     "note": point if isinstance(point, str) else ""})
-    return rows
+    far = cfg.threats.leakage_far
+    point = raw_leakage_point(raw, splits, far, cfg.threats.min_false_accepts)
+    used = drawn_images(splits)
+    return [{"dataset": dataset, "image_type": spec, "model": model,
+             **leakage_summary(raw, feats.by_spec[spec], used, point, far)}
+            for spec in cfg.protectors if not is_raw[spec]]
 
 
 # ----------------------------------------------------------------------------------------
