@@ -40,6 +40,10 @@ def run_e1(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "detection rates.",
         *protocol_notes(cfg, ctx, outcome),
     ]
+    if cfg.gallery_images > 1:
+        notes.append(f"Enrolment: {cfg.gallery_images} different images per identity and draw (raw, or protected for "
+                     "the re-enrolled gallery), then a further image as the probe; nearest enrols their unit mean "
+                     "embedding, linear trains on all of them.")
     if ctx.compare == "paper":
         notes.append("'(paper)' columns: the paper's Table I numbers where dataset, model, image type, classifier "
                      "and gallery are exactly the paper's. 'Paper Average (reference)' is the paper's 10-model "
