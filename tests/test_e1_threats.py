@@ -42,6 +42,10 @@ def test_threat_tables_sit_beside_an_unchanged_e1_csv(tmp_path: Path) -> None:
     low = threats[threats.metric == "TAR@FAR=1e-3"]
     assert low.value_mean.isna().all() and low.note.str.contains("needs >= 1,000 impostor scores").all()
     assert (low.calibration_scores == 270).all()
+    own = threats[threats.metric.str.endswith("(own calibration)")]  # the re-enrolling attacker's own threshold
+    assert set(own.gallery) == {"protected"} and set(own.threat_model) == {"verification", "open-set"}
+    seen = threats[threats.metric == "FAR seen@FAR=1e-2"].set_index(["image_type", "gallery", "model"])["value_mean"]
+    np.testing.assert_allclose(seen.xs("raw", level="image_type"), 0.01, atol=0.004)  # raw: the calibrated rate
     dir_ = threats[threats.metric == "DIR@FPIR=1e-1"]
     raw_dir = dir_[dir_.image_type == "raw"]
     assert (raw_dir.identities == 5).all() and (raw_dir.value_mean > 0.5).all()

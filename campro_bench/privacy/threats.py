@@ -17,6 +17,8 @@ t-interval, like ``e1.csv``). Rules (docs/privacy.md, "Threat models"):
 * **Open-set** (per draw): a seeded half of the identities is the watch-list
   (:func:`~.threat_models.watch_lists`); mated searches are the probes of the listed identities,
   non-mated searches every drawn image (gallery and probe) of the others.
+* **Own calibration** (re-enrolled gallery only): the same metrics with the threshold calibrated
+  on the protected comparisons themselves, as a gray-box attacker who owns the camera can do.
 * **Leakage**: cosine of each drawn image's protected embedding to its raw embedding, and the
   share accepted by the raw image-to-image verification threshold at ``leakage_far``.
 """
@@ -229,9 +231,30 @@ def verification_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: Mo
                                  splits.n_identities, calib.size))
                 rows.append(_row(cell, cfg, "verification", "cosine", f"FAR seen@FAR={label}", np.array(far_seen),
                                  splits.n_identities, calib.size))
+            if kind == "protected":  # the re-enrolling attacker can also calibrate on protected impostor pairs
+                rows += _own_calibration(cell, cfg, "verification", "TAR@FAR", impostor, cfg.threats.fars,
+                                         lambda p: [p.accept_rate(g) for g in genuine], splits.n_identities)
     info = {rate_label(r): ({"threshold": p.threshold, "impostor_scores": p.impostors} if not isinstance(p, str)
                             else p) for r, p in points.items()}
     return rows, info
+
+
+OWN = " (own calibration)"
+"""Suffix of the metrics whose threshold the re-enrolling attacker calibrates on protected
+comparisons (protected gallery only): the raw threshold means little when protected faces all
+look alike, which the ``seen`` rows show."""
+
+
+def _own_calibration(cell: Cell, cfg: "ProtocolConfig", threat: str, metric: str, negatives: np.ndarray,
+                     rates: Sequence[float], per_draw: Any, identities: int) -> list[dict[str, Any]]:
+    """Rows of ``metric`` at thresholds calibrated on the protected ``negatives`` themselves."""
+    rows = []
+    for rate, point in _points(negatives, rates, cfg.threats.min_false_accepts).items():
+        label = f"{metric}={rate_label(rate)}{OWN}"
+        values = None if isinstance(point, str) else np.array(per_draw(point))
+        rows.append(_row(cell, cfg, threat, "cosine", label, values, identities, negatives.size,
+                         point if isinstance(point, str) else ""))
+    return rows
 
 
 def _open_set_searches(feats: FeatureSet, splits: IdentificationSplits, off: np.ndarray, r: int
@@ -285,6 +308,11 @@ def open_set_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: ModelF
                                  calib.size))
                 rows.append(_row(cell, cfg, "open-set", "cosine", f"FPIR seen@FPIR={label}", rates[:, 1],
                                  watch.shape[1], calib.size))
+            if kind == "protected":
+                non_mated = np.concatenate([top[non] for top, _, _, non in draws])
+                rows += _own_calibration(cell, cfg, "open-set", "DIR@FPIR", non_mated, cfg.threats.fpirs,
+                                         lambda p: [open_set_rates(t, s, tr, p)[0] for t, s, tr, _ in draws],
+                                         watch.shape[1])
     info = {"watch_list": f"numpy.random.default_rng([seed + repeat, {OPEN_SET_STREAM}]).permutation(C)[:C // 2]",
             "watch_list_size": int(watch.shape[1]), "non_mated_searches_per_draw": int(calib.size // splits.repeats),
             "thresholds": {rate_label(r): ({"threshold": p.threshold, "non_mated_searches": p.impostors}
