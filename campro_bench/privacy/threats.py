@@ -118,17 +118,24 @@ def cosine_scores(templates: np.ndarray, valid: np.ndarray, search: np.ndarray, 
     return s
 
 
-def classifier_scores(name: str, options: dict[str, Any] | None, gallery: FeatureSet, probes: FeatureSet,
-                      splits: IdentificationSplits, device: torch.device | str = "cpu") -> np.ndarray:
-    """``[R, C, C]`` scores of each probe against every identity by the classifier ``name``
-    fitted on the gallery alone (as in :func:`~.identification.identify_many`); a probe without a
-    face scores ``-inf`` everywhere."""
+def fit_classifier(name: str, options: dict[str, Any] | None, gallery: FeatureSet, splits: IdentificationSplits,
+                   device: torch.device | str = "cpu") -> Any:
+    """The classifier ``name`` fitted on each draw's gallery alone (as in
+    :func:`~.identification.identify_many`)."""
     index = splits.gallery
     g = torch.from_numpy(np.ascontiguousarray(gallery.embeddings[index], dtype=np.float32)).to(device)
     gv = torch.from_numpy(np.ascontiguousarray(gallery.detected[index], dtype=bool)).to(device)
+    with torch.inference_mode():
+        return build_classifier(name, options).fit(g, gv)
+
+
+def classifier_scores(fitted: Any, probes: FeatureSet, splits: IdentificationSplits,
+                      device: torch.device | str = "cpu") -> np.ndarray:
+    """``[R, C, C]`` scores of each probe against every identity by a fitted classifier; a probe
+    without a face scores ``-inf`` everywhere."""
     p = torch.from_numpy(np.ascontiguousarray(probes.embeddings[splits.probe], dtype=np.float32)).to(device)
     with torch.inference_mode():
-        scores = build_classifier(name, options).fit(g, gv).scores(p).double().cpu().numpy()
+        scores = fitted.scores(p).double().cpu().numpy()
     scores[~probes.detected[splits.probe].astype(bool)] = -np.inf
     return scores
 
@@ -189,11 +196,18 @@ def rank_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: ModelFeatu
     """Rank-k hit rate of every classifier, image type and gallery kind (ties in expectation)."""
     rows = []
     truth = np.broadcast_to(np.arange(splits.n_identities), splits.probe.shape)
+    raw_fits: dict[str, Any] = {}  # one fit on the raw gallery serves every image type
     for spec in cfg.protectors:
         for kind, gallery in _galleries(cfg, spec, is_raw[spec], feats).items():
             for name in cfg.classifiers:
-                scores = classifier_scores(name, cfg.classifier_options.get(name), gallery, feats.by_spec[spec],
-                                           splits, device)
+                options = cfg.classifier_options.get(name)
+                if kind == "raw" and name in raw_fits:
+                    fitted = raw_fits[name]
+                else:
+                    fitted = fit_classifier(name, options, gallery, splits, device)
+                    if kind == "raw":
+                        raw_fits[name] = fitted
+                scores = classifier_scores(fitted, feats.by_spec[spec], splits, device)
                 hits = rank_k_hits(scores, truth, cfg.threats.ranks).mean(axis=1)  # [R, K]
                 for n, k in enumerate(cfg.threats.ranks):
                     rows.append(_row(Cell(dataset, spec, kind, model), cfg, "rank-k", name, f"rank-{k}",
