@@ -280,6 +280,9 @@ def test_restoration_rung_breaks_a_synthetic_invertible_protector(test_protector
     assert budget["steps_asked"] == 40 and budget["steps"] % (budget["crops"] // 8) == 0  # whole passes
     words = "asked" if budget["steps"] == 40 else f"40 AdamW steps asked, {budget['steps']} trained"
     assert "Restoration U-Net: " in (out / "summary.md").read_text() and words in (out / "summary.md").read_text()
+    leak = pd.read_csv(out / "leakage.csv").set_index("faces")  # identity leakage: the restored faces are closer
+    assert leak.loc["restored", "cosine_mean"] > leak.loc["protected", "cosine_mean"] + 0.2, leak
+    assert leak["note"].str.contains("needs >= 10,000 impostor scores").all()  # 10 x 9 x 3 pairs cannot measure 1e-3
 
 
 @pytest.mark.realdata

@@ -16,6 +16,7 @@ from campro_bench.experiments.e4 import E4Config, E4Row
 from campro_bench.experiments.spec import GENERAL_KEYS, apply_overrides, load_spec, parse_protocol
 from campro_bench.experiments.table5 import Table5Config
 from campro_bench.experiments.tradeoff import TradeoffConfig
+from campro_bench.experiments.tsne import TsneConfig
 from campro_bench.experiments.whitebox import E5Config
 
 PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
@@ -25,6 +26,7 @@ PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
     "tradeoff": (TradeoffConfig, TradeoffConfig.from_spec),
     "e5": (E5Config, E5Config.from_spec),
     "audit": (AuditConfig, lambda spec: AuditConfig.from_spec({**spec, "protectors": spec["protectors"] or ["invert"]})),
+    "tsne": (TsneConfig, lambda spec: parse_protocol(TsneConfig, spec, "tsne")),
 }
 
 ROWS_AND_FREE_TABLES = {"protectors", "rows", "methods", "options", "privacy", "columns", "linear", "utility.e3",

@@ -195,3 +195,41 @@ def test_default_schedule_is_near_the_optimum_of_its_objective() -> None:
     assert ((fit.weight - ref.weight).norm() / ref.weight.norm()).item() < 0.01  # measured 0.0016
     agree = (fit.scores(p).argmax(-1) == ref.scores(p).argmax(-1)).float().mean().item()
     assert agree >= 0.99  # measured 1.0
+
+
+def _k_gallery(x: np.ndarray, splits) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    return torch.from_numpy(x[splits.gallery]), torch.ones(splits.gallery.shape, dtype=torch.bool)
+
+
+def test_one_image_enrolment_through_the_k_image_path_equals_todays_fit() -> None:
+    labels, x = clustered(noise=0.8)
+    splits = sample_splits(labels, repeats=3, seed=0)
+    g, v = _k_gallery(x, splits)
+    probes = torch.from_numpy(x[splits.probe])
+    for name in ("nearest", "linear"):
+        today = build_classifier(name).fit(g, v).scores(probes)
+        as_k = build_classifier(name).fit(g[:, :, None], v[:, :, None]).scores(probes)
+        torch.testing.assert_close(as_k, today, rtol=1e-5, atol=1e-5)
+
+
+def test_k_image_enrolment_nearest_uses_the_mean_and_linear_trains_on_every_image() -> None:
+    labels, x = clustered(noise=1.2, seed=4)
+    splits = sample_splits(labels, repeats=3, seed=0, gallery_images=2)
+    g, v = _k_gallery(x, splits)
+    v[0, 0, 0] = False  # identity 0's first image of repeat 0 has no face
+    fit = build_classifier("nearest").fit(g, v)
+    expected = l2_normalize(l2_normalize(g[0, 0, 1]))
+    torch.testing.assert_close(fit.templates[0, 0], expected)  # type: ignore[attr-defined]
+    lin = build_classifier("linear").fit(g, v)
+    assert lin.valid.shape == (3, IDS) and bool(lin.valid.all())  # type: ignore[attr-defined]
+    assert min(lin.train_accuracy) > 0.9  # type: ignore[attr-defined]
+    # four enrolled images beat one on noisy clusters (more evidence per identity)
+    rng = np.random.default_rng(0)
+    many = np.repeat(np.arange(IDS), 6)
+    y = rng.normal(size=(IDS, DIM))[many] + 1.5 * rng.normal(size=(many.size, DIM))
+    feats = features((y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32))
+    for name in ("nearest", "linear"):
+        acc = {k: identify(build_classifier(name), feats, feats,
+                           sample_splits(many, repeats=10, seed=0, gallery_images=k)).accuracies.mean()
+               for k in (1, 4)}
+        assert acc[4] > acc[1] + 0.15, (name, acc)

@@ -64,3 +64,23 @@ def test_too_few_identities_is_a_clear_error() -> None:
         sample_splits(np.array([0, 0, 1, 2]))
     with pytest.raises(ValueError, match="min_images >= 2"):
         select_identities(np.array([0, 0, 1, 1]), min_images=1)
+
+
+def test_k_image_enrolment_draws_k_distinct_gallery_images_and_k1_is_todays_gallery(labels: np.ndarray) -> None:
+    one = sample_splits(labels, repeats=6, seed=2, min_images=4)
+    also_one = sample_splits(labels, repeats=6, seed=2, min_images=4, gallery_images=1)
+    np.testing.assert_array_equal(one.gallery, also_one.gallery)
+    np.testing.assert_array_equal(one.probe, also_one.probe)
+    assert one.gallery_images == 1 and one.gallery.ndim == 2
+    three = sample_splits(labels, repeats=6, seed=2, min_images=4, gallery_images=3)
+    assert three.gallery.shape == (6, 2, 3) and three.gallery_images == 3
+    np.testing.assert_array_equal(three.gallery[:, :, 0], one.gallery)  # the first enrolled image is k=1's
+    for r in range(6):
+        for c in range(2):
+            images = [*three.gallery[r, c], three.probe[r, c]]
+            assert len(set(images)) == 4 and set(labels[images]) == {three.identities[c]}
+
+
+def test_k_larger_than_an_identitys_images_is_a_clear_error(labels: np.ndarray) -> None:
+    with pytest.raises(EmptyDatasetError, match="at least 4 images .* smallest has 2"):
+        sample_splits(labels, repeats=2, seed=0, gallery_images=3)

@@ -51,6 +51,7 @@ from ..privacy.evaluate import (
 from ..privacy.identification import FeatureSet, IdentificationResult, identify_many
 from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
+from ..privacy.threats import ThreatConfig, drawn_images, leakage_summary, raw_leakage_point
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
@@ -336,20 +337,26 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
 def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: dict[str, Any], ev: Evaluator,
                      ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
     """Rung 4: probes restored by the network of :func:`restoration_task` (in the cache shared
-    with the tasks), against a raw and against a restored gallery."""
+    with the tasks), against a raw and against a restored gallery; plus the identity leakage of
+    the protected and the restored faces (``info["leakage"]``: cosine to the raw embedding, share
+    above the raw verification threshold at FAR 1e-3)."""
     weights = ctx.cache_dir / trained["weights"]
     base = save_protector_config(protector, ctx.cache_dir / "e5")
     restored = build_protector(f"restored:base={base},weights={weights}")
-    rows = []
+    rows, leaks, threats = [], [], ThreatConfig()
     with ctx.manifest.timer("rung/restoration/identify"):
         for model in cfg.models:
             raw, rest = ev.features(model, "raw"), ev.features(model, restored)
+            point = raw_leakage_point(raw, ev.splits, threats.leakage_far, threats.min_false_accepts)
+            for faces, feats in (("protected", ev.features(model, spec)), ("restored", rest)):
+                leaks.append({"protector": spec, "model": model, "faces": faces,
+                              **leakage_summary(raw, feats, drawn_images(ev.splits), point, threats.leakage_far)})
             for clf in cfg.classifiers:
                 rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "raw",
                                  ev.identify(clf, raw, {"r": rest})["r"]))
                 rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "restored",
                                  ev.identify(clf, rest, {"r": rest})["r"]))
-    return rows, restored, trained["info"]
+    return rows, restored, {**trained["info"], "leakage": leaks}
 
 
 def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Config, int, IdentitySplit]:
@@ -520,7 +527,10 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     figures, files = audit_report.reports(cfg, long, summary, grids, split, notes)
     crops = {notes[s]["restoration"]["budget"]["crops"] for s in notes if "restoration" in notes[s]}
     budget = [cfg.restoration.budget_note(c) for c in sorted(crops)]
-    return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
-                            notes="\n".join([audit_report.summary_notes(cfg, split, notes), *(f"- {b}" for b in budget)]),
+    leakage = [r for n in notes.values() for r in n.get("restoration", {}).get("leakage", [])]
+    tables = {"audit": long, "summary": summary, **({"leakage": pd.DataFrame(leakage)} if leakage else {})}
+    return ExperimentResult(tables=tables, figures=figures,
+                            notes="
+".join([audit_report.summary_notes(cfg, split, notes), *(f"- {b}" for b in budget)]),
                             extra_files=files)
 

@@ -8,7 +8,10 @@ truth, model, evaluation) is what makes "no model selection on the test set" che
 
 Shapes are batched over repeats: ``gallery`` is ``[R, C, D]`` (repeat, identity slot, feature),
 ``valid`` is ``[R, C]`` (False where the gallery image had no face: that identity has no template and
-can never be predicted), probes are ``[R, P, D]``, scores ``[R, P, C]``.
+can never be predicted), probes are ``[R, P, D]``, scores ``[R, P, C]``. A k-image enrolment passes
+``gallery [R, C, K, D]`` and ``valid [R, C, K]``: ``nearest`` enrols the identity's mean unit
+embedding (over its images with a face), ``linear`` trains on all K images, each identity's images
+sharing one unit of loss weight; an identity without any face has no template.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class NearestNeighbour:
     name = "nearest"
 
     def fit(self, gallery: torch.Tensor, valid: torch.Tensor) -> FittedClassifier:
+        if gallery.dim() == 4:  # k images per identity: the unit mean of their unit embeddings
+            valid = valid.bool()
+            mean = (l2_normalize(gallery) * valid[..., None]).sum(dim=2)
+            return _FittedNearest(l2_normalize(mean), valid.any(dim=-1))
         return _FittedNearest(l2_normalize(gallery), valid.bool())
 
     def config(self) -> dict[str, Any]:
@@ -115,30 +122,45 @@ class LinearFit:
 
 
 def train_linear(gallery: torch.Tensor, valid: torch.Tensor, schedule: LinearSchedule) -> LinearFit:
-    """Fit one softmax linear classifier per repeat on its gallery (sample ``c`` has class ``c``).
+    """Fit one softmax linear classifier per repeat on its gallery (sample ``c`` has class ``c``;
+    with a ``[R, C, K, D]`` gallery, the K samples of slot ``c`` have class ``c`` and weight 1/K).
 
     Gradients are written out by hand (``dL/dlogits = softmax - onehot``), which avoids autograd
     graphs and keeps memory at a few ``[R, C, C]`` buffers.
     """
     x = l2_normalize(gallery.float())
+    samples = valid.bool()
+    labels: torch.Tensor | None = None  # None: sample c is class c (one image per identity)
+    if x.dim() == 4:  # [R, C, K, D]: K images per identity, labels c..c (K times)
+        reps, classes, k, dim = x.shape
+        x, samples = x.reshape(reps, classes * k, dim), samples.reshape(reps, classes * k)
+        labels = torch.arange(classes, device=x.device).repeat_interleave(k)
+        valid = valid.bool().any(dim=-1)  # an identity with any face has a template
     valid = valid.bool()
-    reps, classes, dim = x.shape
+    reps, n_samples, dim = x.shape
+    classes = valid.shape[1]
     weight = x.new_zeros(reps, classes, dim)
     bias = x.new_zeros(reps, classes)
     v_weight = torch.zeros_like(weight)
     v_bias = torch.zeros_like(bias)
     grad_weight = torch.empty_like(weight)
-    probs = x.new_empty(reps, classes, classes)  # logits, then softmax - onehot, in place
-    complete = bool(valid.all())
-    sample_mask = valid.to(x.dtype)[:, :, None]  # samples without a face do not train
+    probs = x.new_empty(reps, n_samples, classes)  # logits, then softmax - onehot, in place
+    complete = bool(samples.all())
+    sample_mask = samples.to(x.dtype)[:, :, None]  # samples without a face do not train
+    if labels is not None:  # each identity's K images share one unit of loss weight
+        sample_mask = sample_mask / k
+    rows = torch.arange(n_samples, device=x.device)
     for _ in range(schedule.steps):
         torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2), out=probs)
         if not complete:
             probs.masked_fill_(~valid[:, None, :], float("-inf"))
         probs.sub_(probs.amax(dim=-1, keepdim=True)).exp_()
         probs.div_(probs.sum(dim=-1, keepdim=True))
-        probs.diagonal(dim1=1, dim2=2).sub_(1.0)
-        if not complete:
+        if labels is None:
+            probs.diagonal(dim1=1, dim2=2).sub_(1.0)
+        else:
+            probs[:, rows, labels] -= 1.0
+        if not complete or labels is not None:
             probs.nan_to_num_(0.0).mul_(sample_mask)  # NaN rows: a repeat without any template
         torch.baddbmm(weight, probs.transpose(1, 2), x, beta=schedule.weight_decay, out=grad_weight)
         v_weight.mul_(schedule.momentum).add_(grad_weight)
@@ -147,11 +169,12 @@ def train_linear(gallery: torch.Tensor, valid: torch.Tensor, schedule: LinearSch
         bias.sub_(schedule.lr * v_bias)
     del probs
     logits = _mask_missing(x @ weight.transpose(1, 2) + bias[:, None, :], valid)
-    own = logits.diagonal(dim1=1, dim2=2)
-    n_valid = valid.sum(dim=1).clamp_min(1)
-    per_sample = torch.where(valid, torch.logsumexp(logits, dim=-1) - own, torch.zeros_like(own))
+    truth = rows if labels is None else labels
+    own = logits.diagonal(dim1=1, dim2=2) if labels is None else logits[:, rows, labels]
+    n_valid = samples.sum(dim=1).clamp_min(1)
+    per_sample = torch.where(samples, torch.logsumexp(logits, dim=-1) - own, torch.zeros_like(own))
     loss = per_sample.sum(dim=1) / n_valid
-    hits = ((logits.argmax(dim=-1) == torch.arange(classes, device=x.device)) & valid).sum(dim=1)
+    hits = ((logits.argmax(dim=-1) == truth) & samples).sum(dim=1)
     return LinearFit(weight, bias, valid, loss.tolist(), (hits / n_valid).tolist())
 
 

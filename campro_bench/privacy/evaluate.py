@@ -26,6 +26,8 @@ from .cache import OutcomeCache, array_digest
 from .classifiers import CLASSIFIERS, IdentificationClassifier, build_classifier
 from .identification import FeatureSet, IdentificationResult, identify_many
 from .splits import IdentificationSplits, sample_splits, select_identities
+from .threat_models import THREAT_MODELS
+from .threats import ThreatConfig, check_threat_models
 
 GALLERY_KINDS = ("raw", "protected")
 """``raw``: enrolled with unprotected images (Table I); ``protected``: gray-box re-enrolment with
@@ -137,6 +139,9 @@ class ProtocolConfig:
     skip_missing_models: bool = option(False, help="skip models whose user weights are missing")
     batch_size: int = option(64, ge=1, le=4096, help="embedding batch size")
     confidence: float = option(0.95, gt=0.0, lt=1.0, help="level of the t-interval over repeats")
+    threat_models: list[str] = _names(list(THREAT_MODELS), help="closed-set, rank-k, verification, open-set")
+    gallery_images: int = option(1, ge=1, le=1000, help="images enrolled per identity (1: the paper's)")
+    threats: ThreatConfig = option(ThreatConfig, help="operating points of the threat models")
     classifier_options: dict[str, dict[str, Any]] = option(dict, help="(from the classifiers' own tables)")
 
     @classmethod
@@ -153,6 +158,11 @@ class ProtocolConfig:
         bad = [g for g in cfg.galleries if g not in GALLERY_KINDS]
         if bad:
             raise CamproError(f"unknown gallery kind(s) {bad}; known: {', '.join(GALLERY_KINDS)}")
+        check_threat_models(cfg.threat_models)
+        if cfg.min_images < cfg.gallery_images + 1:
+            raise CamproError(f"gallery_images = {cfg.gallery_images} needs min_images >= {cfg.gallery_images + 1} "
+                              f"(every identity enrols {cfg.gallery_images} images and is probed with another one); "
+                              f"min_images is {cfg.min_images}")
         if 0 < cfg.max_images_per_identity < cfg.min_images:
             raise CamproError(f"protocol key 'max_images_per_identity' ({cfg.max_images_per_identity}) must be 0 "
                               "(all) or >= min_images")
@@ -160,7 +170,7 @@ class ProtocolConfig:
         return cfg
 
 
-_NAME_LISTS = ("datasets", "models", "protectors", "classifiers", "galleries")
+_NAME_LISTS = ("datasets", "models", "protectors", "classifiers", "galleries", "threat_models")
 PROTOCOL_KEYS: tuple[str, ...] = tuple(k for k in config_keys(ProtocolConfig) if k != "classifier_options")
 """The keys of a protocol that :class:`ProtocolConfig` reads."""
 
@@ -171,6 +181,9 @@ class ProtocolOutcome:
     results: dict[tuple[str, str, str, str, str], IdentificationResult]
     splits: dict[str, IdentificationSplits]
     skipped_models: dict[str, str]
+    features: dict[str, dict[str, dict[str, FeatureSet]]] = dataclasses.field(default_factory=dict)
+    """dataset -> model -> image type -> whole-layout features (what the threat models read)."""
+    raw_spec: str = "raw"
 
 
 def missing_weights(model: str, ctx: RunContext) -> str | None:
@@ -215,7 +228,7 @@ def _scatter(layout: DatasetLayout, emb: Embeddings, used: Sequence[str], where:
 def _row(cfg: ProtocolConfig, dataset: str, protector: str, classifier: str, gallery: str, model: str,
          result: IdentificationResult) -> dict[str, Any]:
     summary = result.summary(cfg.confidence)
-    return {
+    row = {
         "dataset": dataset,
         "image_type": protector,
         "classifier": classifier,
@@ -231,6 +244,9 @@ def _row(cfg: ProtocolConfig, dataset: str, protector: str, classifier: str, gal
         "gallery_detect_rate": float(result.gallery_detected.mean()),
         "probe_detect_rate": float(result.probe_detected.mean()),
     }
+    if cfg.gallery_images > 1:  # the paper's one-image rows keep e1.csv's columns
+        row["gallery_images"] = cfg.gallery_images
+    return row
 
 
 def _embed_cell(get: Callable[..., Embeddings], dataset: str, model: str, spec: str,
@@ -304,11 +320,13 @@ def _draw(cfg: ProtocolConfig, dataset: str, reference: DatasetLayout, ctx: RunC
     with ctx.manifest.timer("protocol/splits"):
         kept = select_identities(reference.labels, reference.identity_names, min_images=cfg.min_images,
                                  max_identities=cfg.max_identities or None)
-        splits = sample_splits(reference.labels, repeats=cfg.repeats, seed=cfg.seed, identities=kept)
+        splits = sample_splits(reference.labels, repeats=cfg.repeats, seed=cfg.seed, identities=kept,
+                               gallery_images=cfg.gallery_images)
     ctx.manifest.seeds[f"{SPLITS_SEED_PREFIX}{dataset}"] = {
         "base_seed": cfg.seed,
         "repeat_seeds": list(splits.seeds),
         "generator": "numpy.random.default_rng(base_seed + repeat)",
+        "gallery_images": cfg.gallery_images,
         "identities": splits.n_identities,
         "splits_sha256": array_digest(splits.gallery, splits.probe),
     }
@@ -380,6 +398,7 @@ def run_protocol(
         models = [m for m in cfg.models if m not in out.skipped_models]
         specs = list(dict.fromkeys([raw_spec, *cfg.protectors]))
         features = _embed_all(get, dataset, models, specs, layout, used, options, ctx)
+        out.features[dataset], out.raw_spec = features, raw_spec
         for model in models:
             for cname, clf in classifiers.items():
                 start = time.perf_counter()

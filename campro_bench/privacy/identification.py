@@ -55,7 +55,7 @@ class IdentificationResult:
     """Per-repeat, per-identity outcome of one (gallery, probe set, classifier)."""
 
     correct: np.ndarray  # bool [R, C]
-    gallery_detected: np.ndarray  # bool [R, C]
+    gallery_detected: np.ndarray  # bool [R, C], or [R, C, K] with k gallery images per identity
     probe_detected: np.ndarray  # bool [R, C]
     chance: float
     fit_info: dict[str, Any] = field(default_factory=dict)
@@ -118,8 +118,8 @@ def identify_many(
     skipped when every probe set is cached.
     """
     device = torch.device(device)
-    reps, ids = splits.gallery.shape
-    gallery_det = gallery.detected[splits.gallery].astype(bool)
+    reps, ids = splits.gallery.shape[:2]
+    gallery_det = gallery.detected[splits.gallery].astype(bool)  # [R, C] or, k images each, [R, C, K]
     keys: dict[str, str] = {}
     results: dict[str, IdentificationResult] = {}
     if cache is not None:
@@ -146,10 +146,11 @@ def identify_many(
             for key in ("train_loss", "train_accuracy"):
                 if hasattr(fitted, key):
                     fit_info.setdefault(key, []).extend(getattr(fitted, key))
+            has_template = g_det if g_det.dim() == 2 else g_det.any(dim=-1)
             for name, feats in todo.items():
                 p_emb, p_det = _gather(feats, splits.probe[part], device)
                 top1 = fitted.scores(p_emb).argmax(dim=-1)
-                hit = (top1 == target) & p_det & g_det  # no template or no probe face: wrong
+                hit = (top1 == target) & p_det & has_template  # no template or no probe face: wrong
                 correct[name][part] = hit.cpu().numpy()
     for name, feats in todo.items():
         results[name] = IdentificationResult(

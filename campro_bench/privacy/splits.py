@@ -23,7 +23,8 @@ class IdentificationSplits:
     Attributes:
         identities: label values of the kept identities ``[C]``; column ``c`` of ``gallery`` and
             ``probe`` belongs to identity ``identities[c]``, and class ``c`` is its gallery slot.
-        gallery: dataset indices ``[R, C]`` of the enrolled image of each identity per repeat.
+        gallery: dataset indices ``[R, C]`` of the enrolled image of each identity per repeat, or
+            ``[R, C, K]`` with a k-image enrolment (``gallery_images = K > 1``).
         probe: dataset indices ``[R, C]`` of the query image, always a different image.
         seeds: the generator seed of each repeat (``base seed + repeat index``).
     """
@@ -40,6 +41,11 @@ class IdentificationSplits:
     @property
     def n_identities(self) -> int:
         return int(self.identities.shape[0])
+
+    @property
+    def gallery_images(self) -> int:
+        """Images enrolled per identity (1: the paper's protocol)."""
+        return 1 if self.gallery.ndim == 2 else int(self.gallery.shape[2])
 
     @property
     def chance(self) -> float:
@@ -83,15 +89,19 @@ def sample_splits(
     seed: int = 0,
     identities: np.ndarray | None = None,
     min_images: int = 2,
+    gallery_images: int = 1,
 ) -> IdentificationSplits:
     """Draw ``repeats`` splits: per identity, a uniformly random ordered pair of distinct images.
 
     Vectorised: each repeat gives every image of a kept identity a uniform random key; sorting by
     (identity, key) puts a uniformly random permutation of each identity's images first, and its
-    first two images become gallery and probe.
+    first two images become gallery and probe. With ``gallery_images = K > 1`` the first K images
+    are the gallery (``[R, C, K]``) and image K + 1 the probe; K = 1 is exactly the draw above.
     """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    if gallery_images < 1:
+        raise ValueError("gallery_images must be >= 1")
     labels = np.asarray(labels)
     if identities is None:
         identities = select_identities(labels, min_images=min_images)
@@ -101,15 +111,20 @@ def sample_splits(
     index = np.flatnonzero(member)
     column = np.array([slot[int(v)] for v in labels[index]], dtype=np.int64)
     counts = np.bincount(column, minlength=identities.size)
-    if counts.min(initial=2) < 2:
-        raise EmptyDatasetError("every selected identity needs at least 2 images")
+    need = gallery_images + 1
+    if counts.min(initial=need) < need:
+        raise EmptyDatasetError(f"every selected identity needs at least {need} images (a gallery of {gallery_images} "
+                                f"and a different probe); the smallest has {int(counts.min())}")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     seeds = tuple(int(seed) + r for r in range(repeats))
-    gallery = np.empty((repeats, identities.size), dtype=np.int64)
-    probe = np.empty_like(gallery)
+    gallery = np.empty((repeats, identities.size, gallery_images), dtype=np.int64)
+    probe = np.empty((repeats, identities.size), dtype=np.int64)
     for r, s in enumerate(seeds):
         keys = np.random.default_rng(s).random(index.size)
         order = np.lexsort((keys, column))
-        gallery[r] = index[order[starts]]
-        probe[r] = index[order[starts + 1]]
+        for k in range(gallery_images):
+            gallery[r, :, k] = index[order[starts + k]]
+        probe[r] = index[order[starts + gallery_images]]
+    if gallery_images == 1:
+        gallery = gallery[:, :, 0].copy()
     return IdentificationSplits(identities=identities, gallery=gallery, probe=probe, seeds=seeds)
