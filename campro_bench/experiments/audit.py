@@ -530,7 +530,6 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     leakage = [r for n in notes.values() for r in n.get("restoration", {}).get("leakage", [])]
     tables = {"audit": long, "summary": summary, **({"leakage": pd.DataFrame(leakage)} if leakage else {})}
     return ExperimentResult(tables=tables, figures=figures,
-                            notes="
-".join([audit_report.summary_notes(cfg, split, notes), *(f"- {b}" for b in budget)]),
+                            notes="\n".join([audit_report.summary_notes(cfg, split, notes), *(f"- {b}" for b in budget)]),
                             extra_files=files)
 
