@@ -112,6 +112,12 @@ ATTACKS: Registry[Any] = Registry(
 """Attacks of the privacy audit: blind image transforms and analytic inverses keyed by protector
 (metadata ``kind`` = ``blind`` | ``inverse``, ``protector`` = the inverted protector's name)."""
 
+CONDITIONS: Registry[Any] = Registry(
+    "capture condition", "campro_bench.conditions", builtins=("campro_bench.conditions.builtin",)
+)
+"""Capture conditions (grey, low-light, jpeg, distance, ...): seeded image transforms applied before or after
+the protector, as the camera would (``campro_bench.conditions``)."""
+
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
     "face-detectors": FACE_DETECTORS,
@@ -126,5 +132,6 @@ ALL: dict[str, Registry[Any]] = {
     "retrain-extractors": RETRAIN_EXTRACTORS,
     "retrain-heads": RETRAIN_HEADS,
     "attacks": ATTACKS,
+    "conditions": CONDITIONS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""
