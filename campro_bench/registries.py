@@ -20,6 +20,7 @@ PROTECTORS: Registry[Any] = Registry(
         "campro_bench.protectors.lensless",
         "campro_bench.enhancer.protector",
         "campro_bench.attacks.base",
+        "campro_bench.conditions.base",
     ),
 )
 

@@ -145,3 +145,11 @@ def test_cli_protect_under_a_condition_and_its_errors(tmp_path: Path, capsys: py
     assert err.startswith("error:") and "scale must be a finite number" in err and len(err.splitlines()) == 1
     assert main(["list", "conditions"]) == 0
     assert "low-light" in capsys.readouterr().out
+
+
+def test_a_captured_protector_rebuilds_from_its_config() -> None:
+    p = build_protector("defocus:kernel=25,sigma=7@grey")
+    again = build_protector(p.config())  # what saved protector files (restoration attacks) hold
+    assert isinstance(again, Captured) and again.fingerprint() == p.fingerprint()
+    x = faces(2)
+    assert torch.equal(again(x), p(x))

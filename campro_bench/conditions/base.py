@@ -24,7 +24,8 @@ import torch
 from ..errors import CamproError
 from ..io.hashing import sha256_json
 from ..protectors.base import CONDITION_SEPARATOR, Protector, build_protector, check_image_batch
-from ..registries import CONDITIONS
+from ..protectors.base import _format_value as format_value
+from ..registries import CONDITIONS, PROTECTORS
 
 BEFORE, AFTER = "before", "after"
 """The sides of the protector a condition acts on."""
@@ -61,7 +62,7 @@ class Condition:
     def spec(self) -> str:
         """The spec string that rebuilds this condition (``jpeg:quality=50``)."""
         params = self.params()
-        return self.name + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+        return self.name + (":" + ",".join(f"{k}={format_value(v)}" for k, v in params.items()) if params else "")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec()!r}, side={self.side!r})"
@@ -108,14 +109,17 @@ def quantize8(images: torch.Tensor) -> torch.Tensor:
     return images.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
 
 
+@PROTECTORS.register("captured", description="a protector under a capture condition; written PROTECTOR@CONDITION "
+                     "(campro-bench list conditions)")
 class Captured(Protector):
     """A protector under a capture condition: ``condition -> protector`` for a :data:`BEFORE`
-    condition, ``protector -> 8 bits -> condition`` for an :data:`AFTER` one."""
+    condition, ``protector -> 8 bits -> condition`` for an :data:`AFTER` one. Its config
+    (``{"name": "captured", "protector": SPEC, "condition": SPEC}``) rebuilds it, so restoration
+    attacks and saved protector files work under conditions too."""
 
-    name: ClassVar[str] = "captured"
-
-    def __init__(self, protector: Protector, condition: Condition) -> None:
+    def __init__(self, protector: str | Protector, condition: str | Condition) -> None:
         super().__init__()
+        protector, condition = build_protector(protector), build_condition(condition)
         if condition.side not in (BEFORE, AFTER):
             raise CamproError(f"capture condition '{condition.name}' declares side {condition.side!r}; "
                               f"expected '{BEFORE}' or '{AFTER}'")
