@@ -25,6 +25,7 @@ is selected on EVAL identities), with its interval and the rung that reached it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,8 @@ from ..privacy.stats import summarize
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
-from . import audit_report
+from . import audit_report, audit_select
+from .audit_select import IdentityLeakError
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
 from .spec import parse_protocol
@@ -60,10 +62,6 @@ from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainS
 
 RUNGS = ("black-box", "gray-box", "cheap", "restoration", "retrain")
 REFERENCE = "reference"
-
-
-class IdentityLeakError(CamproError):
-    """An attacker would see an evaluated identity."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -124,6 +122,8 @@ class AuditConfig:
     rungs: list[str] = option(lambda: list(RUNGS), help=f"a subset of {', '.join(RUNGS)}")
     eval_identities: int = option(40, ge=2)
     train_identities: int = option(60, ge=1)
+    select_identities: int = option(0, ge=0, help="SELECT identities (neither EVAL nor TRAIN) on which the attack "
+                                    "is chosen for the unbiased verdict; 0 = no unbiased verdict")
     min_images: int = option(2, ge=2)
     max_images_per_identity: int = option(5, ge=2)
     repeats: int = option(10, ge=1, le=1000)
@@ -348,6 +348,36 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
     return rows, restored, trained["info"]
 
 
+def select_rows(cfg: AuditConfig, spec: str, protector: Protector, select: audit_select.SelectSplit,
+                split: AuditSplit, blind: list[ImageAttack], inverses: list[ImageAttack], trained: dict[tuple[str, str], Any],
+                ctx: RunContext) -> list[dict[str, Any]]:
+    """Every attack row of rungs 1-5 again, scored on SELECT identities (to choose the attack on).
+    The trained rungs reuse their TRAIN-only training (re-training is re-run with the same data and
+    seed, as E5 embeds its evaluation identities inside the training task)."""
+    scfg = dataclasses.replace(cfg, eval_identities=len(select.names))
+    ev = Evaluator(scfg, ctx, select.splits, OutcomeCache(ctx.cache_dir / "identification"), select.ids)
+    rows = []
+    for model in cfg.models:
+        raw, prot = ev.features(model, "raw"), ev.features(model, spec)
+        for clf in cfg.classifiers:
+            rows.append(_row(cfg, spec, REFERENCE, "raw probes (no protector)", model, clf, "raw",
+                             ev.identify(clf, raw, {"r": raw})["r"]))
+            if "black-box" in cfg.rungs:
+                rows.append(_row(cfg, spec, "black-box", "protected probes", model, clf, "raw",
+                                 ev.identify(clf, raw, {"p": prot})["p"]))
+            if "gray-box" in cfg.rungs:
+                rows.append(_row(cfg, spec, "gray-box", "protected probes", model, clf, "protected",
+                                 ev.identify(clf, prot, {"p": prot})["p"]))
+    if "cheap" in cfg.rungs:
+        rows += cheap_rows(cfg, spec, protector, blind, inverses, ev, ctx)
+    if "restoration" in cfg.rungs:
+        rows += restoration_rows(cfg, spec, protector, trained[(spec, "restoration")], ev, ctx)[0]
+    if "retrain" in cfg.rungs:
+        on_select = AuditSplit(select.ids, split.train_ids, select.names, split.train_names)
+        rows += retrain_rows(scfg, spec, retrain_task(ctx, scfg, spec, on_select), on_select)[0]
+    return rows
+
+
 def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Config, int, IdentitySplit]:
     """Rung 5 as E5 sees it: its configuration (attacking ``spec``), train seed and identity split."""
     seed = cfg.seed if cfg.retrain.seed is None else cfg.retrain.seed
@@ -460,6 +490,15 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "eval_ids_sha": ids_digest(split.eval_ids), "train_images": len(split.train_ids),
         "train_identities": len(split.train_names), "train_ids_sha": ids_digest(split.train_ids),
         "disjoint": True}
+    select = None
+    if cfg.select_identities:  # before anything is trained: SELECT, TRAIN and EVAL share no identity
+        select = audit_select.select_split(index, split.eval_names + split.train_names, cfg.select_identities,
+                                           cfg.min_images, cfg.max_images_per_identity, cfg.repeats, cfg.seed)
+        audit_select.check_disjoint_sets(index, {"EVAL": split.eval_ids, "TRAIN": split.train_ids,
+                                                 "SELECT": select.ids})
+        ctx.manifest.data["identity_split"].update({"rule_select": (
+            f"SELECT = the first {cfg.select_identities} identities by name with >= {cfg.min_images} images that are "
+            "neither EVAL nor TRAIN"), **select.manifest()})
     ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats))})
     from ..recognizers.base import contract_of
 
@@ -468,6 +507,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
     trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
+    chosen_on: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
     for spec_text, protector in protectors.items():
@@ -478,6 +518,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
         restored = None
         attacks: list[ImageAttack] = []
+        blind, inverses = [], []
         if "cheap" in cfg.rungs:
             blind, inverses = cheap_attacks(cfg, protector, fit_crops)
             attacks = blind + inverses
@@ -491,12 +532,21 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
             mine += more
         rows += mine
+        if select is not None:
+            with ctx.manifest.timer("select"):
+                chosen_on += select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained, ctx)
         notes[spec_text] = info
         grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx)
     ctx.manifest.notes["audit"] = notes
     long = pd.DataFrame(rows)
-    summary = verdict(long).merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
+    summary = verdict(long)
+    tables = {"audit": long}
+    if select is not None:
+        tables["select"] = pd.DataFrame(chosen_on)
+        summary = audit_select.unbiased_verdict(long, tables["select"]).merge(summary, on="protector", how="left")
+    summary = summary.merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
+    tables["summary"] = summary
     figures, files = audit_report.reports(cfg, long, summary, grids, split)
-    return ExperimentResult(tables={"audit": long, "summary": summary}, figures=figures,
+    return ExperimentResult(tables=tables, figures=figures,
                             notes=audit_report.summary_notes(cfg, split), extra_files=files)
 
