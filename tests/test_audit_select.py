@@ -131,3 +131,18 @@ def test_a_leak_into_select_stops_the_audit_before_any_training(fake_audit, monk
         run_experiment("audit", overrides=[*SMALL, 'rungs=["black-box", "restoration"]'], out=tmp_path / "a",
                        cache_dir=str(tmp_path / "c"), device="cpu", quiet=True)
     assert fake_audit["calls"] == 0
+
+
+def test_conditions_are_audited_one_row_each_with_a_worst_over_conditions_row(fake_audit, tmp_path: Path) -> None:
+    out, result = run_experiment("audit", overrides=[*SMALL, 'conditions=["colour", "grey"]',
+                                                     'rungs=["black-box", "gray-box"]'],
+                                 out=tmp_path / "a", cache_dir=str(tmp_path / "c"), device="cpu", quiet=True)
+    summary = result.tables["summary"]
+    assert list(summary["condition"]) == ["colour", "grey", "worst over conditions"]
+    assert set(summary["protector"]) == {"test-copy"}
+    colour, grey, worst = (summary.iloc[i] for i in range(3))
+    assert worst["worst_case_top1"] == max(colour["worst_case_top1"], grey["worst_case_top1"])
+    best = colour if colour["select_top1"] >= grey["select_top1"] else grey
+    assert (worst["chosen_condition"], worst["verdict_top1"]) == (best["condition"], best["verdict_top1"])
+    assert set(result.tables["audit"]["protector"]) == {"test-copy", "test-copy@grey"}
+    assert (out / "report-test-copy-grey.md").is_file()

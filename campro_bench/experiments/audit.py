@@ -35,6 +35,8 @@ import pandas as pd
 from ..attacks.base import Attacked, ImageAttack, build_attack, save_protector_config
 from ..attacks.cheap import default_sweep
 from ..attacks.inverses import build_inverses
+from ..conditions import Captured, check_conditions
+from ..conditions import axis as condition_axis
 from ..config import option, option_like
 from ..errors import CamproError, UnknownNameError
 from ..io.hashing import ids_digest
@@ -122,6 +124,8 @@ class AuditConfig:
     rungs: list[str] = option(lambda: list(RUNGS), help=f"a subset of {', '.join(RUNGS)}")
     eval_identities: int = option(40, ge=2)
     train_identities: int = option(60, ge=1)
+    conditions: list[str] = option(lambda: ["colour"], help="capture conditions every protector is audited under "
+                                   "(docs/conditions.md); each becomes its own PROTECTOR@CONDITION row")
     select_identities: int = option(0, ge=0, help="SELECT identities (neither EVAL nor TRAIN) on which the attack "
                                     "is chosen for the unbiased verdict; 0 = no unbiased verdict")
     min_images: int = option(2, ge=2)
@@ -149,6 +153,7 @@ class AuditConfig:
         bad = [r for r in cfg.rungs if r not in RUNGS]
         if bad or not cfg.rungs:
             raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
+        check_conditions(cfg.conditions)
         unknown_models = sorted(set(cfg.cheap.models) - set(cfg.models))
         if unknown_models:
             raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
@@ -286,8 +291,11 @@ def train_crops(cfg: AuditConfig, split: AuditSplit, alignment: str, ctx: RunCon
 
 
 def cheap_attacks(cfg: AuditConfig, protector: Protector, fit_crops: np.ndarray | None) -> tuple[list[ImageAttack], list[ImageAttack]]:
-    """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops)."""
-    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(protector, fit_crops) if cfg.cheap.inverses else []
+    """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops). Under a capture
+    condition, the inverses of the bare protector (the attacker knows its parameters, and a condition
+    before it leaves its output as invertible as ever)."""
+    inverted = protector.base if isinstance(protector, Captured) else protector
+    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(inverted, fit_crops) if cfg.cheap.inverses else []
 
 
 def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[ImageAttack],
@@ -475,6 +483,10 @@ def utility(cfg: AuditConfig, specs: list[str], ctx: RunContext) -> pd.DataFrame
                       extra_keys=("restoration.seed", "retrain.seed"))
 def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     cfg = AuditConfig.from_spec(spec)
+    conditions = condition_axis.expand(cfg.protectors, check_conditions(cfg.conditions))
+    cfg = dataclasses.replace(cfg, protectors=conditions.specs)  # default ["colour"]: unchanged
+    if conditions.labelled:
+        ctx.manifest.notes["conditions"] = conditions.manifest()
     protectors = {s: check_protector(s) for s in cfg.protectors}  # bad input fails before any work
     for name in cfg.classifiers:
         build_classifier(name, cfg.classifier_options.get(name))
@@ -545,7 +557,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         tables["select"] = pd.DataFrame(chosen_on)
         summary = audit_select.unbiased_verdict(long, tables["select"]).merge(summary, on="protector", how="left")
     summary = summary.merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
-    tables["summary"] = summary
+    tables["summary"] = audit_select.over_conditions(summary, conditions)
     figures, files = audit_report.reports(cfg, long, summary, grids, split)
     return ExperimentResult(tables=tables, figures=figures,
                             notes=audit_report.summary_notes(cfg, split), extra_files=files)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from ..errors import CamproError
 from ..io.hashing import ids_digest
 from ..privacy.evaluate import DatasetLayout, subset_image_ids
 from ..privacy.splits import IdentificationSplits, sample_splits, select_identities
+
+if TYPE_CHECKING:
+    from ..conditions.axis import Expansion
 
 ROW_KEY = ["rung", "attack", "model", "classifier", "gallery"]
 """What identifies an attack row: the same key on SELECT and on EVAL is the same attack."""
@@ -98,3 +101,33 @@ def unbiased_verdict(eval_rows: pd.DataFrame, select_rows: pd.DataFrame) -> pd.D
                            "select_top1": chosen["accuracy_mean"], "select_rows": len(candidates)})
         out.append(record)
     return pd.DataFrame(out)
+
+
+WORST = "worst over conditions"
+
+
+def over_conditions(summary: pd.DataFrame, expansion: "Expansion") -> pd.DataFrame:
+    """The summary with ``protector`` split into protector and ``condition`` and, per protector
+    audited under several conditions, a ``worst over conditions`` row: the upper bound is the
+    highest ``worst_case_top1``; the unbiased verdict is that of the condition whose chosen attack
+    was best on SELECT (the condition is an attack choice like any other, made on SELECT).
+    With the default conditions the summary is returned as it is."""
+    from ..conditions.axis import label
+
+    if not expansion.labelled:
+        return summary
+    table = label(summary, expansion, column="protector")
+    extra = []
+    for protector, rows in table.groupby("protector", sort=False):
+        if len(rows) < 2:
+            continue
+        worst = rows.loc[rows["worst_case_top1"].idxmax()]
+        record = {"protector": protector, "condition": WORST, "worst_case_top1": worst["worst_case_top1"],
+                  "ci_low": worst["ci_low"], "ci_high": worst["ci_high"], "rung": worst["rung"],
+                  "attack": f"{worst['attack']} ({worst['condition']})"}
+        if "select_top1" in rows and rows["select_top1"].notna().any():
+            chosen = rows.loc[rows["select_top1"].idxmax()]
+            record.update({k: chosen[k] for k in rows.columns if k.startswith(("verdict_", "chosen_", "select_"))})
+            record["chosen_condition"] = chosen["condition"]
+        extra.append(record)
+    return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table
