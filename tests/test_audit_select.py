@@ -146,3 +146,21 @@ def test_conditions_are_audited_one_row_each_with_a_worst_over_conditions_row(fa
     assert (worst["chosen_condition"], worst["verdict_top1"]) == (best["condition"], best["verdict_top1"])
     assert set(result.tables["audit"]["protector"]) == {"test-copy", "test-copy@grey"}
     assert (out / "report-test-copy-grey.md").is_file()
+
+
+def test_a_restorer_forced_to_0_steps_is_flagged_failed_not_scored(fake_audit, monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    def zero_steps(cfg: Any, specs: list[str], split: Any, ctx: Any) -> dict[Any, Any]:
+        return {(s, "restoration"): [(b, {"weights": "never-written.pt", "info": {"history": []}})
+                                     for b in cfg.restoration.budgets] for s in specs}
+
+    monkeypatch.setattr(audit, "trainings", zero_steps)
+    out, result = run_experiment("audit", overrides=[*SMALL, 'rungs=["black-box", "restoration"]',
+                                                     "restoration.budgets=[1, 4]"],
+                                 out=tmp_path / "a", cache_dir=str(tmp_path / "c"), device="cpu", quiet=True)
+    assert "restoration" not in set(result.tables["audit"]["rung"])  # never reported as a low accuracy
+    assert "restoration" not in set(result.tables["select"]["rung"])
+    budget = result.tables["budget"]
+    assert set(budget["status"]) == {"failed"} and budget["accuracy_mean"].isna().all()
+    assert list(budget["budget"].unique()) == [1.0, 4.0] and list(budget["steps"].unique()) == [84, 336]
+    assert "failed: not scored" in (out / "report-test-copy.md").read_text()

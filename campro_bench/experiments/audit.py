@@ -55,7 +55,7 @@ from ..privacy.stats import summarize
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
-from . import audit_report, audit_select
+from . import audit_budget, audit_report, audit_select
 from .audit_select import IdentityLeakError
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
@@ -111,6 +111,8 @@ class AuditRestorationConfig(RestorationAttackConfig):
     """The restoration rung: E5's U-Net and optimiser with a CPU-sized budget (84 AdamW steps, E5: 520)."""
 
     steps: int = option_like(RestorationAttackConfig, "steps", 84)
+    budgets: list[float] = option(lambda: [1.0], help="multiples of steps, strictly increasing: one training per "
+                                  "budget, the accuracy-versus-budget curve and convergence flags (docs/audit.md)")
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class AuditConfig:
         if bad or not cfg.rungs:
             raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
         check_conditions(cfg.conditions)
+        audit_budget.check_budgets(cfg.restoration.budgets)
         unknown_models = sorted(set(cfg.cheap.models) - set(cfg.models))
         if unknown_models:
             raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
@@ -337,23 +340,44 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
     return {"weights": str(weights.relative_to(ctx.cache_dir)), "info": info}
 
 
-def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: dict[str, Any], ev: Evaluator,
-                     ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
-    """Rung 4: probes restored by the network of :func:`restoration_task` (in the cache shared
-    with the tasks), against a raw and against a restored gallery."""
-    weights = ctx.cache_dir / trained["weights"]
+def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: list[tuple[float, dict[str, Any]]],
+                     ev: Evaluator, ctx: RunContext) -> tuple[list[dict[str, Any]], Protector | None, dict[str, Any]]:
+    """Rung 4: probes restored by the network of :func:`restoration_task` for every budget (in the
+    cache shared with the tasks), against a raw and against a restored gallery. A training whose loss
+    did not fall is not scored (:func:`audit_budget.training_status`); the info's ``curve`` holds one
+    entry per (budget, model, classifier, gallery) for :func:`audit_budget.curve`."""
     base = save_protector_config(protector, ctx.cache_dir / "e5")
-    restored = build_protector(f"restored:base={base},weights={weights}")
-    rows = []
-    with ctx.manifest.timer("rung/restoration/identify"):
-        for model in cfg.models:
-            raw, rest = ev.features(model, "raw"), ev.features(model, restored)
-            for clf in cfg.classifiers:
-                rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "raw",
-                                 ev.identify(clf, raw, {"r": rest})["r"]))
-                rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "restored",
-                                 ev.identify(clf, rest, {"r": rest})["r"]))
-    return rows, restored, trained["info"]
+    rows: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    restored = None
+    info: dict[str, Any] = {}
+    for budget, outcome in trained:
+        steps = audit_budget.steps_for(cfg.restoration.steps, budget)
+        status = audit_budget.training_status(outcome["info"].get("history") or [])
+        info = {**outcome["info"], "status": status}
+        label = "restored probes" if len(trained) == 1 else f"restored probes ({budget:g}x, {steps} steps)"
+        history = outcome["info"].get("history") or [{}]
+        common = {"protector": spec, "budget": budget, "steps": steps, "status": status,
+                  "final_loss": history[-1].get("loss", float("nan"))}
+        if status == audit_budget.FAILED:
+            ctx.log(f"[yellow]{spec}: restoration at {budget:g}x ({steps} steps) failed: its loss did not fall; "
+                    "not scored[/]")
+            curve += [{**common, "model": m, "classifier": c, "gallery": g, "accuracy_mean": float("nan"),
+                       "ci_low": float("nan"), "ci_high": float("nan")}
+                      for m in cfg.models for c in cfg.classifiers for g in ("raw", "restored")]
+            continue
+        restored = build_protector(f"restored:base={base},weights={ctx.cache_dir / outcome['weights']}")
+        with ctx.manifest.timer("rung/restoration/identify"):
+            for model in cfg.models:
+                raw, rest = ev.features(model, "raw"), ev.features(model, restored)
+                for clf in cfg.classifiers:
+                    for gallery, reference in (("raw", raw), ("restored", rest)):
+                        row = _row(cfg, spec, "restoration", label, model, clf, gallery,
+                                   ev.identify(clf, reference, {"r": rest})["r"])
+                        rows.append(row)
+                        curve.append({**common, "model": model, "classifier": clf, "gallery": gallery,
+                                      **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
+    return rows, restored, {**info, "curve": curve}
 
 
 def select_rows(cfg: AuditConfig, spec: str, protector: Protector, select: audit_select.SelectSplit,
@@ -411,12 +435,28 @@ def training_task(ctx: RunContext, rung: str, cfg: AuditConfig, spec: str, split
     return TRAINING_TASKS[rung](ctx, cfg, spec, split)
 
 
+def budget_config(cfg: AuditConfig, budget: float) -> AuditConfig:
+    """``cfg`` with the restoration rung's steps multiplied by ``budget`` (1: ``cfg`` itself)."""
+    steps = audit_budget.steps_for(cfg.restoration.steps, budget)
+    return cfg if steps == cfg.restoration.steps else dataclasses.replace(
+        cfg, restoration=dataclasses.replace(cfg.restoration, steps=steps))
+
+
 def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, ctx: RunContext) -> dict[tuple[str, str], Any]:
     """The expensive, independent part of rungs 4-5 for every protector, as tasks of the run's
-    executor: {(spec, rung): outcome}. The rows are built afterwards, protector by protector."""
-    jobs = [(spec, rung) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs]
-    done = ctx.map_tasks(training_task, [(rung, cfg, spec, split) for spec, rung in jobs], "audit trainings")
-    return dict(zip(jobs, done))
+    executor: {(spec, "restoration"): [(budget, outcome), ...], (spec, "retrain"): outcome}. The
+    rows are built afterwards, protector by protector."""
+    jobs = [(spec, rung, budget) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs
+            for budget in (cfg.restoration.budgets if rung == "restoration" else [1.0])]
+    done = ctx.map_tasks(training_task, [(rung, budget_config(cfg, budget), spec, split)
+                                         for spec, rung, budget in jobs], "audit trainings")
+    out: dict[tuple[str, str], Any] = {}
+    for (spec, rung, budget), result in zip(jobs, done):
+        if rung == "restoration":
+            out.setdefault((spec, rung), []).append((budget, result))
+        else:
+            out[(spec, rung)] = result
+    return out
 
 
 def retrain_rows(cfg: AuditConfig, spec: str, out: dict[str, Any], split: AuditSplit) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -520,6 +560,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
     chosen_on: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
     for spec_text, protector in protectors.items():
@@ -539,6 +580,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         if "restoration" in cfg.rungs:
             more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
                                                                    trained[(spec_text, "restoration")], ev, ctx)
+            curve += info["restoration"].pop("curve")
             mine += more
         if "retrain" in cfg.rungs:
             more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
@@ -553,12 +595,14 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     long = pd.DataFrame(rows)
     summary = verdict(long)
     tables = {"audit": long}
+    if curve:
+        tables["budget"] = audit_budget.curve(curve)
     if select is not None:
         tables["select"] = pd.DataFrame(chosen_on)
         summary = audit_select.unbiased_verdict(long, tables["select"]).merge(summary, on="protector", how="left")
     summary = summary.merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
     tables["summary"] = audit_select.over_conditions(summary, conditions)
-    figures, files = audit_report.reports(cfg, long, summary, grids, split)
+    figures, files = audit_report.reports(cfg, long, summary, grids, split, tables.get("budget"))
     return ExperimentResult(tables=tables, figures=figures,
                             notes=audit_report.summary_notes(cfg, split), extra_files=files)
 

@@ -174,8 +174,25 @@ def unbiased_lines(verdict: pd.Series) -> list[str]:
             f"{verdict['chosen_classifier']}, {verdict['chosen_gallery']} gallery), scored once on EVAL.", ""]
 
 
+def budget_lines(curve: pd.DataFrame | None, spec: str) -> list[str]:
+    """The restoration rung's accuracy-versus-budget table of one protector (status, convergence)."""
+    if curve is None or curve.empty:
+        return []
+    rows = curve[curve["protector"] == spec]
+    if rows.empty:
+        return []
+    shown = rows.assign(**{"top-1 %": [f"{_percent(m)} [{_percent(lo)}, {_percent(hi)}]" if s == "ok" else "failed: not scored"
+                                       for m, lo, hi, s in zip(rows["accuracy_mean"], rows["ci_low"], rows["ci_high"],
+                                                               rows["status"])]})
+    shown = shown[["budget", "steps", "model", "classifier", "gallery", "status", "final_loss", "top-1 %", "converged"]]
+    return ["## Restoration: accuracy versus training budget", "",
+            "`converged = no`: the last budget still gains more than half its 95 % interval over the previous one; "
+            "`failed`: the training loss did not fall, so the rung is not scored.", "",
+            shown.to_markdown(index=False), ""]
+
+
 def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids: dict[str, bytes],
-            split: "AuditSplit") -> tuple[dict[str, Any], dict[str, bytes]]:
+            split: "AuditSplit", curve: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
     figures: dict[str, Any] = {"plane": plane_figure(summary)}
     files: dict[str, bytes] = {}
     for spec in cfg.protectors:
@@ -183,7 +200,8 @@ def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids
         rows = long[long["protector"] == spec]
         figures[f"accuracy-{name}"] = accuracy_figure(rows, f"{spec}: attacker ladder on {cfg.dataset}")
         verdict = summary[summary["protector"] == spec].iloc[0]
-        files[f"report-{name}.md"] = protector_report(spec, rows, verdict, name).encode()
+        text = protector_report(spec, rows, verdict, name) + "\n".join(budget_lines(curve, spec))
+        files[f"report-{name}.md"] = text.encode()
         if grids.get(spec):
             files[f"grid-{name}.png"] = grids[spec]
     return figures, files
