@@ -108,7 +108,7 @@ RETRAIN_HEADS: Registry[Any] = Registry(
 ATTACKS: Registry[Any] = Registry(
     "attack",
     "campro_bench.attacks",
-    builtins=("campro_bench.attacks.cheap", "campro_bench.attacks.inverses"),
+    builtins=("campro_bench.attacks.cheap", "campro_bench.attacks.inverses", "campro_bench.attacks.mask_estimation"),
 )
 """Attacks of the privacy audit: blind image transforms and analytic inverses keyed by protector
 (metadata ``kind`` = ``blind`` | ``inverse``, ``protector`` = the inverted protector's name)."""
