@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import CamproError
-from ..io.hashing import sha256_json
 from ..protectors.base import CONDITION_SEPARATOR, Protector, build_protector, check_image_batch
 from ..protectors.base import _format_value as format_value
 from ..registries import CONDITIONS, PROTECTORS
@@ -139,9 +138,6 @@ class Captured(Protector):
 
     def fingerprint_payload(self) -> dict[str, Any]:
         return {"name": self.name, "protector": self.base.fingerprint_payload(), "condition": self.condition.config()}
-
-    def fingerprint(self) -> str:
-        return sha256_json(self.fingerprint_payload())[:16]
 
 
 def captured_protector(spec: str) -> Protector:
