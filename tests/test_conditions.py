@@ -3,6 +3,7 @@ it declares; parameters out of range and unknown names fail in one line; random 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,15 @@ def test_a_captured_protector_rebuilds_from_its_config() -> None:
     assert isinstance(again, Captured) and again.fingerprint() == p.fingerprint()
     x = faces(2)
     assert torch.equal(again(x), p(x))
+
+
+def test_e5_attacks_a_protector_under_a_condition(tmp_path: Path) -> None:
+    """E5's ``protector`` takes PROTECTOR@CONDITION; its restoration column saves and rebuilds it."""
+    from campro_bench.attacks.base import save_protector_config
+    from campro_bench.experiments.whitebox import E5Config, attacked_protector
+
+    cfg = E5Config.from_spec({"protector": "lowres:factor=8@grey"})
+    attacked = attacked_protector(cfg)
+    assert isinstance(attacked, Captured) and attacked.spec() == "lowres:factor=8@grey"
+    saved = build_protector(json.loads(save_protector_config(attacked, tmp_path).read_text()))
+    assert saved.fingerprint() == attacked.fingerprint()
