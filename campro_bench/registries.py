@@ -20,6 +20,7 @@ PROTECTORS: Registry[Any] = Registry(
         "campro_bench.protectors.lensless",
         "campro_bench.enhancer.protector",
         "campro_bench.attacks.base",
+        "campro_bench.conditions.base",
     ),
 )
 
@@ -108,10 +109,16 @@ RETRAIN_HEADS: Registry[Any] = Registry(
 ATTACKS: Registry[Any] = Registry(
     "attack",
     "campro_bench.attacks",
-    builtins=("campro_bench.attacks.cheap", "campro_bench.attacks.inverses"),
+    builtins=("campro_bench.attacks.cheap", "campro_bench.attacks.inverses", "campro_bench.attacks.mask_estimation"),
 )
 """Attacks of the privacy audit: blind image transforms and analytic inverses keyed by protector
 (metadata ``kind`` = ``blind`` | ``inverse``, ``protector`` = the inverted protector's name)."""
+
+CONDITIONS: Registry[Any] = Registry(
+    "capture condition", "campro_bench.conditions", builtins=("campro_bench.conditions.builtin",)
+)
+"""Capture conditions (grey, low-light, jpeg, distance, ...): seeded image transforms applied before or after
+the protector, as the camera would (``campro_bench.conditions``)."""
 
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
@@ -127,5 +134,6 @@ ALL: dict[str, Registry[Any]] = {
     "retrain-extractors": RETRAIN_EXTRACTORS,
     "retrain-heads": RETRAIN_HEADS,
     "attacks": ATTACKS,
+    "conditions": CONDITIONS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""

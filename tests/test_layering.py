@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("errors", "paths", "config", "specs", "registry", "registries", "io", "progress", "executors",
                      "ray_head", "provenance", "manifest", "context", "runtime"), 0),
-    **dict.fromkeys(("protectors", "recognizers", "detection", "datasets"), 1),
+    **dict.fromkeys(("protectors", "recognizers", "detection", "datasets", "conditions"), 1),
     **dict.fromkeys(("faces", "enhancer"), 2),
     **dict.fromkeys(("privacy", "utility", "attacks"), 3),
     **dict.fromkeys(("training", "export", "protect_files", "regress", "html_report"), 4),

@@ -60,3 +60,16 @@ def test_without_the_plugin_the_name_is_unknown(tmp_path: Path) -> None:
     result = cli(env, "protect", "posterize", str(tmp_path), str(tmp_path / "o"))
     assert result.returncode == 2
     assert "unknown protector 'posterize'" in result.stderr
+
+
+def test_plugin_capture_condition_is_listed_and_applied_before_the_protector(plugin_env: dict[str, str],
+                                                                             tmp_path: Path) -> None:
+    listed = cli(plugin_env, "list", "conditions")
+    assert listed.returncode == 0 and "vignette" in listed.stdout, listed.stderr
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((21, 21, 3), 200, np.uint8)).save(src / "a.png")
+    result = cli(plugin_env, "protect", "invert@vignette:strength=1", str(src), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(int)
+    assert out[10, 10, 0] == 255 - 200 and out[0, 0, 0] == 255  # darkened corner (0), then inverted

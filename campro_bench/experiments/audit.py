@@ -25,6 +25,7 @@ is selected on EVAL identities), with its interval and the rung that reached it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ import pandas as pd
 from ..attacks.base import Attacked, ImageAttack, build_attack, save_protector_config
 from ..attacks.cheap import default_sweep
 from ..attacks.inverses import build_inverses
+from ..conditions import Captured, check_conditions
+from ..conditions import axis as condition_axis
 from ..config import option, option_like
 from ..errors import CamproError, UnknownNameError
 from ..io.hashing import ids_digest
@@ -55,7 +58,8 @@ from ..privacy.threats import ThreatConfig, drawn_images, leakage_summary, raw_l
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
-from . import audit_report
+from . import audit_budget, audit_report, audit_select
+from .audit_select import IdentityLeakError
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
 from .spec import parse_protocol
@@ -63,10 +67,6 @@ from .whitebox import E5Config, IdentitySplit, RestorationAttackConfig, RetrainS
 
 RUNGS = ("black-box", "gray-box", "cheap", "restoration", "retrain")
 REFERENCE = "reference"
-
-
-class IdentityLeakError(CamproError):
-    """An attacker would see an evaluated identity."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -116,6 +116,8 @@ class AuditRestorationConfig(RestorationAttackConfig):
     rounded to whole passes over the TRAIN crops, see :meth:`RestorationAttackConfig.budget_note`)."""
 
     steps: int = option_like(RestorationAttackConfig, "steps", 84)
+    budgets: list[float] = option(lambda: [1.0], help="multiples of steps, strictly increasing: one training per "
+                                  "budget, the accuracy-versus-budget curve and convergence flags (docs/audit.md)")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ class AuditConfig:
     rungs: list[str] = option(lambda: list(RUNGS), help=f"a subset of {', '.join(RUNGS)}")
     eval_identities: int = option(40, ge=2)
     train_identities: int = option(60, ge=1)
+    conditions: list[str] = option(lambda: ["colour"], help="capture conditions every protector is audited under "
+                                   "(docs/conditions.md); each becomes its own PROTECTOR@CONDITION row")
+    select_identities: int = option(0, ge=0, help="SELECT identities (neither EVAL nor TRAIN) on which the attack "
+                                    "is chosen for the unbiased verdict; 0 = no unbiased verdict")
     min_images: int = option(2, ge=2)
     max_images_per_identity: int = option(5, ge=2)
     repeats: int = option(10, ge=1, le=1000)
@@ -154,6 +160,8 @@ class AuditConfig:
         bad = [r for r in cfg.rungs if r not in RUNGS]
         if bad or not cfg.rungs:
             raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
+        check_conditions(cfg.conditions)
+        audit_budget.check_budgets(cfg.restoration.budgets)
         unknown_models = sorted(set(cfg.cheap.models) - set(cfg.models))
         if unknown_models:
             raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
@@ -291,8 +299,11 @@ def train_crops(cfg: AuditConfig, split: AuditSplit, alignment: str, ctx: RunCon
 
 
 def cheap_attacks(cfg: AuditConfig, protector: Protector, fit_crops: np.ndarray | None) -> tuple[list[ImageAttack], list[ImageAttack]]:
-    """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops)."""
-    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(protector, fit_crops) if cfg.cheap.inverses else []
+    """The blind attacks and the protector's analytic inverses (fitted on TRAIN crops). Under a capture
+    condition, the inverses of the bare protector (the attacker knows its parameters, and a condition
+    before it leaves its output as invertible as ever)."""
+    inverted = protector.base if isinstance(protector, Captured) else protector
+    return [build_attack(a) for a in cfg.cheap_attacks], build_inverses(inverted, fit_crops) if cfg.cheap.inverses else []
 
 
 def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[ImageAttack],
@@ -334,29 +345,88 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
     return {"weights": str(weights.relative_to(ctx.cache_dir)), "info": info}
 
 
-def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: dict[str, Any], ev: Evaluator,
-                     ctx: RunContext) -> tuple[list[dict[str, Any]], Protector, dict[str, Any]]:
-    """Rung 4: probes restored by the network of :func:`restoration_task` (in the cache shared
-    with the tasks), against a raw and against a restored gallery; plus the identity leakage of
-    the protected and the restored faces (``info["leakage"]``: cosine to the raw embedding, share
+def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained: list[tuple[float, dict[str, Any]]],
+                     ev: Evaluator, ctx: RunContext) -> tuple[list[dict[str, Any]], Protector | None, dict[str, Any]]:
+    """Rung 4: probes restored by the network of :func:`restoration_task` for every budget (in the
+    cache shared with the tasks), against a raw and against a restored gallery. A training whose loss
+    did not fall is not scored (:func:`audit_budget.training_status`); the info's ``curve`` holds one
+    entry per (budget, model, classifier, gallery) for :func:`audit_budget.curve`, its ``leakage``
+    the identity leakage of the protected and the restored faces (cosine to the raw embedding, share
     above the raw verification threshold at FAR 1e-3)."""
-    weights = ctx.cache_dir / trained["weights"]
     base = save_protector_config(protector, ctx.cache_dir / "e5")
-    restored = build_protector(f"restored:base={base},weights={weights}")
-    rows, leaks, threats = [], [], ThreatConfig()
-    with ctx.manifest.timer("rung/restoration/identify"):
-        for model in cfg.models:
-            raw, rest = ev.features(model, "raw"), ev.features(model, restored)
-            point = raw_leakage_point(raw, ev.splits, threats.leakage_far, threats.min_false_accepts)
-            for faces, feats in (("protected", ev.features(model, spec)), ("restored", rest)):
+    rows: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    restored = None
+    info: dict[str, Any] = {}
+    threats = ThreatConfig()
+    points, leaks = {}, []
+    for model in cfg.models:
+        raw = ev.features(model, "raw")
+        points[model] = raw_leakage_point(raw, ev.splits, threats.leakage_far, threats.min_false_accepts)
+        leaks.append({"protector": spec, "model": model, "faces": "protected",
+                      **leakage_summary(raw, ev.features(model, spec), drawn_images(ev.splits), points[model],
+                                        threats.leakage_far)})
+    for budget, outcome in trained:
+        steps = audit_budget.steps_for(cfg.restoration.steps, budget)
+        status = audit_budget.training_status(outcome["info"].get("history") or [])
+        info = {**outcome["info"], "status": status}
+        label = "restored probes" if len(trained) == 1 else f"restored probes ({budget:g}x, {steps} steps)"
+        history = outcome["info"].get("history") or [{}]
+        common = {"protector": spec, "budget": budget, "steps": steps, "status": status,
+                  "final_loss": history[-1].get("loss", float("nan"))}
+        if status == audit_budget.FAILED:
+            ctx.log(f"[yellow]{spec}: restoration at {budget:g}x ({steps} steps) failed: its loss did not fall; "
+                    "not scored[/]")
+            curve += [{**common, "model": m, "classifier": c, "gallery": g, "accuracy_mean": float("nan"),
+                       "ci_low": float("nan"), "ci_high": float("nan")}
+                      for m in cfg.models for c in cfg.classifiers for g in ("raw", "restored")]
+            continue
+        restored = build_protector(f"restored:base={base},weights={ctx.cache_dir / outcome['weights']}")
+        faces = "restored" if len(trained) == 1 else f"restored ({budget:g}x)"
+        with ctx.manifest.timer("rung/restoration/identify"):
+            for model in cfg.models:
+                raw, rest = ev.features(model, "raw"), ev.features(model, restored)
                 leaks.append({"protector": spec, "model": model, "faces": faces,
-                              **leakage_summary(raw, feats, drawn_images(ev.splits), point, threats.leakage_far)})
-            for clf in cfg.classifiers:
-                rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "raw",
-                                 ev.identify(clf, raw, {"r": rest})["r"]))
-                rows.append(_row(cfg, spec, "restoration", "restored probes", model, clf, "restored",
-                                 ev.identify(clf, rest, {"r": rest})["r"]))
-    return rows, restored, {**trained["info"], "leakage": leaks}
+                              **leakage_summary(raw, rest, drawn_images(ev.splits), points[model],
+                                                threats.leakage_far)})
+                for clf in cfg.classifiers:
+                    for gallery, reference in (("raw", raw), ("restored", rest)):
+                        row = _row(cfg, spec, "restoration", label, model, clf, gallery,
+                                   ev.identify(clf, reference, {"r": rest})["r"])
+                        rows.append(row)
+                        curve.append({**common, "model": model, "classifier": clf, "gallery": gallery,
+                                      **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
+    return rows, restored, {**info, "curve": curve, "leakage": leaks}
+
+
+def select_rows(cfg: AuditConfig, spec: str, protector: Protector, select: audit_select.SelectSplit,
+                split: AuditSplit, blind: list[ImageAttack], inverses: list[ImageAttack], trained: dict[tuple[str, str], Any],
+                ctx: RunContext) -> list[dict[str, Any]]:
+    """Every attack row of rungs 1-5 again, scored on SELECT identities (to choose the attack on).
+    The trained rungs reuse their TRAIN-only training (re-training is re-run with the same data and
+    seed, as E5 embeds its evaluation identities inside the training task)."""
+    scfg = dataclasses.replace(cfg, eval_identities=len(select.names))
+    ev = Evaluator(scfg, ctx, select.splits, OutcomeCache(ctx.cache_dir / "identification"), select.ids)
+    rows = []
+    for model in cfg.models:
+        raw, prot = ev.features(model, "raw"), ev.features(model, spec)
+        for clf in cfg.classifiers:
+            rows.append(_row(cfg, spec, REFERENCE, "raw probes (no protector)", model, clf, "raw",
+                             ev.identify(clf, raw, {"r": raw})["r"]))
+            if "black-box" in cfg.rungs:
+                rows.append(_row(cfg, spec, "black-box", "protected probes", model, clf, "raw",
+                                 ev.identify(clf, raw, {"p": prot})["p"]))
+            if "gray-box" in cfg.rungs:
+                rows.append(_row(cfg, spec, "gray-box", "protected probes", model, clf, "protected",
+                                 ev.identify(clf, prot, {"p": prot})["p"]))
+    if "cheap" in cfg.rungs:
+        rows += cheap_rows(cfg, spec, protector, blind, inverses, ev, ctx)
+    if "restoration" in cfg.rungs:
+        rows += restoration_rows(cfg, spec, protector, trained[(spec, "restoration")], ev, ctx)[0]
+    if "retrain" in cfg.rungs:
+        on_select = AuditSplit(select.ids, split.train_ids, select.names, split.train_names)
+        rows += retrain_rows(scfg, spec, retrain_task(ctx, scfg, spec, on_select), on_select)[0]
+    return rows
 
 
 def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Config, int, IdentitySplit]:
@@ -384,12 +454,28 @@ def training_task(ctx: RunContext, rung: str, cfg: AuditConfig, spec: str, split
     return TRAINING_TASKS[rung](ctx, cfg, spec, split)
 
 
+def budget_config(cfg: AuditConfig, budget: float) -> AuditConfig:
+    """``cfg`` with the restoration rung's steps multiplied by ``budget`` (1: ``cfg`` itself)."""
+    steps = audit_budget.steps_for(cfg.restoration.steps, budget)
+    return cfg if steps == cfg.restoration.steps else dataclasses.replace(
+        cfg, restoration=dataclasses.replace(cfg.restoration, steps=steps))
+
+
 def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, ctx: RunContext) -> dict[tuple[str, str], Any]:
     """The expensive, independent part of rungs 4-5 for every protector, as tasks of the run's
-    executor: {(spec, rung): outcome}. The rows are built afterwards, protector by protector."""
-    jobs = [(spec, rung) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs]
-    done = ctx.map_tasks(training_task, [(rung, cfg, spec, split) for spec, rung in jobs], "audit trainings")
-    return dict(zip(jobs, done))
+    executor: {(spec, "restoration"): [(budget, outcome), ...], (spec, "retrain"): outcome}. The
+    rows are built afterwards, protector by protector."""
+    jobs = [(spec, rung, budget) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs
+            for budget in (cfg.restoration.budgets if rung == "restoration" else [1.0])]
+    done = ctx.map_tasks(training_task, [(rung, budget_config(cfg, budget), spec, split)
+                                         for spec, rung, budget in jobs], "audit trainings")
+    out: dict[tuple[str, str], Any] = {}
+    for (spec, rung, budget), result in zip(jobs, done):
+        if rung == "restoration":
+            out.setdefault((spec, rung), []).append((budget, result))
+        else:
+            out[(spec, rung)] = result
+    return out
 
 
 def retrain_rows(cfg: AuditConfig, spec: str, out: dict[str, Any], split: AuditSplit) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -472,6 +558,10 @@ def refresh_utility(summary: pd.DataFrame, e3: list[str], e4: list[str]) -> pd.D
                       extra_keys=("restoration.seed", "retrain.seed"))
 def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     cfg = AuditConfig.from_spec(spec)
+    conditions = condition_axis.expand(cfg.protectors, check_conditions(cfg.conditions))
+    cfg = dataclasses.replace(cfg, protectors=conditions.specs)  # default ["colour"]: unchanged
+    if conditions.labelled:
+        ctx.manifest.notes["conditions"] = conditions.manifest()
     protectors = {s: check_protector(s) for s in cfg.protectors}  # bad input fails before any work
     for name in cfg.classifiers:
         build_classifier(name, cfg.classifier_options.get(name))
@@ -487,6 +577,15 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "eval_ids_sha": ids_digest(split.eval_ids), "train_images": len(split.train_ids),
         "train_identities": len(split.train_names), "train_ids_sha": ids_digest(split.train_ids),
         "disjoint": True}
+    select = None
+    if cfg.select_identities:  # before anything is trained: SELECT, TRAIN and EVAL share no identity
+        select = audit_select.select_split(index, split.eval_names + split.train_names, cfg.select_identities,
+                                           cfg.min_images, cfg.max_images_per_identity, cfg.repeats, cfg.seed)
+        audit_select.check_disjoint_sets(index, {"EVAL": split.eval_ids, "TRAIN": split.train_ids,
+                                                 "SELECT": select.ids})
+        ctx.manifest.data["identity_split"].update({"rule_select": (
+            f"SELECT = the first {cfg.select_identities} identities by name with >= {cfg.min_images} images that are "
+            "neither EVAL nor TRAIN"), **select.manifest()})
     ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats))})
     from ..recognizers.base import contract_of
 
@@ -495,6 +594,8 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
     trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
+    chosen_on: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
     for spec_text, protector in protectors.items():
@@ -505,6 +606,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
         restored = None
         attacks: list[ImageAttack] = []
+        blind, inverses = [], []
         if "cheap" in cfg.rungs:
             blind, inverses = cheap_attacks(cfg, protector, fit_crops)
             attacks = blind + inverses
@@ -513,22 +615,35 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         if "restoration" in cfg.rungs:
             more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
                                                                    trained[(spec_text, "restoration")], ev, ctx)
+            curve += info["restoration"].pop("curve")
             mine += more
         if "retrain" in cfg.rungs:
             more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
             mine += more
         rows += mine
+        if select is not None:
+            with ctx.manifest.timer("select"):
+                chosen_on += select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained, ctx)
         notes[spec_text] = info
         grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
                                                    audit_report.rung_warnings(info))
     ctx.manifest.notes["audit"] = notes
     long = pd.DataFrame(rows)
-    summary = verdict(long).merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
-    figures, files = audit_report.reports(cfg, long, summary, grids, split, notes)
-    crops = {notes[s]["restoration"]["budget"]["crops"] for s in notes if "restoration" in notes[s]}
-    budget = [cfg.restoration.budget_note(c) for c in sorted(crops)]
+    summary = verdict(long)
+    tables = {"audit": long}
+    if curve:
+        tables["budget"] = audit_budget.curve(curve)
+    if select is not None:
+        tables["select"] = pd.DataFrame(chosen_on)
+        summary = audit_select.unbiased_verdict(long, tables["select"]).merge(summary, on="protector", how="left")
+    summary = summary.merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
+    tables["summary"] = audit_select.over_conditions(summary, conditions)
     leakage = [r for n in notes.values() for r in n.get("restoration", {}).get("leakage", [])]
-    tables = {"audit": long, "summary": summary, **({"leakage": pd.DataFrame(leakage)} if leakage else {})}
+    if leakage:
+        tables["leakage"] = pd.DataFrame(leakage)
+    figures, files = audit_report.reports(cfg, long, summary, grids, split, notes, tables.get("budget"))
+    crops = {notes[s]["restoration"]["budget"]["crops"] for s in notes if "budget" in notes[s].get("restoration", {})}
+    budget = [cfg.restoration.budget_note(c) for c in sorted(crops)]
     return ExperimentResult(tables=tables, figures=figures,
                             notes="\n".join([audit_report.summary_notes(cfg, split, notes), *(f"- {b}" for b in budget)]),
                             extra_files=files)

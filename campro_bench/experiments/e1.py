@@ -8,14 +8,16 @@ in %. See ``protocols/e1.toml`` and docs/privacy.md.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
 
+from ..conditions import axis
 from ..errors import EmptyDatasetError
 from ..privacy.evaluate import PROTOCOL_KEYS, ProtocolConfig, run_protocol, sort_rows
 from ..privacy.paper import load_paper_table
-from ..privacy.tables import add_paper_columns, table1_wide
+from ..privacy.tables import add_paper_columns, image_type_label, table1_wide
 from ..privacy.threats import threat_tables, threats_wide
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
@@ -27,6 +29,10 @@ def run_e1(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     """Run E1 from its spec; see the module docstring."""
     check_compare(ctx)
     cfg = ProtocolConfig.from_spec(spec)
+    conditions = axis.expand(cfg.protectors, axis.conditions_of(spec))  # default ["colour"]: cfg unchanged
+    cfg = dataclasses.replace(cfg, protectors=conditions.specs)
+    if conditions.labelled:
+        ctx.manifest.notes["conditions"] = conditions.manifest()
     outcome = run_protocol(cfg, ctx)
     if not outcome.rows:
         raise EmptyDatasetError(f"E1 produced no rows: every model was skipped ({outcome.skipped_models})")
@@ -35,6 +41,7 @@ def run_e1(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     image_types = dict(spec.get("paper_image_types", {"raw": "Raw"}))
     if ctx.compare == "paper":
         long, wide = add_paper_columns(long, wide, load_paper_table("table1_identification"), image_types)
+    long, wide = axis.label(long, conditions), axis.label(wide, conditions, display=image_type_label)
     notes = [
         "Top-1 accuracy. table1: mean over repeats in %; e1.csv: fractions with std, t-interval, chance, "
         "detection rates.",
@@ -44,6 +51,10 @@ def run_e1(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         notes.append(f"Enrolment: {cfg.gallery_images} different images per identity and draw (raw, or protected for "
                      "the re-enrolled gallery), then a further image as the probe; nearest enrols their unit mean "
                      "embedding, linear trains on all of them.")
+    if conditions.labelled:
+        notes.append("Capture conditions (docs/conditions.md): every image type under every condition; a raw "
+                     "gallery is enrolled from the unconditioned photographs, a protected gallery through the same "
+                     "camera under the same condition.")
     if ctx.compare == "paper":
         notes.append("'(paper)' columns: the paper's Table I numbers where dataset, model, image type, classifier "
                      "and gallery are exactly the paper's. 'Paper Average (reference)' is the paper's 10-model "

@@ -21,7 +21,10 @@ from ..io.hashing import sha256_json
 from ..registries import PROTECTORS
 from ..specs import parse_spec
 
-__all__ = ["Protector", "build_protector", "check_image_batch", "parse_spec"]
+__all__ = ["CONDITION_SEPARATOR", "Protector", "build_protector", "check_image_batch", "parse_spec"]
+
+CONDITION_SEPARATOR = "@"
+"""``PROTECTOR@CONDITION`` names a protector under a capture condition (:mod:`campro_bench.conditions`)."""
 
 
 class Protector(nn.Module):
@@ -101,8 +104,13 @@ def _format_value(value: Any) -> str:
 def build_protector(spec: str | dict[str, Any] | Protector) -> Protector:
     """Build a protector from a spec string, a config dict (``{"name": ..., **params}``) or as-is.
 
-    Unknown names and options fail with one line that lists what is known.
+    Unknown names and options fail with one line that lists what is known. ``PROTECTOR@CONDITION``
+    is the protector under a capture condition (:func:`campro_bench.conditions.captured_protector`).
     """
     if isinstance(spec, Protector):
         return spec
+    if isinstance(spec, str) and CONDITION_SEPARATOR in spec:
+        from ..conditions.base import captured_protector
+
+        return captured_protector(spec)
     return PROTECTORS.build(spec, Protector)

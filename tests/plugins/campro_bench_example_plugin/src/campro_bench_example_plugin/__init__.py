@@ -27,3 +27,26 @@ class Posterize(Protector):
     def protect(self, images: torch.Tensor) -> torch.Tensor:
         steps = self.levels - 1
         return torch.round(images.clamp(0, 1) * steps) / steps
+
+
+from campro_bench.conditions import BEFORE, Condition  # noqa: E402
+
+
+class Vignette(Condition):
+    """A capture condition: the image darkens towards its corners (a cheap lens), before the protector."""
+
+    side = BEFORE
+
+    def __init__(self, strength: float = 0.5) -> None:
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError("strength must be within [0, 1]")
+        self.strength = strength
+
+    def params(self) -> dict[str, Any]:
+        return {"strength": self.strength}
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        falloff = 1.0 - self.strength * (x**2 + y**2) / 2.0
+        return images * falloff.to(images)
