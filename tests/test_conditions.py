@@ -114,13 +114,13 @@ def test_captured_specs_round_trip_and_fingerprint_the_condition() -> None:
 
 @pytest.mark.parametrize("spec, message", [
     ("fog", "unknown capture condition 'fog'; known capture conditions: colour, distance, grey, jpeg, low-light"),
-    ("jpeg:quality=0", "quality must be an integer in [1, 100], got 0"),
+    ("jpeg:quality=0", "option quality=0 in 'jpeg:quality=0' is out of range; allowed: [1, 100]"),
     ("jpeg:quality=high", "has the wrong type"),
-    ("distance:scale=2", "scale must be a finite number in [0.05, 1], got 2.0"),
-    ("distance:scale=nan", "scale must be a finite number in [0.05, 1], got nan"),
-    ("low-light:exposure=0", "exposure must be a finite number in (0, 1], got 0.0"),
-    ("low-light:gain=inf", "gain must be a finite number in [0, 1], got inf"),
-    ("low-light:read_noise=-1", "read_noise must be a finite number in [0, 100]"),
+    ("distance:scale=2", "option scale=2 in 'distance:scale=2' is out of range; allowed: [0.05, 1]"),
+    ("distance:scale=nan", "option scale=nan in 'distance:scale=nan' must be a finite number; allowed: [0.05, 1]"),
+    ("low-light:exposure=0", "option exposure=0 in 'low-light:exposure=0' is out of range; allowed: (0, 1]"),
+    ("low-light:gain=inf", "option gain=inf in 'low-light:gain=inf' must be a finite number; allowed: [0, 1]"),
+    ("low-light:read_noise=-1", "option read_noise=-1 in 'low-light:read_noise=-1' is out of range; allowed: [0, 100]"),
     ("grey:strength=1", "capture condition 'grey' has no option 'strength'"),
 ])
 def test_bad_conditions_fail_in_one_line(spec: str, message: str) -> None:
@@ -143,7 +143,7 @@ def test_cli_protect_under_a_condition_and_its_errors(tmp_path: Path, capsys: py
     capsys.readouterr()
     assert main(["protect", "invert@distance:scale=0", str(src), str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "scale must be a finite number" in err and len(err.splitlines()) == 1
+    assert err.startswith("error:") and "option scale=0 in 'distance:scale=0' is out of range; allowed: [0.05, 1]" in err and len(err.splitlines()) == 1
     assert main(["list", "conditions"]) == 0
     assert "low-light" in capsys.readouterr().out
 

@@ -71,7 +71,7 @@ def test_listed_conditions_become_a_column_and_raw_galleries_stay_unconditioned(
         ("raw", "colour", "raw"), ("invert", "colour", "raw"), ("invert", "colour", "protected"),
         ("raw", "grey", "raw"), ("invert", "grey", "raw"), ("raw", "grey", "protected"), ("invert", "grey", "protected")}
     assert list(wide.columns[:3]) == ["dataset", "image_type", "condition"]
-    assert set(wide.image_type) == {"Raw", "invert"} and set(wide.condition) == {"colour", "grey"}
+    assert set(wide.image_type) == {"raw", "invert"} and set(wide.condition) == {"colour", "grey"}
     # the colour rows are exactly the default run's rows
     _, default = run(tmp_path, "default", BASE)
     colour = long[long.condition == "colour"].drop(columns="condition").reset_index(drop=True)
@@ -91,7 +91,7 @@ def test_a_raw_gallery_under_a_condition_is_the_colour_raw_gallery(tmp_path: Pat
 
 @pytest.mark.parametrize("conditions, message", [
     ('["colour", "fog"]', "unknown capture condition 'fog'"),
-    ('["jpeg:quality=101"]', "quality must be an integer in [1, 100], got 101"),
+    ('["jpeg:quality=101"]', "option quality=101 in 'jpeg:quality=101' is out of range; allowed: [1, 100]"),
     ('["grey", "grey"]', "lists a condition twice"),
     ("[]", "must be a non-empty list"),
 ])

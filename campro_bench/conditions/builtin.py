@@ -2,18 +2,21 @@
 
 Every condition that acts before the protector returns an 8-bit image (what a sensor's pipeline
 hands on); ``jpeg`` acts after it, on the protector's 8-bit output. Parameters are checked when
-built: finite and within the documented range, or one error line.
+built: finite and within the range declared on each option (the build door's one numeric rule,
+``specs.check_number``), or one error line; a condition built in code checks the same ranges itself.
 """
 
 from __future__ import annotations
 
 import io
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 from PIL import Image
+from pydantic import Field
 
 from ..errors import CamproError
 from ..io.images import tensor_to_uint8, uint8_to_tensor
@@ -64,7 +67,10 @@ class LowLight(Condition):
 
     side = BEFORE
 
-    def __init__(self, exposure: float = 0.25, gain: float = 0.002, read_noise: float = 2.0, seed: int = 0) -> None:
+    def __init__(self, exposure: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25,
+                 gain: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002,
+                 read_noise: Annotated[float, Field(ge=0.0, le=100.0)] = 2.0,
+                 seed: Annotated[int, Field(ge=0)] = 0) -> None:
         self.exposure = check_range("low-light", "exposure", exposure, 0.0, 1.0, low_open=True)
         self.gain = check_range("low-light", "gain", gain, 0.0, 1.0)
         self.read_noise = check_range("low-light", "read_noise", read_noise, 0.0, 100.0)
@@ -93,7 +99,7 @@ class LowLight(Condition):
 class Jpeg(Condition):
     side = AFTER
 
-    def __init__(self, quality: int = 75) -> None:
+    def __init__(self, quality: Annotated[int, Field(ge=1, le=100)] = 75) -> None:
         if not 1 <= quality <= 100:
             raise CamproError(f"capture condition 'jpeg': quality must be an integer in [1, 100], got {quality}")
         self.quality = int(quality)
@@ -121,7 +127,7 @@ class Distance(Condition):
 
     side = BEFORE
 
-    def __init__(self, scale: float = 0.5) -> None:
+    def __init__(self, scale: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5) -> None:
         self.scale = check_range("distance", "scale", scale, 0.05, 1.0)
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
