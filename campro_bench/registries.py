@@ -70,7 +70,7 @@ CAPTIONERS: Registry[Any] = Registry(
 DATASETS: Registry[Any] = Registry(
     "dataset",
     "campro_bench.datasets",
-    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.faces"),
+    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.coco_person", "campro_bench.datasets.faces"),
 )
 
 EXPERIMENTS: Registry[Any] = Registry(
