@@ -26,6 +26,7 @@ from ..detection.checkpoint import load_checkpoint
 from ..detection.finetune import FinetuneConfig, train_detector
 from ..io.hashing import sha256_file, sha256_json
 from ..protectors import build_protector
+from ..utility.bootstrap import DEFAULT_BOOTSTRAP
 from ..utility.detection_eval import evaluate_detector
 from .base import RunContext
 
@@ -39,8 +40,8 @@ class DetectionUtilityConfig:
     """
 
     detector: str = option("ssdlite-mobilenetv2-coco", help="person detector (PERSON_DETECTORS)")
-    dataset: str = option("coco128", help="person dataset whose val split is evaluated")
-    train_dataset: str = option("coco128", help="person dataset whose train split fine-tunes the detector")
+    dataset: str = option("coco128", help="person dataset (or spec) whose val split is evaluated")
+    train_dataset: str = option("coco128", help="person dataset (or spec) whose train split fine-tunes the detector")
     max_images: int = option(0, ge=0, le=1_000_000, help="0 = every val image; N = a seeded subset")
     max_train_images: int = option(0, ge=0, le=1_000_000, help="0 = every train image; N = a seeded subset")
     finetune_epochs: int = option_like(FinetuneConfig, "epochs")
@@ -49,6 +50,8 @@ class DetectionUtilityConfig:
     momentum: float = option_like(FinetuneConfig, "momentum")
     weight_decay: float = option_like(FinetuneConfig, "weight_decay")
     hflip: bool = option_like(FinetuneConfig, "hflip")
+    bootstrap: int = option(DEFAULT_BOOTSTRAP, ge=0, le=100_000,
+                            help="bootstrap draws over the evaluated images for each AP's 95 % interval; 0 = none")
 
     def finetune(self, seed: int) -> FinetuneConfig:
         """The fine-tuning hyper-parameters (they key the cached detectors, see :func:`cache_key`)."""
@@ -110,7 +113,8 @@ class PersonSubset:
 class DetectionJob:
     """One row of E3 / one point of the trade-off: the detector for ``protector`` (a given
     ``checkpoint``, else fine-tuned on ``train`` unless it is None, else the pretrained one)
-    evaluated on ``eval`` protected by ``protector``. ``stage`` prefixes the manifest timers."""
+    evaluated on ``eval`` protected by ``protector``, each AP with a ``bootstrap``-draw interval
+    seeded by ``config.seed``. ``stage`` prefixes the manifest timers."""
 
     label: str
     protector: str
@@ -121,6 +125,7 @@ class DetectionJob:
     batch_size: int
     checkpoint: str = ""
     stage: str = ""
+    bootstrap: int = 0
 
 
 def detection_task(ctx: RunContext, job: DetectionJob) -> dict[str, Any]:
@@ -136,7 +141,8 @@ def detection_task(ctx: RunContext, job: DetectionJob) -> dict[str, Any]:
     eval_set = job.eval.load(ctx)
     with ctx.manifest.timer(f"{job.stage}evaluate {job.label}"), \
             ctx.progress(f"evaluate {job.label}", len(eval_set)) as advance:
-        metrics = evaluate_detector(detector, eval_set, protector, job.batch_size, ctx.device, on_progress=advance)
+        metrics = evaluate_detector(detector, eval_set, protector, job.batch_size, ctx.device, on_progress=advance,
+                                    bootstrap=job.bootstrap, seed=job.config.seed)
     return {"metrics": metrics, "report": report, "weights_sha256": detector.weights_hash,
             "base": {"weights_sha256": base.weights_hash, "contract": base.contract.to_dict()},
             "protector": protector.spec()}

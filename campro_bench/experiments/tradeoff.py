@@ -247,15 +247,17 @@ def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
     ctx.manifest.data["utility_eval"] = eval_set.fingerprint()
     name = utility.detector
     specs = list(dict.fromkeys(m["spec"] for m in methods))
-    jobs = [DetectionJob(spec, spec, name, evaluated, trained, config, utility.batch_size, stage="utility/")
+    jobs = [DetectionJob(spec, spec, name, evaluated, trained, config, utility.batch_size, stage="utility/",
+                         bootstrap=utility.bootstrap)
             for spec in specs]
     results = detection_results(jobs, ctx)
     ctx.manifest.models[name] = {"weights_sha256": results[0]["base"]["weights_sha256"]}
     rows = {spec: {**{m: out["metrics"][m] for m in METRICS},
+                   "AP_lo": out["metrics"].get("AP_lo", np.nan), "AP_hi": out["metrics"].get("AP_hi", np.nan),
                    "detector_cached": out["report"]["cached"] if out["report"] is not None else None}
             for spec, out in zip(specs, results)}
     ctx.manifest.notes["utility"] = {"detector": name, "finetune": config.to_dict(), "eval_images": len(eval_set),
-                                     "eval_persons": eval_set.num_persons}
+                                     "eval_persons": eval_set.num_persons, "bootstrap": utility.bootstrap}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -265,8 +267,12 @@ def _front_panel(ax: Any, table: pd.DataFrame, x: str, front_column: str, xlabel
     for method, part in table.groupby("method", sort=False):
         part = part.sort_values(x)
         style = next(markers, "o")
-        ax.plot(100 * part[x], part["AP"], marker=style, markersize=9 if style == "*" else 6,
-                linewidth=1.2, label=method)
+        line = ax.plot(100 * part[x], part["AP"], marker=style, markersize=9 if style == "*" else 6,
+                       linewidth=1.2, label=method)[0]
+        if {"AP_lo", "AP_hi"} <= set(part.columns) and part["AP_lo"].notna().any():
+            # the 95 % bootstrap interval of each point's AP over the evaluated images
+            ax.errorbar(100 * part[x], part["AP"], yerr=[part["AP"] - part["AP_lo"], part["AP_hi"] - part["AP"]],
+                        fmt="none", ecolor=line.get_color(), elinewidth=0.8, capsize=2)
         for r in part.itertuples():
             ax.annotate(r.label, (100 * getattr(r, x), r.AP), textcoords="offset points", xytext=(4, 4), fontsize=7)
     front = table[table[front_column]].sort_values(x)
