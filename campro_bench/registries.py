@@ -80,6 +80,7 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.e1",
         "campro_bench.experiments.e2",
         "campro_bench.experiments.e3",
+        "campro_bench.experiments.utility_curve",
         "campro_bench.experiments.e4",
         "campro_bench.experiments.table5",
         "campro_bench.experiments.e5",

@@ -11,11 +11,13 @@ import pytest
 
 from campro_bench.errors import CamproError
 from campro_bench.experiments.audit import AuditConfig
-from campro_bench.experiments.e3 import E3Config, E3Protector
+from campro_bench.experiments.e3 import E3Config
+from campro_bench.experiments.finetuned import ProtectorRow
 from campro_bench.experiments.e4 import E4Config, E4Row
 from campro_bench.experiments.spec import GENERAL_KEYS, apply_overrides, load_spec, parse_protocol
 from campro_bench.experiments.table5 import Table5Config
 from campro_bench.experiments.tradeoff import TradeoffConfig
+from campro_bench.experiments.utility_curve import CurveConfig
 from campro_bench.experiments.whitebox import E5Config
 
 PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
@@ -24,6 +26,7 @@ PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
     "table5": (Table5Config, lambda spec: parse_protocol(Table5Config, spec, "table5")),
     "tradeoff": (TradeoffConfig, TradeoffConfig.from_spec),
     "e5": (E5Config, E5Config.from_spec),
+    "utility_curve": (CurveConfig, CurveConfig.from_spec),
     "audit": (AuditConfig, lambda spec: AuditConfig.from_spec({**spec, "protectors": spec["protectors"] or ["invert"]})),
 }
 
@@ -162,7 +165,7 @@ def test_the_audit_rungs_become_e5s_configs() -> None:
 
 def test_row_shapes_accepted_today() -> None:
     e3 = parse("e3", ['protectors=["invert", {label="Given P", spec="raw", checkpoint="p.pt"}]'])
-    assert e3.protectors == [E3Protector("invert", "invert"), E3Protector("Given P", "raw", "p.pt")]
+    assert e3.protectors == [ProtectorRow("invert", "invert"), ProtectorRow("Given P", "raw", "p.pt")]
     e4 = parse("e4", ['rows=["invert", {protector="raw", reference="face-masked", label="m"}]'])
     assert e4.rows == [E4Row("invert"), E4Row("raw", "face-masked", "m")]
 

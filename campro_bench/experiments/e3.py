@@ -27,8 +27,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import option, option_like
-from ..detection.finetune import FinetuneConfig
 from ..datasets.coco import PersonDataset
 from ..errors import CamproError, MissingFileError
 from ..registries import EXPERIMENTS
@@ -36,48 +34,21 @@ from ..utility.bootstrap import AP_KEYS
 from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
 from .common import PAPER_DIR
-from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
-from .spec import parse_protocol
+from .finetuned import DetectionJob, PersonSubset, PersonUtilityProtocol, ProtectorRow, detection_results
 
 PAPER_TABLE = PAPER_DIR / "table3_person_detection.csv"
 PAPER_LABEL = "paper (YOLOv5m, full COCO)"
 
 
 @dataclass(frozen=True)
-class E3Protector:
-    """One row of Table III: a protector spec, its row name, optionally a detector checkpoint."""
-
-    label: str = option(help="the table's row name")
-    spec: str = option(help="protector spec (campro-bench list protectors)")
-    checkpoint: str = option("", help="a detector checkpoint evaluated as is (no fine-tuning); '' = none")
-
-
-@dataclass(frozen=True)
-class E3Config(DetectionUtilityConfig):
-    """The E3 protocol (``protocols/e3.toml``): the detection keys, the seed and the rows.
-
-    Its data default is ``coco-person-val`` (the trade-off's ``[utility]`` keeps its own), and one
-    fine-tuning epoch: 545 images once is 68 batches, more updates than five epochs of coco128's
-    61 images (40), at a cost a shared CPU can carry (docs/detection.md, "Cost").
-    """
-
-    dataset: str = option("coco-person-val", help="person dataset (or spec) whose val (test) split is evaluated")
-    train_dataset: str = option("coco-person-val", help="person dataset (or spec) whose train (fine-tune) split "
-                                                        "fine-tunes the detector")
-    finetune_epochs: int = option_like(FinetuneConfig, "epochs", 1)
-    seed: int = option(0, ge=0, help="seed of the subsets, the fine-tuning and torch")
-    protectors: list[E3Protector] = option(list, help="rows: {label, spec[, checkpoint]} or a protector spec")
+class E3Config(PersonUtilityProtocol):
+    """The E3 protocol (``protocols/e3.toml``): the detection keys, the seed and the rows
+    (:class:`~campro_bench.experiments.finetuned.PersonUtilityProtocol`)."""
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "E3Config":
         """A row given as a bare spec string is labelled with that spec."""
-        given = dict(spec)
-        if isinstance(given.get("protectors"), list):
-            given["protectors"] = [{"label": p, "spec": p} if isinstance(p, str) else p for p in given["protectors"]]
-        cfg = parse_protocol(cls, given, "e3")
-        if not cfg.protectors:
-            raise CamproError("the e3 spec lists no protectors")
-        return cfg
+        return cls.parse(spec, "e3")
 
 
 def _weights_label(checkpoint: Any, train_set: PersonDataset | None, epochs: int) -> str:

@@ -28,7 +28,9 @@ from ..io.hashing import sha256_file, sha256_json
 from ..protectors import build_protector
 from ..utility.bootstrap import DEFAULT_BOOTSTRAP
 from ..utility.detection_eval import evaluate_detector
+from ..errors import CamproError
 from .base import RunContext
+from .spec import parse_protocol
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,44 @@ class DetectionUtilityConfig:
         """The fine-tuning hyper-parameters (they key the cached detectors, see :func:`cache_key`)."""
         return FinetuneConfig(epochs=self.finetune_epochs, batch_size=self.batch_size, lr=self.lr,
                               momentum=self.momentum, weight_decay=self.weight_decay, hflip=self.hflip, seed=seed)
+
+
+@dataclass(frozen=True)
+class ProtectorRow:
+    """One row of Table III / the utility curve: a protector spec, its row name, optionally a
+    detector checkpoint."""
+
+    label: str = option(help="the table's row name")
+    spec: str = option(help="protector spec (campro-bench list protectors)")
+    checkpoint: str = option("", help="a detector checkpoint evaluated as is (no fine-tuning); '' = none")
+
+
+@dataclass(frozen=True)
+class PersonUtilityProtocol(DetectionUtilityConfig):
+    """E3's and the utility curve's keys: the detection keys, the seed and the rows.
+
+    The data default is ``coco-person-val`` (the trade-off's ``[utility]`` keeps its own), and one
+    fine-tuning epoch: 545 images once is 68 batches, more updates than five epochs of coco128's
+    61 images (40), at a cost a shared CPU can carry (docs/detection.md, "Cost").
+    """
+
+    dataset: str = option("coco-person-val", help="person dataset (or spec) whose val (test) split is evaluated")
+    train_dataset: str = option("coco-person-val", help="person dataset (or spec) whose train (fine-tune) split "
+                                                        "fine-tunes the detector")
+    finetune_epochs: int = option_like(FinetuneConfig, "epochs", 1)
+    seed: int = option(0, ge=0, help="seed of the subsets, the fine-tuning, the bootstrap and torch")
+    protectors: list[ProtectorRow] = option(list, help="rows: {label, spec[, checkpoint]} or a protector spec")
+
+    @classmethod
+    def parse(cls, spec: dict[str, Any], name: str) -> Any:
+        """The protocol ``name`` from ``spec``; a row given as a bare spec string is labelled with it."""
+        given = dict(spec)
+        if isinstance(given.get("protectors"), list):
+            given["protectors"] = [{"label": p, "spec": p} if isinstance(p, str) else p for p in given["protectors"]]
+        cfg = parse_protocol(cls, given, name)
+        if not cfg.protectors:
+            raise CamproError(f"the {name} spec lists no protectors")
+        return cfg
 
 
 def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[str, Any], config: FinetuneConfig) -> str:
