@@ -2,10 +2,10 @@
 
 Usage::
 
-    python bench/e3_cost.py [--run baselines/e3_person] [--out bench/e3_cost.png]
+    python bench/e3_cost.py --run baselines/e3_person/raw [--run ...] [--out docs/img/e3-person-cost.png]
 
-Reads what a run of ``campro-bench run e3`` recorded in its folder and draws one stacked bar per
-protector, so a user knows what a run costs before starting one:
+Reads what runs of ``campro-bench run e3`` recorded in their folders (one run, or one run per row)
+and draws one stacked bar per protector, so a user knows what a run costs before starting one:
 
 * evaluation: the manifest's ``timings_s["evaluate <row>"]`` (wall seconds of this run);
 * fine-tuning: from ``finetune_reports.json``, the report each fine-tuned detector carries from
@@ -45,14 +45,15 @@ def figure(table: list[dict[str, Any]], title: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1.9))
     labels = [r["label"] + (" (detector cached)" if r["cached"] else "") for r in table]
     fine = [r["finetune_s"] / 60 for r in table]
     ev = [r["evaluate_s"] / 60 for r in table]
     ax.barh(labels, fine, label="fine-tune (545 images)")
     ax.barh(labels, ev, left=fine, label="evaluate (500 images)")
     ax.invert_yaxis()
-    ax.set(xlabel="wall time (min)", title=title)
+    ax.set(xlabel="wall time (min)")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -61,17 +62,20 @@ def figure(table: list[dict[str, Any]], title: str, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("baselines/e3_person"), help="an E3 result folder")
-    parser.add_argument("--out", type=Path, default=Path("bench/e3_cost.png"))
+    parser.add_argument("--run", type=Path, action="append", required=True, help="an E3 result folder (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("docs/img/e3-person-cost.png"))
     args = parser.parse_args()
-    manifest = json.loads((args.run / "manifest.json").read_text())
-    reports_file = args.run / "finetune_reports.json"
-    reports = json.loads(reports_file.read_text()) if reports_file.is_file() else {}
-    table = rows(manifest, reports)
+    table, threads, started = [], set(), []
+    for folder in args.run:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        reports_file = folder / "finetune_reports.json"
+        reports = json.loads(reports_file.read_text()) if reports_file.is_file() else {}
+        table += rows(manifest, reports)
+        threads.add(str(manifest.get("environment", {}).get("torch_threads", "?")))
+        started.append(manifest.get("started", "?")[:16])
     total = sum(r["finetune_s"] + r["evaluate_s"] for r in table)
-    threads = manifest.get("environment", {}).get("torch_threads", "?")
-    title = (f"E3 on {manifest.get('data', {}).get('eval', {}).get('dataset', '?')}: {total / 60:.0f} min of "
-             f"fine-tuning + evaluation, torch threads {threads}, run {manifest.get('started', '?')[:16]}")
+    title = (f"E3 wall time: {total / 60:.0f} min for {len(table)} rows\n"
+             f"torch threads {'/'.join(sorted(threads))}, runs started {min(started)} .. {max(started)} UTC")
     for r in table:
         print(f"{r['label']:<55} fine-tune {r['finetune_s']:8.1f} s  evaluate {r['evaluate_s']:7.1f} s"
               + ("  (cached)" if r["cached"] else ""))

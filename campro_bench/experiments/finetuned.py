@@ -76,7 +76,7 @@ class PersonUtilityProtocol(DetectionUtilityConfig):
     """E3's and the utility curve's keys: the detection keys, the seed and the rows.
 
     The data default is ``coco-person-val`` (the trade-off's ``[utility]`` keeps its own), and one
-    fine-tuning epoch: 545 images once is 68 batches, more updates than five epochs of coco128's
+    fine-tuning epoch: 545 images once is 69 batches, more updates than five epochs of coco128's
     61 images (40), at a cost a shared CPU can carry (docs/detection.md, "Cost").
     """
 
