@@ -26,7 +26,7 @@ PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
     "table5": (Table5Config, lambda spec: parse_protocol(Table5Config, spec, "table5")),
     "tradeoff": (TradeoffConfig, TradeoffConfig.from_spec),
     "e5": (E5Config, E5Config.from_spec),
-    "utility_curve": (CurveConfig, CurveConfig.from_spec),
+    "utility-curve": (CurveConfig, CurveConfig.from_spec),
     "audit": (AuditConfig, lambda spec: AuditConfig.from_spec({**spec, "protectors": spec["protectors"] or ["invert"]})),
 }
 

@@ -37,7 +37,7 @@ PAPER_SHARE = 0.475 / 0.578
 
 @dataclass(frozen=True)
 class CurveConfig(PersonUtilityProtocol):
-    """The learning-curve protocol (``protocols/utility_curve.toml``): E3's keys, plus the sizes.
+    """The learning-curve protocol (``protocols/utility-curve.toml``): E3's keys, plus the sizes.
 
     ``finetune_epochs`` is the full split's epoch count; ``max_train_images`` must stay 0 (the
     sizes are ``train_sizes``).
@@ -64,7 +64,7 @@ def epochs_for(size: int, full: int, budget: int) -> int:
 
 
 @EXPERIMENTS.register(
-    "utility-curve", protocol="utility_curve",
+    "utility-curve", protocol="utility-curve",
     description="Utility diagnosis: person AP vs fine-tuning images (pretrained, 50, 150, all) per protector",
 )
 def run_utility_curve(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
