@@ -71,7 +71,7 @@ CAPTIONERS: Registry[Any] = Registry(
 DATASETS: Registry[Any] = Registry(
     "dataset",
     "campro_bench.datasets",
-    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.faces"),
+    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.coco_person", "campro_bench.datasets.faces"),
 )
 
 EXPERIMENTS: Registry[Any] = Registry(
@@ -81,6 +81,7 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.e1",
         "campro_bench.experiments.e2",
         "campro_bench.experiments.e3",
+        "campro_bench.experiments.utility_curve",
         "campro_bench.experiments.e4",
         "campro_bench.experiments.table5",
         "campro_bench.experiments.e5",

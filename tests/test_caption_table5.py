@@ -21,7 +21,7 @@ def test_table5_tiny(tmp_path: Path, data_root: Path) -> None:
     out, result = run_experiment(
         "table5",
         overrides=["limit=2", 'protectors=["raw", "lowres:factor=16"]', f"caption.path={blip}",
-                   "caption.options={num_beams=1, max_new_tokens=6}"],
+                   "caption.options={num_beams=1, max_new_tokens=6}", 'pose.dataset=""', "pose.bootstrap=0"],
         out=tmp_path / "run", data_root=str(data_root), device="cpu", compare="paper", quiet=True,
     )
     table = result.tables["table5"]
@@ -40,6 +40,31 @@ def test_table5_tiny(tmp_path: Path, data_root: Path) -> None:
     assert manifest["models"]["captioner"]["path"] == blip.name  # manifests hold no absolute path
     assert manifest["data"]["pose"]["files"] == 2 and manifest["data"]["captions"]["files"] == 2
     assert manifest["notes"]["caption_tokenizer"][0] in ("ptb", "simple")
+
+
+@pytest.mark.realdata
+def test_table5_pose_on_coco_person_val_test_persons_with_intervals(tmp_path: Path, data_root: Path) -> None:
+    """The default pose data: coco-person-val's test images, each AP with its bootstrap interval."""
+    from campro_bench.datasets.coco import load_person_dataset
+    from campro_bench.utility.pose import keypoints_of_person_dataset
+
+    out, result = run_experiment(
+        "table5", overrides=["limit=6", 'protectors=["raw", "defocus:kernel=25,sigma=7"]', "caption.enabled=false",
+                             "pose.bootstrap=200"],
+        out=tmp_path / "run", data_root=str(data_root), quiet=True,
+    )
+    pose = result.tables["table5_pose"].set_index("protector")
+    assert (pose["persons"] == 6).all()  # one person per image
+    for spec in pose.index:
+        assert pose.loc[spec, "AP_lo"] <= pose.loc[spec, "AP"] <= pose.loc[spec, "AP_hi"]
+    rows = result.tables["table5"].iloc[:2]
+    assert (rows["value_lo"] <= rows["value"]).all() and (rows["value"] <= rows["value_hi"]).all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["pose"]["split_info"]["role"] == "test" and manifest["data"]["pose"]["files"] == 6
+    test = load_person_dataset("coco-person-val", data_root, "val")
+    finetune_ids = {r.id for r in load_person_dataset("coco-person-val", data_root, "train").images}
+    scored = keypoints_of_person_dataset(test, 6).image_ids
+    assert len(scored) == 6 and set(scored) <= {r.id for r in test.images} and not set(scored) & finetune_ids
 
 
 @pytest.mark.realdata

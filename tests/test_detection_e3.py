@@ -53,10 +53,15 @@ def test_e3_runs_end_to_end_and_reuses_finetuned_detectors(tmp_path: Path, cache
     assert len(table) == 2 + 4  # with the paper's rows
     for metric in METRICS:
         assert ours[metric].between(0, 1).all(), metric
+    for key in ("AP", "AP@0.5", "AP@0.75"):  # every AP with its bootstrap interval around it
+        assert ((ours[f"{key}_lo"] <= ours[key]) & (ours[key] <= ours[f"{key}_hi"])).all(), key
+    assert "coco-person-val test 4 img" in ours["source"].iloc[0]
     assert (folder / "table3.csv").is_file() and (folder / "table3.md").is_file()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["seeds"]["seed"] == 0 and manifest["seeds"]["finetune"] == 0
     assert manifest["data"]["eval"]["images"] == 4 and manifest["data"]["train"]["images"] == 4
+    assert manifest["data"]["eval"]["split_info"]["split_seed"] == 0
+    assert manifest["notes"]["bootstrap"]["draws"] == 1000
     assert len(manifest["models"]["ssdlite-mobilenetv2-coco"]["weights_sha256"]) == 16
     assert manifest["models"]["ssdlite-mobilenetv2-coco fine-tuned on Raw"]["cached"] is False
     reports = json.loads((folder / "finetune_reports.json").read_text())
@@ -126,3 +131,25 @@ def test_e3_row_with_a_checkpoint_is_evaluated_without_finetuning(tmp_path: Path
     assert not (cache / "detectors").exists()  # nothing was fine-tuned
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["models"][f"ssdlite-mobilenetv2-coco from {ckpt.name}"]["weights_sha256"] == sha
+
+
+def test_utility_curve_scales_epochs_to_the_image_budget(tmp_path: Path, cache: Path, data_root: Path) -> None:
+    from campro_bench.experiments.utility_curve import epochs_for
+
+    assert [epochs_for(n, 545, 545) for n in (50, 150, 0)] == [11, 4, 1]
+    overrides = ["max_images=4", "batch_size=4", "train_sizes=[2, 4]", "image_budget=4", "bootstrap=50",
+                 'protectors=[{label="Raw", spec="raw"}, {label="Inverted", spec="invert"}]']
+    folder, result = run_experiment(
+        "utility-curve", overrides=overrides, out=tmp_path / "run", data_root=str(data_root),
+        cache_dir=str(cache), device="cpu", quiet=True,
+    )
+    table = result.tables["utility_curve"]
+    assert table[["finetune_images", "epochs"]].values.tolist() == [[0, 0]] * 2 + [[2, 2]] * 2 + [[4, 1]] * 2
+    assert (table["images_seen"].iloc[2:] == 4).all()
+    assert ((table["AP_lo"] <= table["AP"]) & (table["AP"] <= table["AP_hi"])).all()
+    raw = table[table["Method"] == "Raw"]
+    assert (raw["share_of_first"].dropna() == 1.0).all()
+    assert (folder / "utility_curve.png").is_file()
+    with pytest.raises(Exception, match="train_sizes"):
+        run_experiment("utility-curve", overrides=["max_train_images=3"], out=tmp_path / "bad",
+                       data_root=str(data_root), cache_dir=str(cache), quiet=True)

@@ -11,12 +11,14 @@ import pytest
 
 from campro_bench.errors import CamproError
 from campro_bench.experiments.audit import AuditConfig
-from campro_bench.experiments.e3 import E3Config, E3Protector
+from campro_bench.experiments.e3 import E3Config
+from campro_bench.experiments.finetuned import ProtectorRow
 from campro_bench.experiments.e4 import E4Config, E4Row
 from campro_bench.experiments.spec import GENERAL_KEYS, apply_overrides, load_spec, parse_protocol
 from campro_bench.experiments.table5 import Table5Config
 from campro_bench.experiments.tradeoff import TradeoffConfig
 from campro_bench.experiments.tsne import TsneConfig
+from campro_bench.experiments.utility_curve import CurveConfig
 from campro_bench.experiments.whitebox import E5Config
 
 PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
@@ -25,6 +27,7 @@ PARSERS: dict[str, tuple[type, Callable[[dict[str, Any]], Any]]] = {
     "table5": (Table5Config, lambda spec: parse_protocol(Table5Config, spec, "table5")),
     "tradeoff": (TradeoffConfig, TradeoffConfig.from_spec),
     "e5": (E5Config, E5Config.from_spec),
+    "utility-curve": (CurveConfig, CurveConfig.from_spec),
     "audit": (AuditConfig, lambda spec: AuditConfig.from_spec({**spec, "protectors": spec["protectors"] or ["invert"]})),
     "tsne": (TsneConfig, lambda spec: parse_protocol(TsneConfig, spec, "tsne")),
 }
@@ -164,7 +167,7 @@ def test_the_audit_rungs_become_e5s_configs() -> None:
 
 def test_row_shapes_accepted_today() -> None:
     e3 = parse("e3", ['protectors=["invert", {label="Given P", spec="raw", checkpoint="p.pt"}]'])
-    assert e3.protectors == [E3Protector("invert", "invert"), E3Protector("Given P", "raw", "p.pt")]
+    assert e3.protectors == [ProtectorRow("invert", "invert"), ProtectorRow("Given P", "raw", "p.pt")]
     e4 = parse("e4", ['rows=["invert", {protector="raw", reference="face-masked", label="m"}]'])
     assert e4.rows == [E4Row("invert"), E4Row("raw", "face-masked", "m")]
 
@@ -173,7 +176,11 @@ def test_the_fine_tuning_keys_become_the_cached_detectors_config() -> None:
     e3 = parse("e3", ["finetune_epochs=2", "lr=0.01", "seed=4"])
     assert e3.finetune(e3.seed).to_dict() == {"epochs": 2, "batch_size": 8, "lr": 0.01, "momentum": 0.9,
                                               "weight_decay": 4e-5, "hflip": True, "seed": 4}
-    assert parse("tradeoff").utility.finetune(0) == parse("e3").finetune(0)  # the two shipped protocols agree
+    # the two shipped protocols agree but for the epochs: E3 passes once over coco-person-val's 545
+    # fine-tune images, the trade-off five times over coco128's 61
+    tradeoff, e3_config = parse("tradeoff").utility, parse("e3")
+    assert (tradeoff.train_dataset, e3_config.train_dataset) == ("coco128", "coco-person-val")
+    assert tradeoff.finetune(0) == dataclasses.replace(e3_config.finetune(0), epochs=5)
 
 
 def test_the_restoration_budget_is_steps_whatever_the_models_listed() -> None:

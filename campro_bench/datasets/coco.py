@@ -57,6 +57,7 @@ class PersonDataset:
     images: list[ImageRecord]
     coco: dict[str, Any]
     label_files: list[Path] = field(default_factory=list)
+    split_info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -97,7 +98,9 @@ class PersonDataset:
     def fingerprint(self) -> dict[str, Any]:
         """Content identity of the images and labels used (for manifests)."""
         info = fingerprint(self.root, [r.path for r in self.images], self.label_files)
-        return {"dataset": self.name, "split": self.split, "images": len(self), "persons": self.num_persons, **info}
+        extra = {"split_info": self.split_info} if self.split_info else {}
+        return {"dataset": self.name, "split": self.split, "images": len(self), "persons": self.num_persons,
+                **info, **extra}
 
 
 def coco_dict(images: list[ImageRecord], annotations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,8 +212,9 @@ def load_coco128(data_root: Path, split: str = "val") -> PersonDataset:
 
 
 def load_person_dataset(name: str, data_root: Path, split: str = "val") -> PersonDataset:
-    """Any registered person-detection dataset by name."""
-    dataset = DATASETS.get(name)(Path(data_root), split)
-    if not isinstance(dataset, PersonDataset):
+    """Any registered person-detection dataset by name or spec (``coco-person-val:split_seed=1``)."""
+    from ..specs import parse_spec
+
+    if DATASETS.entry(parse_spec(name, "dataset")[0]).metadata.get("kind", "person-detection") != "person-detection":
         raise InvalidFileError(f"dataset '{name}' is not a person-detection dataset")
-    return dataset
+    return DATASETS.build(name, PersonDataset, data_root=Path(data_root), split=split)

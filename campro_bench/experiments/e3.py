@@ -3,7 +3,13 @@
 For each protector of the spec (one task of the run's executor each): the detector fine-tuned on protected training images (one per
 method, as the paper does for a fair comparison; the pretrained detector when
 ``finetune_epochs = 0``), evaluated on protected validation images. Columns AP, AP@0.5, AP@0.75,
-Precision, Recall, F1 (see :mod:`campro_bench.utility.detection_eval`).
+Precision, Recall, F1 (see :mod:`campro_bench.utility.detection_eval`), each AP with its 95 %
+bootstrap interval over the evaluated images (``AP_lo`` / ``AP_hi`` ...; ``bootstrap`` draws seeded
+by ``seed``, :mod:`campro_bench.utility.bootstrap`).
+
+The default data is ``coco-person-val`` (fine-tuned on its 545 fine-tune images, tested on its 500
+test images, a seeded split recorded in the manifest); ``protocols/e3_coco128.toml`` is the
+earlier setting (``coco128`` train / val).
 
 Fine-tuned detectors are cached in ``<cache>/detectors/``, keyed by everything that determines
 them (detector weights, protector, training data fingerprint, hyper-parameters, seed), so a
@@ -21,52 +27,39 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import option
 from ..datasets.coco import PersonDataset
 from ..errors import CamproError, MissingFileError
 from ..registries import EXPERIMENTS
+from ..utility.bootstrap import AP_KEYS
 from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
 from .common import PAPER_DIR
-from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
-from .spec import parse_protocol
+from .finetuned import DetectionJob, PersonSubset, PersonUtilityProtocol, ProtectorRow, detection_results
 
 PAPER_TABLE = PAPER_DIR / "table3_person_detection.csv"
 PAPER_LABEL = "paper (YOLOv5m, full COCO)"
 
 
 @dataclass(frozen=True)
-class E3Protector:
-    """One row of Table III: a protector spec, its row name, optionally a detector checkpoint."""
-
-    label: str = option(help="the table's row name")
-    spec: str = option(help="protector spec (campro-bench list protectors)")
-    checkpoint: str = option("", help="a detector checkpoint evaluated as is (no fine-tuning); '' = none")
-
-
-@dataclass(frozen=True)
-class E3Config(DetectionUtilityConfig):
-    """The E3 protocol (``protocols/e3.toml``): the detection keys, the seed and the rows."""
-
-    seed: int = option(0, ge=0, help="seed of the subsets, the fine-tuning and torch")
-    protectors: list[E3Protector] = option(list, help="rows: {label, spec[, checkpoint]} or a protector spec")
+class E3Config(PersonUtilityProtocol):
+    """The E3 protocol (``protocols/e3.toml``): the detection keys, the seed and the rows
+    (:class:`~campro_bench.experiments.finetuned.PersonUtilityProtocol`)."""
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "E3Config":
         """A row given as a bare spec string is labelled with that spec."""
-        given = dict(spec)
-        if isinstance(given.get("protectors"), list):
-            given["protectors"] = [{"label": p, "spec": p} if isinstance(p, str) else p for p in given["protectors"]]
-        cfg = parse_protocol(cls, given, "e3")
-        if not cfg.protectors:
-            raise CamproError("the e3 spec lists no protectors")
-        return cfg
+        return cls.parse(spec, "e3")
 
 
 def _weights_label(checkpoint: Any, train_set: PersonDataset | None, epochs: int) -> str:
     if checkpoint:
         return f"weights {Path(str(checkpoint)).name}, not fine-tuned"
     return f"fine-tuned {epochs} ep" if train_set is not None else "pretrained"
+
+
+def _role(dataset: PersonDataset) -> str:
+    """``test`` / ``fine-tune`` where the dataset records its split's role, else the split name."""
+    return str(dataset.split_info.get("role", dataset.split))
 
 
 def paper_rows() -> pd.DataFrame:
@@ -103,7 +96,8 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     name = cfg.detector
     # a checkpoint path is resolved here: a task may run in another working folder
     jobs = [DetectionJob(item.label, item.spec, name, evaluated, trained, config, cfg.batch_size,
-                         checkpoint=str(Path(item.checkpoint).absolute()) if item.checkpoint else "")
+                         checkpoint=str(Path(item.checkpoint).absolute()) if item.checkpoint else "",
+                         bootstrap=cfg.bootstrap)
             for item in cfg.protectors]
     results = detection_results(jobs, ctx)
     ctx.manifest.models[name] = results[0]["base"]
@@ -123,13 +117,20 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             {
                 "Method": label,
                 **{m: metrics[m] for m in METRICS},
+                **{f"{k}_{end}": metrics.get(f"{k}_{end}", float("nan")) for k in AP_KEYS for end in ("lo", "hi")},
                 "threshold": metrics["threshold"],
                 "protector": out["protector"],
                 "source": f"ours ({name}, {_weights_label(checkpoint, train_set, config.epochs)}, "
-                f"{eval_set.name} val {len(eval_set)} img)",
+                f"{eval_set.name} {_role(eval_set)} {len(eval_set)} img)",
             }
         )
     table = pd.DataFrame(rows)
+    if cfg.bootstrap > 0:
+        raw = table.iloc[0]
+        table["AP_share_of_first"] = table["AP"] / raw["AP"] if raw["AP"] > 0 else float("nan")
+        ctx.manifest.notes["bootstrap"] = {
+            "draws": cfg.bootstrap, "seed": seed, "confidence": 0.95, "method": "percentile, images resampled "
+            "with replacement, one COCOeval matching re-accumulated per draw"}
     if ctx.compare == "paper":
         table = pd.concat([table, paper_rows()], ignore_index=True)
     notes = (
@@ -138,6 +139,9 @@ def run_e3(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         + (f", fine-tuned per protector for {config.epochs} epochs on {train_set.name} train "
            f"({len(train_set)} images, {train_set.num_persons} persons)" if train_set else " (pretrained, not fine-tuned)")
         + ". AP: COCOeval; Precision/Recall/F1 at IoU 0.5 at the F1-best threshold."
+        + (f" AP_lo / AP_hi: 95 % percentile bootstrap interval over the {len(eval_set)} evaluated images "
+           f"({cfg.bootstrap} draws, seed {seed}); AP_share_of_first: AP / the first row's AP."
+           if cfg.bootstrap > 0 else "")
     )
     extra = {"finetune_reports.json": (json.dumps(reports, indent=2, default=str) + "\n").encode()} if reports else {}
     return ExperimentResult(tables={"table3": table}, notes=notes, extra_files=extra)

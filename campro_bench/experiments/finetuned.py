@@ -26,8 +26,11 @@ from ..detection.checkpoint import load_checkpoint
 from ..detection.finetune import FinetuneConfig, train_detector
 from ..io.hashing import sha256_file, sha256_json
 from ..protectors import build_protector
+from ..utility.bootstrap import DEFAULT_BOOTSTRAP
 from ..utility.detection_eval import evaluate_detector
+from ..errors import CamproError
 from .base import RunContext
+from .spec import parse_protocol
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class DetectionUtilityConfig:
     """
 
     detector: str = option("ssdlite-mobilenetv2-coco", help="person detector (PERSON_DETECTORS)")
-    dataset: str = option("coco128", help="person dataset whose val split is evaluated")
-    train_dataset: str = option("coco128", help="person dataset whose train split fine-tunes the detector")
+    dataset: str = option("coco128", help="person dataset (or spec) whose val split is evaluated")
+    train_dataset: str = option("coco128", help="person dataset (or spec) whose train split fine-tunes the detector")
     max_images: int = option(0, ge=0, le=1_000_000, help="0 = every val image; N = a seeded subset")
     max_train_images: int = option(0, ge=0, le=1_000_000, help="0 = every train image; N = a seeded subset")
     finetune_epochs: int = option_like(FinetuneConfig, "epochs")
@@ -49,11 +52,51 @@ class DetectionUtilityConfig:
     momentum: float = option_like(FinetuneConfig, "momentum")
     weight_decay: float = option_like(FinetuneConfig, "weight_decay")
     hflip: bool = option_like(FinetuneConfig, "hflip")
+    bootstrap: int = option(DEFAULT_BOOTSTRAP, ge=0, le=100_000,
+                            help="bootstrap draws over the evaluated images for each AP's 95 % interval; 0 = none")
 
     def finetune(self, seed: int) -> FinetuneConfig:
         """The fine-tuning hyper-parameters (they key the cached detectors, see :func:`cache_key`)."""
         return FinetuneConfig(epochs=self.finetune_epochs, batch_size=self.batch_size, lr=self.lr,
                               momentum=self.momentum, weight_decay=self.weight_decay, hflip=self.hflip, seed=seed)
+
+
+@dataclass(frozen=True)
+class ProtectorRow:
+    """One row of Table III / the utility curve: a protector spec, its row name, optionally a
+    detector checkpoint."""
+
+    label: str = option(help="the table's row name")
+    spec: str = option(help="protector spec (campro-bench list protectors)")
+    checkpoint: str = option("", help="a detector checkpoint evaluated as is (no fine-tuning); '' = none")
+
+
+@dataclass(frozen=True)
+class PersonUtilityProtocol(DetectionUtilityConfig):
+    """E3's and the utility curve's keys: the detection keys, the seed and the rows.
+
+    The data default is ``coco-person-val`` (the trade-off's ``[utility]`` keeps its own), and one
+    fine-tuning epoch: 545 images once is 69 batches, more updates than five epochs of coco128's
+    61 images (40), at a cost a shared CPU can carry (docs/detection.md, "Cost").
+    """
+
+    dataset: str = option("coco-person-val", help="person dataset (or spec) whose val (test) split is evaluated")
+    train_dataset: str = option("coco-person-val", help="person dataset (or spec) whose train (fine-tune) split "
+                                                        "fine-tunes the detector")
+    finetune_epochs: int = option_like(FinetuneConfig, "epochs", 1)
+    seed: int = option(0, ge=0, help="seed of the subsets, the fine-tuning, the bootstrap and torch")
+    protectors: list[ProtectorRow] = option(list, help="rows: {label, spec[, checkpoint]} or a protector spec")
+
+    @classmethod
+    def parse(cls, spec: dict[str, Any], name: str) -> Any:
+        """The protocol ``name`` from ``spec``; a row given as a bare spec string is labelled with it."""
+        given = dict(spec)
+        if isinstance(given.get("protectors"), list):
+            given["protectors"] = [{"label": p, "spec": p} if isinstance(p, str) else p for p in given["protectors"]]
+        cfg = parse_protocol(cls, given, name)
+        if not cfg.protectors:
+            raise CamproError(f"the {name} spec lists no protectors")
+        return cfg
 
 
 def cache_key(detector: PersonDetector, protector_fingerprint: str, data: dict[str, Any], config: FinetuneConfig) -> str:
@@ -110,7 +153,8 @@ class PersonSubset:
 class DetectionJob:
     """One row of E3 / one point of the trade-off: the detector for ``protector`` (a given
     ``checkpoint``, else fine-tuned on ``train`` unless it is None, else the pretrained one)
-    evaluated on ``eval`` protected by ``protector``. ``stage`` prefixes the manifest timers."""
+    evaluated on ``eval`` protected by ``protector``, each AP with a ``bootstrap``-draw interval
+    seeded by ``config.seed``. ``stage`` prefixes the manifest timers."""
 
     label: str
     protector: str
@@ -121,6 +165,7 @@ class DetectionJob:
     batch_size: int
     checkpoint: str = ""
     stage: str = ""
+    bootstrap: int = 0
 
 
 def detection_task(ctx: RunContext, job: DetectionJob) -> dict[str, Any]:
@@ -136,7 +181,8 @@ def detection_task(ctx: RunContext, job: DetectionJob) -> dict[str, Any]:
     eval_set = job.eval.load(ctx)
     with ctx.manifest.timer(f"{job.stage}evaluate {job.label}"), \
             ctx.progress(f"evaluate {job.label}", len(eval_set)) as advance:
-        metrics = evaluate_detector(detector, eval_set, protector, job.batch_size, ctx.device, on_progress=advance)
+        metrics = evaluate_detector(detector, eval_set, protector, job.batch_size, ctx.device, on_progress=advance,
+                                    bootstrap=job.bootstrap, seed=job.config.seed)
     return {"metrics": metrics, "report": report, "weights_sha256": detector.weights_hash,
             "base": {"weights_sha256": base.weights_hash, "contract": base.contract.to_dict()},
             "protector": protector.spec()}

@@ -23,12 +23,19 @@ import numpy as np
 import pandas as pd
 
 from ..config import option
+from ..datasets.coco import load_person_dataset
 from ..datasets.fingerprint import fingerprint
 from ..errors import CamproError
 from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.caption import build_captioner, caption_dataset, cider_d, load_coco_captions
-from ..utility.pose import build_pose_estimator, keypoint_ap, load_person_keypoints, predict_keypoints
+from ..utility.pose import (
+    build_pose_estimator,
+    keypoint_ap,
+    keypoints_of_person_dataset,
+    load_person_keypoints,
+    predict_keypoints,
+)
 from .base import ExperimentResult, RunContext
 from .common import camera_transform, check_compare, expand_protector_specs, paper_table
 from .spec import parse_protocol
@@ -40,6 +47,10 @@ class PoseConfig:
 
     enabled: bool = option(True, help="false: no pose rows")
     estimator: str = option("mediapipe-pose", help="a POSE_ESTIMATORS entry")
+    dataset: str = option("coco-person-val", help="a person dataset (or spec) with keypoints whose val (test) "
+                                                  "split is scored; '' = the table's dataset and split folders")
+    bootstrap: int = option(1000, ge=0, le=100_000, help="bootstrap draws over the images for the AP's 95 % "
+                                                         "interval (seeded by seed); 0 = none")
     options: dict[str, Any] = option(dict, help="the estimator's own options (checked by its factory)")
 
 
@@ -59,7 +70,7 @@ class CaptionConfig:
 class Table5Config:
     """The Table V protocol (``protocols/table5.toml``)."""
 
-    seed: int = option(0, ge=0, help="nothing is random; recorded for uniformity")
+    seed: int = option(0, ge=0, help="seed of the bootstrap intervals (nothing else is random)")
     dataset: str = option("coco-mini", help="folder under the data root holding annotations/ and <split>/")
     split: str = option("val2017", help="COCO split")
     limit: int = option(0, ge=0, le=10_000_000, help="0 = every image, else the first N image ids (per task)")
@@ -70,10 +81,18 @@ class Table5Config:
 
 def _pose_rows(cfg: Table5Config, ctx: RunContext, protectors: list[str]) -> tuple[list[dict], pd.DataFrame]:
     name = cfg.pose.estimator
-    gt = load_person_keypoints(ctx.data_root / cfg.dataset, cfg.split, cfg.limit)
-    ctx.manifest.data["pose"] = fingerprint(
-        ctx.data_root, [gt.image_path(i) for i in gt.image_ids], [gt.annotation_file]
-    )
+    if cfg.pose.dataset:  # a registered person dataset with keypoints: its test (val) persons
+        persons = load_person_dataset(cfg.pose.dataset, ctx.data_root, "val")
+        gt = keypoints_of_person_dataset(persons, cfg.limit)
+        split_info = {"split_info": persons.split_info} if persons.split_info else {}
+        ctx.manifest.data["pose"] = {"dataset": persons.name, "split": persons.split, "persons": gt.num_persons,
+                                     **fingerprint(ctx.data_root, [gt.image_path(i) for i in gt.image_ids],
+                                                   [gt.annotation_file]), **split_info}
+    else:
+        gt = load_person_keypoints(ctx.data_root / cfg.dataset, cfg.split, cfg.limit)
+        ctx.manifest.data["pose"] = fingerprint(
+            ctx.data_root, [gt.image_path(i) for i in gt.image_ids], [gt.annotation_file]
+        )
     estimator = build_pose_estimator(name, **dict(cfg.pose.options))
     config = getattr(estimator, "config", lambda: {"name": name})()
     ctx.manifest.models["pose_estimator"] = config
@@ -88,8 +107,9 @@ def _pose_rows(cfg: Table5Config, ctx: RunContext, protectors: list[str]) -> tup
                     results = predict_keypoints(
                         estimator, gt, camera_transform(protector, ctx.device), raw, advance
                     )
-                    stats = keypoint_ap(gt.coco, results, gt.image_ids)
-                rows.append(_row("Human Pose Estimation", "AP (OKS)", name, spec_text, stats["AP"], "ok"))
+                    stats = keypoint_ap(gt.coco, results, gt.image_ids, cfg.pose.bootstrap, cfg.seed)
+                rows.append(_row("Human Pose Estimation", "AP (OKS)", name, spec_text, stats["AP"], "ok",
+                                 stats.get("AP_lo", np.nan), stats.get("AP_hi", np.nan)))
                 details.append({"protector": spec_text, "persons": gt.num_persons,
                                 "poses_found": len(results), **stats})
     finally:
@@ -138,9 +158,11 @@ def _caption_rows(cfg: Table5Config, ctx: RunContext, protectors: list[str]) -> 
     return rows
 
 
-def _row(application: str, metric: str, model: str, protector: str, value: float, status: str) -> dict:
+def _row(application: str, metric: str, model: str, protector: str, value: float, status: str,
+         low: float = np.nan, high: float = np.nan) -> dict:
+    """One Table V row; ``value_lo`` / ``value_hi``: its 95 % bootstrap interval where there is one."""
     return {"application": application, "metric": metric, "model": model, "image_type": protector,
-            "value": value, "status": status}
+            "value": value, "value_lo": low, "value_hi": high, "status": status}
 
 
 @EXPERIMENTS.register(
@@ -168,7 +190,10 @@ def run_table5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         tables["paper_table5"] = paper_table("table5_vision_apps.csv")
     notes = (
         "Pose: keypoint AP (COCO OKS, AP@[.5:.95]) of top-down estimation on ground-truth person "
-        "boxes. Captions: CIDEr-D (pycocoevalcap) against the COCO reference captions. The paper "
+        + (f"boxes of {cfg.pose.dataset}'s test images"
+           + (f", value_lo / value_hi its 95 % bootstrap interval over the images ({cfg.pose.bootstrap} draws, "
+              f"seed {cfg.seed})" if cfg.pose.bootstrap else "") if cfg.pose.dataset else "boxes")
+        + ". Captions: CIDEr-D (pycocoevalcap) against the COCO reference captions. The paper "
         "used HRNet (MMPose) and BLIP (LAVIS); compare raw vs protected rows of the same model."
     )
     return ExperimentResult(tables=tables, notes=notes)

@@ -249,15 +249,17 @@ def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunC
     ctx.manifest.data["utility_eval"] = eval_set.fingerprint()
     name = utility.detector
     specs = list(dict.fromkeys(m["spec"] for m in methods))
-    jobs = [DetectionJob(spec, spec, name, evaluated, trained, config, utility.batch_size, stage="utility/")
+    jobs = [DetectionJob(spec, spec, name, evaluated, trained, config, utility.batch_size, stage="utility/",
+                         bootstrap=utility.bootstrap)
             for spec in specs]
     results = detection_results(jobs, ctx)
     ctx.manifest.models[name] = {"weights_sha256": results[0]["base"]["weights_sha256"]}
     rows = {spec: {**{m: out["metrics"][m] for m in METRICS},
+                   "AP_lo": out["metrics"].get("AP_lo", np.nan), "AP_hi": out["metrics"].get("AP_hi", np.nan),
                    "detector_cached": out["report"]["cached"] if out["report"] is not None else None}
             for spec, out in zip(specs, results)}
     ctx.manifest.notes["utility"] = {"detector": name, "finetune": config.to_dict(), "eval_images": len(eval_set),
-                                     "eval_persons": eval_set.num_persons}
+                                     "eval_persons": eval_set.num_persons, "bootstrap": utility.bootstrap}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -281,6 +283,10 @@ def _front_panel(ax: Any, table: pd.DataFrame, x: str, front_column: str, xlabel
         size = 10 if style == "*" else 6
         if is_sweep(list(part["spec"])):
             ax.plot(100 * part[x], part["AP"], color=colour, linewidth=1.0, alpha=0.7, zorder=2)
+        if {"AP_lo", "AP_hi"} <= set(part.columns) and part["AP_lo"].notna().any():
+            # the 95 % bootstrap interval of each point's AP over the evaluated images
+            ax.errorbar(100 * part[x], part["AP"], yerr=[part["AP"] - part["AP_lo"], part["AP_hi"] - part["AP"]],
+                        fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, zorder=2)
         audited = part["audit_worst_case"].notna() if hollow_unaudited else pd.Series(True, index=part.index)
         for filled, group in ((True, part[audited]), (False, part[~audited])):
             if len(group):

@@ -323,6 +323,36 @@ def read_coco_json(dataset_dir: Path, kind: str, split: str, keys: tuple[str, ..
     return dataset, annotation_file, images_dir
 
 
+def scored_persons(coco: Any, limit: int = 0) -> dict[int, list[dict[str, Any]]]:
+    """The persons keypoint AP scores, by image: not crowd, at least one labelled keypoint;
+    ``limit`` > 0 keeps the first ``limit`` images by id."""
+    persons: dict[int, list[dict[str, Any]]] = {}
+    for ann in sorted(coco.anns.values(), key=lambda a: (a["image_id"], a["id"])):
+        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) <= 0:
+            continue
+        persons.setdefault(int(ann["image_id"]), []).append(ann)
+    if limit > 0:
+        persons = {i: persons[i] for i in sorted(persons)[:limit]}
+    return persons
+
+
+def keypoints_of_person_dataset(dataset: Any, limit: int = 0) -> PersonKeypoints:
+    """The keypoint ground truth of a :class:`~campro_bench.datasets.coco.PersonDataset` whose
+    annotations carry keypoints (``coco-person-val``: the persons of its split, e.g. the test images)."""
+    annotations = dataset.coco["annotations"]
+    if not any("keypoints" in a for a in annotations):
+        raise InvalidFileError(f"dataset '{dataset.name}' has no keypoint annotations")
+    folders = {r.path.parent for r in dataset.images}
+    if len(folders) != 1:
+        raise InvalidFileError(f"dataset '{dataset.name}': pose needs the images in one folder")
+    coco = coco_from_dict({**dataset.coco, "categories": [{**dataset.coco["categories"][0],
+                                                            "keypoints": list(COCO_KEYPOINTS)}]})
+    persons = scored_persons(coco, limit)
+    if not persons:
+        raise EmptyDatasetError(f"dataset '{dataset.name}' ({dataset.split}) holds no person with labelled keypoints")
+    return PersonKeypoints(coco, folders.pop(), dataset.label_files[0], persons)
+
+
 def load_person_keypoints(dataset_dir: Path, split: str = "val2017", limit: int = 0) -> PersonKeypoints:
     """Read ``<dataset_dir>/annotations/person_keypoints_<split>.json`` and ``<split>/`` images.
 
@@ -332,13 +362,7 @@ def load_person_keypoints(dataset_dir: Path, split: str = "val2017", limit: int 
         dataset_dir, "person_keypoints", split, ("images", "annotations", "categories")
     )
     coco = coco_from_dict(dataset)
-    persons: dict[int, list[dict[str, Any]]] = {}
-    for ann in sorted(coco.anns.values(), key=lambda a: (a["image_id"], a["id"])):
-        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) <= 0:
-            continue
-        persons.setdefault(int(ann["image_id"]), []).append(ann)
-    if limit > 0:
-        persons = {i: persons[i] for i in sorted(persons)[:limit]}
+    persons = scored_persons(coco, limit)
     if not persons:
         raise EmptyDatasetError(f"{annotation_file} holds no person with labelled keypoints")
     return PersonKeypoints(coco, images_dir, annotation_file, persons)
@@ -371,16 +395,27 @@ KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm
 """Names of ``COCOeval.stats`` for keypoints, in order."""
 
 
-def keypoint_ap(coco_gt: Any, results: list[dict[str, Any]], image_ids: Iterable[int]) -> dict[str, float]:
+INTERVAL_KEYS = {"AP": "AP", "AP@0.5": "AP50", "AP@0.75": "AP75"}
+"""Bootstrap interval keys (:mod:`~campro_bench.utility.bootstrap`) -> keypoint stat names."""
+
+
+def keypoint_ap(coco_gt: Any, results: list[dict[str, Any]], image_ids: Iterable[int],
+                bootstrap: int = 0, seed: int = 0) -> dict[str, float]:
     """COCO keypoint AP (OKS) of ``results`` on ``image_ids``: ``{"AP", "AP50", ...}``.
 
-    AP is 0 when there are no results at all (pycocotools cannot load an empty result list).
+    With ``bootstrap`` > 0, ``AP_lo`` / ``AP_hi`` (and ``AP50_*``, ``AP75_*``) are the 95 %
+    percentile bootstrap intervals over the images (:mod:`campro_bench.utility.bootstrap`, seeded
+    by ``seed``). AP is 0 when there are no results at all (pycocotools cannot load an empty
+    result list); so is its interval.
     """
     from pycocotools.cocoeval import COCOeval
 
+    from .bootstrap import bootstrap_ap, per_image_matches
+
     ids = sorted(set(int(i) for i in image_ids))
     if not results:
-        return {name: 0.0 for name in KEYPOINT_STATS}
+        empty = {f"{name}_{end}": 0.0 for name in INTERVAL_KEYS.values() for end in ("lo", "hi")}
+        return {**{name: 0.0 for name in KEYPOINT_STATS}, **(empty if bootstrap > 0 else {})}
     with _quiet():
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
@@ -389,7 +424,12 @@ def keypoint_ap(coco_gt: Any, results: list[dict[str, Any]], image_ids: Iterable
         evaluator.accumulate()
         evaluator.summarize()
     # pycocotools reports -1 where a statistic has no ground truth (e.g. no medium persons)
-    return {name: float(v) for name, v in zip(KEYPOINT_STATS, evaluator.stats)}
+    stats = {name: float(v) for name, v in zip(KEYPOINT_STATS, evaluator.stats)}
+    if bootstrap > 0:
+        intervals = bootstrap_ap(per_image_matches(evaluator), bootstrap, seed)
+        for key, name in INTERVAL_KEYS.items():
+            stats[f"{name}_lo"], stats[f"{name}_hi"] = intervals[f"{key}_lo"], intervals[f"{key}_hi"]
+    return stats
 
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
