@@ -70,7 +70,7 @@ CAPTIONERS: Registry[Any] = Registry(
 DATASETS: Registry[Any] = Registry(
     "dataset",
     "campro_bench.datasets",
-    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.faces"),
+    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.faces", "campro_bench.video.data"),
 )
 
 EXPERIMENTS: Registry[Any] = Registry(
@@ -112,6 +112,11 @@ ATTACKS: Registry[Any] = Registry(
 """Attacks of the privacy audit: blind image transforms and analytic inverses keyed by protector
 (metadata ``kind`` = ``blind`` | ``inverse``, ``protector`` = the inverted protector's name)."""
 
+VIDEO_PROTECTORS: Registry[Any] = Registry(
+    "video protector", "campro_bench.video_protectors", builtins=("campro_bench.video.protectors",)
+)
+"""Protectors of clips ``(B, 3, T, H, W)`` in [0, 1] (BDQ and its baselines; see docs/video.md)."""
+
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
     "face-detectors": FACE_DETECTORS,
@@ -126,5 +131,6 @@ ALL: dict[str, Registry[Any]] = {
     "retrain-extractors": RETRAIN_EXTRACTORS,
     "retrain-heads": RETRAIN_HEADS,
     "attacks": ATTACKS,
+    "video-protectors": VIDEO_PROTECTORS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""
