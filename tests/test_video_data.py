@@ -4,39 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from campro_bench.errors import CamproError
 from campro_bench.video.data import (actor_segments, actor_split, load_video_clips, read_frames, scan_clips,
                                      time_split, window_span, windows)
-
-
-def _synthetic_clip(frames: int = 12, size: int = 32, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(frames, size, size, 3), dtype=np.uint8)
-
-
-def _write_avi(path: Path, clip: np.ndarray) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 25, clip.shape[2:0:-1])
-    assert writer.isOpened()
-    for frame in clip:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
-def _write_folder(folder: Path, clip: np.ndarray) -> None:
-    folder.mkdir(parents=True)
-    for i, frame in enumerate(clip, 1):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-
-
-def _kth_tree(root: Path, actors: int = 4, frames: int = 20) -> None:
-    for a in range(1, actors + 1):
-        for action in ("boxing", "walking"):
-            (root / action).mkdir(parents=True, exist_ok=True)
-            _write_avi(root / action / f"person{a:02d}_{action}_d1_uncomp.avi", _synthetic_clip(frames, 16, a))
+from campro_bench.video.synthetic import random_clip as _synthetic_clip
+from campro_bench.video.synthetic import write_avi as _write_avi
+from campro_bench.video.synthetic import write_frame_folder as _write_folder
+from campro_bench.video.synthetic import write_kth_tree as _kth_tree
 
 
 def test_avi_and_frame_folder_give_the_same_frames(tmp_path: Path) -> None:
