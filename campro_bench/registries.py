@@ -86,6 +86,7 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.tradeoff",
         "campro_bench.experiments.lensless",
         "campro_bench.experiments.audit",
+        "campro_bench.experiments.bdq",
     ),
 )
 

@@ -45,3 +45,25 @@ def test_actor_attack_learns_a_separable_task() -> None:
     x = torch.rand(32, 3, 4, 16, 16) * 0.2 + y.view(-1, 1, 1, 1, 1) * 0.8  # actor 1 is bright, actor 0 dark
     result = actor_attack(x, y, x, y, 2, AttackConfig(members=2, steps=30, batch_size=8, lr=1e-2, width=2), seed=0)
     assert result["single"] == 100.0 and result["ensemble"] == 100.0
+
+
+def test_run_bdq_writes_tables_figure_and_manifest(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from campro_bench.cli.main import app
+
+    _kth_tree(tmp_path / "data", actors=3, frames=20)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "bdq", "--out", str(out), "--quiet", "--set", f"dataset={tmp_path / 'data'}", "--set", "size=16",
+        "--set", "frames=4", "--set", "stride=1", "--set", "test_actors=1", "--set", "steps=2", "--set", "ensemble=2",
+        "--set", "seeds=[0, 1]", "--set", "train_step=4", "--set", "test_step=4",
+        "--set", 'protectors={raw="raw", bdq="bdq:sigma=2"}'])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "bdq.csv").open()))
+    assert [r["protector"] for r in rows] == ["raw", "bdq"]
+    assert float(rows[0]["actor_chance"]) == pytest.approx(100 / 3, abs=0.01) and float(rows[0]["action_chance"]) == 50
+    assert (out / "bdq_tradeoff.png").stat().st_size > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seeds"]["seeds"] == [0, 1] and set(manifest["notes"]["action_splits"]) == {"0", "1"}
+    assert len(list(csv.DictReader((out / "bdq_seeds.csv").open()))) == 4

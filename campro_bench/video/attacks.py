@@ -25,6 +25,7 @@ class AttackConfig:
     batch_size: int = 16
     lr: float = 1e-3
     width: int = 8
+    pool: int = 4
 
 
 def actor_attack(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -34,6 +35,7 @@ def actor_attack(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     probas = []
     for member in range(config.members):
         model = train_classifier(train_x, train_y, num_actors, steps=config.steps, batch_size=config.batch_size,
-                                 lr=config.lr, width=config.width, seed=seed * 100 + member)
+                                 lr=config.lr, width=config.width, seed=seed * 100 + member,
+                                 pool=config.pool)
         probas.append(predict_proba(model, test_x))
     return {"single": accuracy(probas[0], test_y), "ensemble": accuracy(torch.stack(probas).mean(0), test_y)}

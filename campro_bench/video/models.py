@@ -1,7 +1,7 @@
 """The small clip classifier used for both tasks, and the clip tensors it is trained on.
 
-:class:`ClipNet` is a 3D CNN small enough to train on two CPU cores in a minute at 64x64: a 2x2
-average pool and a strided 3x5x5 stem (64 -> 16), two 3x3x3 blocks with pooling and a global average pool. The same
+:class:`ClipNet` is a 3D CNN small enough to train on two shared CPU cores in a minute on 64x64 clips:
+a ``pool`` x ``pool`` average pool (default 4: 64 -> 16 pixels), a strided 3x5x5 stem, two 3x3x3 blocks with pooling and a global average pool. The same
 architecture is the action classifier (utility) and the actor classifier (the privacy attacker).
 """
 
@@ -20,7 +20,7 @@ from .data import Segment, VideoClips, window_frames, windows
 class ClipNet(nn.Module):
     """3D CNN over clips ``(B, C, T, H, W)`` -> class logits (any T >= 1, any H, W >= 8)."""
 
-    def __init__(self, num_classes: int, width: int = 8, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int, width: int = 8, in_channels: int = 3, pool: int = 4) -> None:
         super().__init__()
 
         def block(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
@@ -29,7 +29,7 @@ class ClipNet(nn.Module):
                                  nn.ReLU(inplace=True))
 
         self.features = nn.Sequential(
-            nn.AvgPool3d((1, 2, 2)),
+            nn.AvgPool3d((1, pool, pool)),
             block(in_channels, width, (3, 5, 5), (1, 2, 2)),
             nn.MaxPool3d((1, 2, 2)),
             block(width, 2 * width, (3, 3, 3), (1, 1, 1)),
@@ -81,10 +81,10 @@ def encode_set(protector: nn.Module, clips: ClipSet, batch_size: int = 64) -> to
 
 
 def train_classifier(inputs: torch.Tensor, labels: torch.Tensor, num_classes: int, *, steps: int, batch_size: int,
-                     lr: float, width: int, seed: int) -> ClipNet:
+                     lr: float, width: int, seed: int, pool: int = 4) -> ClipNet:
     """A fresh :class:`ClipNet` trained with Adam on (encoded clips, labels); seeded init and batches."""
     torch.manual_seed(seed)
-    model = ClipNet(num_classes, width, inputs.shape[1])
+    model = ClipNet(num_classes, width, inputs.shape[1], pool)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed + 1)
     model.train()

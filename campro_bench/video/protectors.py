@@ -82,7 +82,7 @@ def soft_quantise(d: torch.Tensor, centres: torch.Tensor, temperature: float) ->
 
 def hard_quantise(d: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Hard rounding: the number of bin centres below ``d`` (the soft form's limit as ``F`` grows)."""
-    return (d.unsqueeze(-1) > centres).to(d.dtype).sum(-1)
+    return torch.bucketize(d.contiguous(), centres.detach().sort().values, right=False).to(d.dtype)
 
 
 @VIDEO_PROTECTORS.register("raw", description="the clip unchanged (no privacy)")

@@ -50,8 +50,8 @@ class BDQTrainConfig:
     test_actors: int = option(3, ge=1, help="actors held out by the leave-actors-out split (never trained on)")
     split_seed: int = option(0, help="seed of the leave-actors-out split")
     train_fraction: float = option(0.6, gt=0, lt=1, help="earlier fraction of every clip used for training")
-    iterations: int = option(150, ge=1, le=100_000, help="adversarial iterations (each: step 1 then step 2)")
-    batch_size: int = option(16, ge=1, le=1024, help="clips per step")
+    iterations: int = option(60, ge=1, le=100_000, help="adversarial iterations (each: step 1 then step 2)")
+    batch_size: int = option(8, ge=1, le=1024, help="clips per step")
     alpha: float = option(1.0, ge=0, help="weight of the actor-entropy term in step 1")
     sigma: float = option(1.0, gt=0, help="initial blur sigma")
     levels: int = option(16, ge=2, le=256, help="quantisation levels N")
@@ -59,8 +59,9 @@ class BDQTrainConfig:
     lr_encoder: float = option(0.05, gt=0, help="Adam learning rate of sigma and the bin centres")
     lr_models: float = option(1e-3, gt=0, help="Adam learning rate of the action and actor models")
     width: int = option(8, ge=1, le=128, help="width of the 3D CNNs")
+    pool: int = option(4, ge=1, le=16, help="average pooling of the 3D CNNs' input (64 -> 16 pixels)")
     seed: int = option(0, help="seed of model initialisation and batch order")
-    checkpoint_every: int = option(25, ge=1, help="iterations between checkpoints")
+    checkpoint_every: int = option(20, ge=1, help="iterations between checkpoints")
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ def train_bdq(config: BDQTrainConfig, out: Path, *, data_root: Path | None, resu
     saved_state: dict[str, Any] | None = None
     if resume:
         saved_config, saved_state = load_training_checkpoint(checkpoint, TRAINER, STATE_KEYS)
-        diff = config_mismatch(saved_config, asdict(config))
+        diff = config_mismatch(saved_config, asdict(config), ignore=("iterations", "checkpoint_every"))
         if diff:
             raise CheckpointError(f"{checkpoint} was written with another configuration ({'; '.join(diff)})")
     elif (out / "bdq.json").exists() or checkpoint.exists():
@@ -91,8 +92,8 @@ def train_bdq(config: BDQTrainConfig, out: Path, *, data_root: Path | None, resu
 
     torch.manual_seed(config.seed)
     encoder = BDQ(sigma=config.sigma, levels=config.levels, temperature=config.temperature)
-    action_model = ClipNet(len(data.actions), config.width)
-    actor_model = ClipNet(len(train_actors), config.width)
+    action_model = ClipNet(len(data.actions), config.width, pool=config.pool)
+    actor_model = ClipNet(len(train_actors), config.width, pool=config.pool)
     opt_main = torch.optim.Adam([{"params": encoder.parameters(), "lr": config.lr_encoder},
                                  {"params": action_model.parameters(), "lr": config.lr_models}])
     opt_actor = torch.optim.Adam(actor_model.parameters(), lr=config.lr_models)
@@ -107,6 +108,8 @@ def train_bdq(config: BDQTrainConfig, out: Path, *, data_root: Path | None, resu
         opt_actor.load_state_dict(saved_state["opt_actor"])
         generator.set_state(saved_state["generator"])
         first, rows = int(saved_state["iteration"]), list(saved_state["rows"])
+        if first > config.iterations:
+            raise CheckpointError(f"{checkpoint} is at iteration {first}, past --set iterations={config.iterations}")
         log(f"resumed at iteration {first}")
 
     def save(iteration: int) -> None:
@@ -167,7 +170,8 @@ def train_bdq(config: BDQTrainConfig, out: Path, *, data_root: Path | None, resu
                           "actor split numpy default_rng(split_seed)"},
         data={**data.info(), "dataset": config.dataset, "train_actors": train_actors, "held_out_actors": test_actors,
               "train_windows": len(clips)},
-        models={"action": f"ClipNet(width={config.width})", "actor": f"ClipNet(width={config.width})"},
+        models={"action": f"ClipNet(width={config.width}, pool={config.pool})",
+                "actor": f"ClipNet(width={config.width}, pool={config.pool})"},
         timings={"wall": time.perf_counter() - start},
         metrics={"iterations": len(rows), **{k: last[k] for k in ("loss_action", "loss_actor", "actor_entropy", "sigma")}},
         outputs={"preset": "bdq.json", "log": "log.csv", "checkpoint": "checkpoint.pt", "encoder": preset},
