@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import option
+from ..config import option, option_like
 from ..registries import EXPERIMENTS
+from ..video.training import BDQTrainConfig
 from .base import ExperimentResult, RunContext
 from .figures import pyplot
 from .spec import parse_protocol
@@ -34,21 +35,21 @@ from .spec import parse_protocol
 class BDQProtocol:
     """The ``bdq`` protocol (protocols/bdq.toml)."""
 
-    dataset: str = option("weizmann-subset", help="video-clips dataset name or folder")
-    size: int = option(64, ge=16, le=256, help="frame side")
-    frames: int = option(8, ge=2, le=64, help="frames per window (T)")
-    stride: int = option(2, ge=1, le=16, help="frames between sampled frames")
+    dataset: str = option_like(BDQTrainConfig, "dataset")
+    size: int = option_like(BDQTrainConfig, "size")
+    frames: int = option_like(BDQTrainConfig, "frames")
+    stride: int = option_like(BDQTrainConfig, "stride")
     train_step: int = option(4, ge=1, help="frames between training window starts")
     test_step: int = option(8, ge=1, help="frames between test window starts")
-    train_fraction: float = option(0.6, gt=0, lt=1, help="earlier fraction of every clip for the actor attacker's training")
-    test_actors: int = option(3, ge=1, help="actors held out for the action task")
+    train_fraction: float = option_like(BDQTrainConfig, "train_fraction")
+    test_actors: int = option_like(BDQTrainConfig, "test_actors")
     seeds: list[int] = option(lambda: [0, 1, 2], help="seeds (action split, initialisation, batches)")
-    steps: int = option(150, ge=1, help="Adam steps of every classifier")
+    steps: int = option(100, ge=1, help="Adam steps of every classifier")
     batch_size: int = option(16, ge=1, help="clips per step")
     lr: float = option(1e-3, gt=0, help="Adam learning rate")
-    width: int = option(8, ge=1, help="3D CNN width")
-    pool: int = option(4, ge=1, help="average pooling of the 3D CNN input")
-    ensemble: int = option(3, ge=1, help="differently initialised attackers in the ensemble")
+    width: int = option_like(BDQTrainConfig, "width")
+    pool: int = option_like(BDQTrainConfig, "pool")
+    ensemble: int = option(2, ge=1, help="differently initialised attackers in the ensemble")
     threads: int = option(2, ge=1, help="torch CPU threads")
     protectors: dict[str, str] = option(dict, help="label = video protector spec")
 
