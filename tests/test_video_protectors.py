@@ -76,3 +76,13 @@ def test_lowres_keeps_size_and_removes_detail() -> None:
     clips = torch.rand(1, 3, 2, 16, 16)
     out = build_video_protector("lowres:factor=4")(clips)
     assert out.shape == clips.shape and torch.unique(out[0, 0, 0]).numel() <= 16
+
+
+def test_shipped_preset_is_the_one_its_manifest_records() -> None:
+    from campro_bench.video.protectors import load_bdq_preset, presets_dir
+
+    preset = load_bdq_preset("weizmann-adv")
+    manifest = json.loads((presets_dir() / "weizmann-adv.manifest.json").read_text())
+    assert manifest["trainer"] == "bdq" and manifest["outputs"]["encoder"] == preset
+    encoder = build_video_protector("bdq:preset=weizmann-adv")
+    assert encoder.levels == len(preset["centres"]) + 1 == 16

@@ -7,5 +7,6 @@ as the privacy attack. See docs/video.md.
   :data:`~campro_bench.registries.VIDEO_PROTECTORS`;
 * :mod:`.models` — the small 3D CNN used for both the action and the actor classifier;
 * :mod:`.training` — ``campro-bench train bdq`` (the two alternating adversarial steps);
-* :mod:`.attacks` — actor classifiers re-trained from scratch on encoded clips, and their ensemble.
+* :mod:`.attacks` — actor classifiers re-trained from scratch on encoded clips, and their ensemble;
+* :mod:`.synthetic` — synthetic clips written as video files or frame folders (tests, benchmarks).
 """

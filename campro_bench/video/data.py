@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
+from ..registries import DATASETS
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -222,9 +223,6 @@ def window_span(frames: int, stride: int) -> int:
 # ---------------------------------------------------------------------------------------
 # registered video datasets (kind "video-clips")
 # ---------------------------------------------------------------------------------------
-from ..registries import DATASETS  # noqa: E402  (registration below needs the module's functions)
-
-
 @DATASETS.register("weizmann-subset", kind="video-clips", folder="weizmann-subset", naming="weizmann",
                    description="36 Weizmann clips, 9 actors x 4 actions, 64x64 frame folders with clips.csv")
 def weizmann_subset(data_root: Path, size: int = 64) -> VideoClips:
