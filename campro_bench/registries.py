@@ -71,7 +71,8 @@ CAPTIONERS: Registry[Any] = Registry(
 DATASETS: Registry[Any] = Registry(
     "dataset",
     "campro_bench.datasets",
-    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.coco_person", "campro_bench.datasets.faces"),
+    builtins=("campro_bench.datasets.coco", "campro_bench.datasets.coco_person", "campro_bench.datasets.faces",
+              "campro_bench.video.data"),
 )
 
 EXPERIMENTS: Registry[Any] = Registry(
@@ -89,6 +90,7 @@ EXPERIMENTS: Registry[Any] = Registry(
         "campro_bench.experiments.lensless",
         "campro_bench.experiments.audit",
         "campro_bench.experiments.tsne",
+        "campro_bench.experiments.bdq",
     ),
 )
 
@@ -120,6 +122,10 @@ CONDITIONS: Registry[Any] = Registry(
 )
 """Capture conditions (grey, low-light, jpeg, distance, ...): seeded image transforms applied before or after
 the protector, as the camera would (``campro_bench.conditions``)."""
+VIDEO_PROTECTORS: Registry[Any] = Registry(
+    "video protector", "campro_bench.video_protectors", builtins=("campro_bench.video.protectors",)
+)
+"""Protectors of clips ``(B, 3, T, H, W)`` in [0, 1] (BDQ and its baselines; see docs/video.md)."""
 
 ALL: dict[str, Registry[Any]] = {
     "protectors": PROTECTORS,
@@ -136,5 +142,6 @@ ALL: dict[str, Registry[Any]] = {
     "retrain-heads": RETRAIN_HEADS,
     "attacks": ATTACKS,
     "conditions": CONDITIONS,
+    "video-protectors": VIDEO_PROTECTORS,
 }
 """Registries by the plural name used on the command line (``campro-bench list KIND``)."""
