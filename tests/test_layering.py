@@ -35,7 +35,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("protectors", "recognizers", "detection", "datasets", "conditions"), 1),
     **dict.fromkeys(("faces", "enhancer"), 2),
     **dict.fromkeys(("privacy", "utility", "attacks"), 3),
-    **dict.fromkeys(("training", "export", "protect_files", "regress", "html_report"), 4),
+    **dict.fromkeys(("training", "export", "protect_files", "regress", "html_report", "video"), 4),
     "experiments": 5,
     "cli": 6,
 }

@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from ..errors import EmptyDatasetError, InvalidFileError, MissingFileError
 from ..io.hashing import sha256_json
@@ -71,7 +73,8 @@ def _read_annotations(ann_file: Path) -> dict[str, Any]:
                 "train = fine-tune images, val = test images",
 )
 def load_coco_person_val(
-    data_root: Path, split: str = "val", split_seed: int = 0, test_images: int = DEFAULT_TEST_IMAGES
+    data_root: Path, split: str = "val", split_seed: Annotated[int, Field(ge=0)] = 0,
+    test_images: Annotated[int, Field(ge=1)] = DEFAULT_TEST_IMAGES,
 ) -> PersonDataset:
     """The ``split`` of ``coco-person-val`` (``train``: fine-tune images, ``val``: test images)."""
     _check_split(NAME, split)

@@ -22,8 +22,10 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import CamproError, EmptyDatasetError, InvalidFileError, MissingFileError
 from ..registries import DATASETS
@@ -225,13 +227,13 @@ def window_span(frames: int, stride: int) -> int:
 # ---------------------------------------------------------------------------------------
 @DATASETS.register("weizmann-subset", kind="video-clips", folder="weizmann-subset", naming="weizmann",
                    description="36 Weizmann clips, 9 actors x 4 actions, 64x64 frame folders with clips.csv")
-def weizmann_subset(data_root: Path, size: int = 64) -> VideoClips:
+def weizmann_subset(data_root: Path, size: Annotated[int, Field(ge=8, le=1024)] = 64) -> VideoClips:
     return load_video_clips(Path(data_root) / "weizmann-subset", size, "weizmann")
 
 
 @DATASETS.register("kth", kind="video-clips", folder="kth", naming="kth",
                    description="KTH actions: <action>/personNN_<action>_dK_uncomp.avi (25 actors x 6 actions)")
-def kth(data_root: Path, size: int = 64) -> VideoClips:
+def kth(data_root: Path, size: Annotated[int, Field(ge=8, le=1024)] = 64) -> VideoClips:
     return load_video_clips(Path(data_root) / "kth", size, "kth", KTH_ACTIONS)
 
 

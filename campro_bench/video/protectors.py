@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ..errors import CamproError, InvalidFileError, MissingFileError
@@ -94,7 +95,7 @@ class RawVideo(VideoProtector):
 
 @VIDEO_PROTECTORS.register("lowres", description="per-frame down-sampling by `factor` (area), shown back at full size")
 class LowResVideo(VideoProtector):
-    def __init__(self, factor: int = 8) -> None:
+    def __init__(self, factor: Annotated[int, Field(ge=1, le=64)] = 8) -> None:
         super().__init__()
         if factor < 1:
             raise CamproError(f"lowres factor must be >= 1, got {factor}")
@@ -114,7 +115,8 @@ class LowResVideo(VideoProtector):
 
 @VIDEO_PROTECTORS.register("blur", description="per-frame Gaussian blur exp(-x^2/sigma^2), fixed sigma")
 class BlurVideo(VideoProtector):
-    def __init__(self, sigma: float = 2.0, radius: int = 4) -> None:
+    def __init__(self, sigma: Annotated[float, Field(gt=0.0, le=100.0)] = 2.0,
+                 radius: Annotated[int, Field(ge=0, le=64)] = 4) -> None:
         super().__init__()
         self.sigma, self.radius = sigma, radius
 
@@ -137,8 +139,11 @@ class DiffVideo(VideoProtector):
 class BDQ(VideoProtector):
     """BDQ encoder; ``preset`` (a shipped name or a JSON file) gives sigma and the bin centres."""
 
-    def __init__(self, sigma: float = 1.0, levels: int = 16, temperature: float = 5.0, radius: int = 2,
-                 scale: float = 255.0, preset: str = "") -> None:
+    def __init__(self, sigma: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0,
+                 levels: Annotated[int, Field(ge=2, le=256)] = 16,
+                 temperature: Annotated[float, Field(gt=0.0, le=1e4)] = 5.0,
+                 radius: Annotated[int, Field(ge=0, le=64)] = 2,
+                 scale: Annotated[float, Field(gt=0.0, le=1e4)] = 255.0, preset: str = "") -> None:
         super().__init__()
         if levels < 2:
             raise CamproError(f"bdq levels must be >= 2, got {levels}")
