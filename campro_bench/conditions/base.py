@@ -130,6 +130,11 @@ class Captured(Protector):
             return self.base(self.condition(images))
         return self.condition(quantize8(self.base(images)))
 
+    def working_memory_factor(self) -> float:
+        """The protector's own factor plus 3 batch-sized copies for the condition (its output, and at
+        most a float64 working copy: an upper estimate from the built-in conditions' code, not measured)."""
+        return self.base.working_memory_factor() + 3.0
+
     def params(self) -> dict[str, Any]:
         return {"protector": self.base.spec(), "condition": self.condition.spec()}
 
