@@ -16,7 +16,6 @@ depend on batch size, order or worker.
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -25,6 +24,7 @@ from ..errors import CamproError
 from ..protectors.base import CONDITION_SEPARATOR, Protector, build_protector, check_image_batch
 from ..protectors.base import _format_value as format_value
 from ..registries import CONDITIONS, PROTECTORS
+from ..specs import check_number, factory_options
 
 BEFORE, AFTER = "before", "after"
 """The sides of the protector a condition acts on."""
@@ -67,14 +67,14 @@ class Condition:
         return f"{type(self).__name__}({self.spec()!r}, side={self.side!r})"
 
 
-def check_range(condition: str, key: str, value: float, low: float, high: float, *, low_open: bool = False) -> float:
-    """``value`` if it is finite and within its documented range, else one clear error line."""
-    inside = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
-    if not inside:
-        bracket = "(" if low_open else "["
-        raise CamproError(f"capture condition '{condition}': {key} must be a finite number in "
-                          f"{bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
+def check_option(condition: str, factory: type, key: str, value: float) -> float:
+    """``value`` of option ``key`` of a condition built in code, checked against the range declared
+    on ``factory``'s signature by the build door's one rule (:func:`~campro_bench.specs.check_number`):
+    the bounds live in the annotation alone; one clear error line when it breaks them."""
+    problem = check_number(value, factory_options(factory)[key][0])
+    if problem:
+        raise CamproError(f"capture condition '{condition}': {key}={value!r} {problem}")
+    return value
 
 
 def build_condition(spec: str | dict[str, Any] | Condition) -> Condition:

@@ -18,10 +18,9 @@ from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 from PIL import Image
 from pydantic import Field
 
-from ..errors import CamproError
 from ..io.images import tensor_to_uint8, uint8_to_tensor
 from ..registries import CONDITIONS
-from .base import AFTER, BEFORE, Condition, check_range, image_seed, quantize8
+from .base import AFTER, BEFORE, Condition, check_option, image_seed, quantize8
 
 LUMA = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights on the sRGB values (what Pillow's ``L`` mode computes)."""
@@ -71,12 +70,10 @@ class LowLight(Condition):
                  gain: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002,
                  read_noise: Annotated[float, Field(ge=0.0, le=100.0)] = 2.0,
                  seed: Annotated[int, Field(ge=0)] = 0) -> None:
-        self.exposure = check_range("low-light", "exposure", exposure, 0.0, 1.0, low_open=True)
-        self.gain = check_range("low-light", "gain", gain, 0.0, 1.0)
-        self.read_noise = check_range("low-light", "read_noise", read_noise, 0.0, 100.0)
-        if seed < 0:
-            raise CamproError(f"capture condition 'low-light': seed must be >= 0, got {seed}")
-        self.seed = int(seed)
+        self.exposure = float(check_option("low-light", type(self), "exposure", exposure))
+        self.gain = float(check_option("low-light", type(self), "gain", gain))
+        self.read_noise = float(check_option("low-light", type(self), "read_noise", read_noise))
+        self.seed = int(check_option("low-light", type(self), "seed", seed))
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         signal = rgb_to_linear_rgb(images.float()) * self.exposure
@@ -100,9 +97,7 @@ class Jpeg(Condition):
     side = AFTER
 
     def __init__(self, quality: Annotated[int, Field(ge=1, le=100)] = 75) -> None:
-        if not 1 <= quality <= 100:
-            raise CamproError(f"capture condition 'jpeg': quality must be an integer in [1, 100], got {quality}")
-        self.quality = int(quality)
+        self.quality = int(check_option("jpeg", type(self), "quality", quality))
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         out = []
@@ -128,7 +123,7 @@ class Distance(Condition):
     side = BEFORE
 
     def __init__(self, scale: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5) -> None:
-        self.scale = check_range("distance", "scale", scale, 0.05, 1.0)
+        self.scale = float(check_option("distance", type(self), "scale", scale))
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         if self.scale == 1.0:
