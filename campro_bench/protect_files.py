@@ -81,17 +81,19 @@ def image_bytes(protector: Protector, width: int, height: int) -> int:
     return int(plane * (PLANES + 4 * protector.working_memory_factor()))
 
 
-def check_sizes(protector: Protector, files: Iterable[Path]) -> None:
-    """Refuse, before anything is written, an image whose size (read from its header) the protector's
-    options do not fit (a defocus kernel far larger than the image), naming the file."""
-    for path in files:
-        size = _size(path) if path.suffix.lower() in IMAGE_SUFFIXES else None
+def check_sizes(protector: Protector, files: Iterable[Path]) -> dict[Path, tuple[int, int] | None]:
+    """Every image's ``(width, height)`` read from its header (None: not an image, or unreadable,
+    reported per file later); an image whose size the protector's options do not fit (a defocus
+    kernel far larger than the image) is refused before anything is written, naming the file."""
+    sizes = {path: _size(path) if path.suffix.lower() in IMAGE_SUFFIXES else None for path in files}
+    for path, size in sizes.items():
         if size is None:
-            continue  # not an image, or unreadable: reported per file later
+            continue
         try:
             protector.check_image_size(size[1], size[0])
         except CamproError as exc:
             raise CamproError(f"{path}: {exc}") from None
+    return sizes
 
 
 def _size(path: Path) -> tuple[int, int] | None:
@@ -172,17 +174,19 @@ def protect_files(
     on_progress: Callable[[int], None] | None = None,
     memory_budget: int | None = None,
     overwrite: bool = False,
+    sizes: dict[Path, tuple[int, int] | None] | None = None,
 ) -> ProtectReport:
     """Protect ``files`` into ``out_dir`` (same names); never raises for one bad image.
 
     An output that would replace an input, or (without ``overwrite``) a file already in ``out_dir``,
     raises a :class:`CamproError` before anything is written.
     ``memory_budget`` (bytes; None: :func:`default_budget`) bounds the estimated peak of one batch.
+    ``sizes``: :func:`check_sizes`' answer when the caller has it already (headers are read once).
     """
     budget = default_budget() if memory_budget is None else int(memory_budget)
     files = list(files)
     check_outputs(files, out_dir, overwrite)
-    check_sizes(protector, files)
+    sizes = check_sizes(protector, files) if sizes is None else sizes
     report = ProtectReport()
     out_dir.mkdir(parents=True, exist_ok=True)
     protector = protector.to(device).eval()
@@ -219,7 +223,7 @@ def protect_files(
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skip(path, f"not an image file (suffixes read: {' '.join(IMAGE_SUFFIXES)})")
             continue
-        size = _size(path)
+        size = sizes[path]
         need = image_bytes(protector, *size) if size else 0
         if size is not None and need > budget:
             skip(path, f"{size[0]} x {size[1]} pixels need about {_human(need)} to protect with "

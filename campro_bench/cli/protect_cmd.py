@@ -36,7 +36,7 @@ def protect(
     if source.is_dir() and same_folder(source, output):
         raise CamproError("output folder must differ from the input folder (inputs would be overwritten)")
     check_outputs(files, output, overwrite)  # before the progress bar: the refusal is the only line printed
-    check_sizes(protector, files)
+    sizes = check_sizes(protector, files)
     console = Console(stderr=True)
     with stage_progress(console, "protect " + protector.spec(), len(files)) as advance:
         report = protect_files(
@@ -49,6 +49,7 @@ def protect(
             on_progress=advance,
             memory_budget=budget,
             overwrite=overwrite,
+            sizes=sizes,
         )
     for path, reason in report.failed.items():
         console.print(f"[yellow]skipped[/] {path.name}: {reason}", highlight=False, soft_wrap=True)
