@@ -110,6 +110,15 @@ def test_train_detector_command(tmp_path: Path, cache: Path, data_root: Path) ->
     assert detector.weights_hash == report["checkpoint_sha256"]
     # bad input: one error line, status 2
     assert main(["train", "detector", "--protector", "no-such-protector", "--data-root", str(data_root)]) == 2
+    # an existing checkpoint is not replaced without --overwrite, and stays byte for byte
+    before = out.read_bytes()
+    again = ["train", "detector", "--protector", "lowres:factor=8", "--epochs", "1", "--max-images", "3",
+             "--batch-size", "3", "--no-evaluate", "--out", str(out), "--data-root", str(data_root),
+             "--cache-dir", str(cache), "--device", "cpu", "--seed", "1"]
+    assert main(again) == 2
+    assert out.read_bytes() == before
+    assert main([*again, "--overwrite"]) == 0
+    assert out.read_bytes() != before
 
 
 def test_e3_row_with_a_checkpoint_is_evaluated_without_finetuning(tmp_path: Path, cache: Path, data_root: Path) -> None:

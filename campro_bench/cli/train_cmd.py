@@ -23,7 +23,7 @@ from rich.console import Console
 
 from .. import paths
 from ..context import resolve_device
-from ..io.outfolder import check_output_location
+from ..io.outfolder import check_new_file, check_output_location
 from ..progress import stage_progress
 from .config_options import config_file_option, resolve_config, set_option
 
@@ -51,6 +51,7 @@ def train_detector_command(
     max_images: int = typer.Option(0, min=0, help="> 0: seeded random subset of the training images"),
     out: Optional[Path] = typer.Option(None, help="checkpoint path (default results/detector-<protector>.pt)"),
     evaluate: bool = typer.Option(True, help="report AP on the protected val split before and after"),
+    overwrite: bool = typer.Option(False, help="replace an existing checkpoint (and its report) at --out"),
     data_root: Optional[str] = typer.Option(None, help="data root (default $CAMPRO_BENCH_DATA)"),
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $CAMPRO_BENCH_CACHE)"),
     models_dir: Optional[str] = typer.Option(None, help="user weights (default $CAMPRO_BENCH_MODELS)"),
@@ -75,6 +76,8 @@ def train_detector_command(
     model = create_person_detector(detector, models_dir, cache_dir, torch_device)
     out = out or Path("results") / f"detector-{prot.fingerprint()}.pt"
     check_output_location(out.parent, "--out folder", replaces=False)
+    if not overwrite:
+        check_new_file(out, out.with_suffix(".json"))
     console = Console(stderr=True)
     val_set = load_person_dataset(dataset, root, "val") if evaluate else None
     before = evaluate_detector(model, val_set, prot, batch_size, torch_device) if val_set else None

@@ -56,6 +56,15 @@ def check_new_run(out: Path, names: Iterable[str]) -> None:
                           "pass --resume to continue that run, or give another --out")
 
 
+def check_new_file(*files: Path) -> None:
+    """Refuse (one line) to replace an existing file: a checkpoint or report written by an earlier run,
+    or the user's own file under that name, is only replaced with ``--overwrite``."""
+    present = [str(f) for f in files if Path(f).exists() or Path(f).is_symlink()]
+    if present:
+        raise CamproError(f"{names_list(present)} already exist{'s' if len(present) == 1 else ''}; "
+                          "pass --overwrite to replace, or give another --out")
+
+
 def check_writable(folder: Path, what: str) -> None:
     """Refuse a folder (or, when it does not exist, its nearest existing parent) that cannot be written."""
     existing = next(p for p in [Path(folder), *Path(folder).absolute().parents] if p.exists())
