@@ -5,8 +5,10 @@ Usage::
     python bench/video.py [--clips 64] [--frames 8] [--size 64] [--repeats 3] [--threads 2]
 
 Prints, after the load average, the median wall time of encoding ``clips`` clips with every video
-protector (BDQ both with its soft quantiser, as in training, and with hard rounding, as at inference)
-and of one Adam step of the 3D CNN on a batch of 16 clips. Figures depend on the machine's load:
+protector (BDQ both with its soft quantiser, as in training, and with hard rounding, as at inference),
+of one Adam step of the 3D CNN on a batch of 16 clips, and of the restoration attack's 3D U-Net
+(default :class:`~campro_bench.video.restore.RestoreConfig`): one Adam step on 8 clip pairs and the
+restoration of ``clips`` clips. Figures depend on the machine's load:
 quote the load line with them.
 """
 
@@ -43,6 +45,7 @@ def main() -> None:
 
     from campro_bench.video.models import ClipNet
     from campro_bench.video.protectors import build_video_protector
+    from campro_bench.video.restore import RestoreConfig, UNet3D, restore
 
     torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()}; {args.threads} threads; {args.clips} clips of "
@@ -67,6 +70,19 @@ def main() -> None:
         optimiser.step()
 
     print(f"ClipNet Adam step (16 clips) {_median(step, args.repeats) * 1000:9.1f} ms")
+    config = RestoreConfig()
+    unet = UNet3D(3, 3, config.width, config.depth, config.fold)
+    unet_optimiser = torch.optim.Adam(unet.parameters(), lr=config.lr)
+    pairs = clips[:config.batch_size]
+
+    def unet_step() -> None:
+        loss = (unet(pairs) - pairs).abs().mean()
+        unet_optimiser.zero_grad()
+        loss.backward()
+        unet_optimiser.step()
+
+    print(f"3D U-Net Adam step ({config.batch_size} clips) {_median(unet_step, args.repeats) * 1000:9.1f} ms")
+    print(f"3D U-Net restore ({args.clips} clips) {_median(lambda: restore(unet, clips), args.repeats) * 1000:9.1f} ms")
     print(f"load average {os.getloadavg()}")
 
 

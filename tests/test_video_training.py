@@ -57,8 +57,8 @@ def test_run_bdq_writes_tables_figure_and_manifest(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [
         "run", "bdq", "--out", str(out), "--quiet", "--set", f"dataset={tmp_path / 'data'}", "--set", "size=16",
         "--set", "frames=4", "--set", "stride=1", "--set", "test_actors=1", "--set", "steps=2", "--set", "ensemble=2",
-        "--set", "seeds=[0, 1]", "--set", "train_step=4", "--set", "test_step=4",
-        "--set", 'protectors={raw="raw", bdq="bdq:sigma=2"}'])
+        "--set", "seeds=[0, 1]", "--set", "train_step=4", "--set", "test_step=4", "--set", "restore_steps=0",
+        "--set", "restore_only=[]", "--set", 'protectors={raw="raw", bdq="bdq:sigma=2"}'])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "bdq.csv").open()))
     assert [r["protector"] for r in rows] == ["raw", "bdq"]
@@ -66,4 +66,10 @@ def test_run_bdq_writes_tables_figure_and_manifest(tmp_path: Path) -> None:
     assert (out / "bdq_tradeoff.png").stat().st_size > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seeds"]["seeds"] == [0, 1] and set(manifest["notes"]["action_splits"]) == {"0", "1"}
-    assert len(list(csv.DictReader((out / "bdq_seeds.csv").open()))) == 4
+    seeds = list(csv.DictReader((out / "bdq_seeds.csv").open()))
+    assert len(seeds) == 4
+    # a 0-step restorer is failed: counted, its accuracies empty, and the strongest attacker is another one
+    assert [r["restore_failed"] for r in rows] == ["2", "2"] and rows[0]["actor_acc_restored_raw_mean"] == ""
+    assert all(r["actor_acc_restored_retrained"] == "" for r in seeds)
+    assert all(float(r["actor_acc"]) == max(float(r["actor_acc_single"]), float(r["actor_acc_ensemble"]))
+               for r in seeds)

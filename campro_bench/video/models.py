@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Segment, VideoClips, window_frames, windows
+from .data import Segment, VideoClips, window_frames, window_span, windows
 
 
 class ClipNet(nn.Module):
@@ -45,11 +45,13 @@ class ClipNet(nn.Module):
 
 @dataclass
 class ClipSet:
-    """Windows of clips as one uint8 tensor ``(N, 3, T, H, W)`` with actor and action labels."""
+    """Windows of clips as one uint8 tensor ``(N, 3, T, H, W)`` with actor and action labels, and the
+    ``(clip, frame)`` numbers every window spans (to prove that two sets share no frame)."""
 
     clips: torch.Tensor
     actor: torch.Tensor
     action: torch.Tensor
+    frame_keys: frozenset[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])
@@ -68,7 +70,9 @@ def clip_set(data: VideoClips, segments: list[Segment], frames: int, stride: int
     clips = torch.from_numpy(array).permute(0, 4, 1, 2, 3).contiguous()
     actor = torch.tensor([actors.index(data.clips[c].actor) for c, _ in wins])
     action = torch.tensor([data.action_index(c) for c, _ in wins])
-    return ClipSet(clips, actor, action)
+    span = window_span(frames, stride)
+    keys = frozenset((c, f) for c, s in wins for f in range(s, s + span))
+    return ClipSet(clips, actor, action, keys)
 
 
 @torch.no_grad()
