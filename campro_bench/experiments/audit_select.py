@@ -70,9 +70,11 @@ def select_split(index: Sequence[tuple[str, str]], taken: Sequence[str], count: 
     excluded = set(taken)
     ids = subset_image_ids([(i, n) for i, n in index if n not in excluded], min_images, count,
                            max_images_per_identity, seed)
-    if not ids:
-        raise CamproError(f"no SELECT identities left after the EVAL and TRAIN ones ({len(excluded)} identities): "
-                          "lower eval_identities, train_identities or select_identities")
+    names = {n for i, n in index if i in set(ids)}
+    if len(names) < count:
+        raise CamproError(f"the unbiased verdict needs {count} SELECT identities with >= {min_images} images that are "
+                          f"neither EVAL nor TRAIN; only {len(names)} are left: lower select_identities, eval_identities "
+                          "or train_identities (select_identities=0 gives only the max-over-rows upper bound)")
     layout = DatasetLayout.build(index, min_images, ids)
     kept = select_identities(layout.labels, layout.identity_names, min_images=min_images)
     splits = sample_splits(layout.labels, repeats=repeats, seed=seed, identities=kept)
