@@ -741,11 +741,14 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     if pairs:
         tables["pairs"] = pd.DataFrame(pairs)
     threat_verdict = None
-    if threat_eval:
+    if threat_eval:  # the verdict per threat model, closed-set top-1 first
         tables["threats"] = pd.DataFrame(threat_eval)
         if threat_select:
             tables["select_threats"] = pd.DataFrame(threat_select)
-        threat_verdict = audit_threats.threat_verdict(tables["threats"], tables.get("select_threats"))
+        on_select = (pd.concat([audit_threats.closed_set_rows(tables["select"]), tables["select_threats"]],
+                               ignore_index=True) if threat_select else None)
+        threat_verdict = audit_threats.threat_verdict(
+            pd.concat([audit_threats.closed_set_rows(long), tables["threats"]], ignore_index=True), on_select)
         tables["threat_verdict"] = audit_threats.over_conditions(threat_verdict, conditions)
     summary = summary.merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
     tables["summary"] = audit_select.over_conditions(summary, conditions)

@@ -165,6 +165,15 @@ class ThreatScorer:
                 for model, c in self.calibration.items()}
 
 
+def closed_set_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Audit rows (``audit.csv`` / ``select.csv``) as threat rows of the metric ``top-1`` (closed-set)."""
+    if rows is None or rows.empty:
+        return pd.DataFrame()
+    keep = rows[["protector", "rung", "attack", "model", "classifier", "gallery", "accuracy_mean", "ci_low", "ci_high"]]
+    return keep.rename(columns={"accuracy_mean": "value_mean"}).assign(threat_model="closed-set", metric="top-1",
+                                                                       note="")
+
+
 def threat_verdict(eval_rows: pd.DataFrame, select_rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per protector and metric: the raw value (best reference row), the upper bound (best EVAL attack
     row, chosen on EVAL) and, with SELECT rows, the unbiased verdict (the attack row best on SELECT,
