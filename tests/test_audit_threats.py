@@ -13,7 +13,7 @@ import torch
 from campro_bench.errors import CamproError, UnknownNameError
 from campro_bench.experiments import audit_pairs
 from campro_bench.experiments.audit import AuditConfig
-from campro_bench.experiments.audit_threats import ThreatScorer, audit_threat_config, threat_verdict
+from campro_bench.experiments.audit_threats import ThreatScorer, AuditThreatConfig, threat_verdict
 from campro_bench.experiments.runner import run_experiment
 from campro_bench.html_report import build_report
 from campro_bench.privacy.identification import FeatureSet
@@ -31,7 +31,7 @@ def clustered(identities: int, per: int, spread: float, seed: int) -> tuple[Feat
 
 def scorer(labels: np.ndarray, threat_models: list[str] | None = None) -> ThreatScorer:
     splits = sample_splits(labels, repeats=5, seed=0)
-    return ThreatScorer(threat_models or ["closed-set", "rank-k", "verification", "open-set"], audit_threat_config(),
+    return ThreatScorer(threat_models or ["closed-set", "rank-k", "verification", "open-set"], AuditThreatConfig(),
                         ["nearest"], {}, splits, seed=0, confidence=0.95)
 
 

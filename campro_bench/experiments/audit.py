@@ -55,7 +55,7 @@ from ..privacy.identification import FeatureSet, IdentificationResult, identify_
 from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
 from ..privacy.threat_models import THREAT_MODELS
-from ..privacy.threats import ThreatConfig, check_threat_models, drawn_images, leakage_summary, raw_leakage_point
+from ..privacy.threats import check_threat_models, drawn_images, leakage_summary, raw_leakage_point
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
@@ -151,7 +151,8 @@ class AuditConfig:
                                     "is chosen for the unbiased verdict; 0 = only the max-over-rows upper bound")
     threat_models: list[str] = option(lambda: list(THREAT_MODELS), help="closed-set (the headline), rank-k, "
                                       "verification, open-set: every attack row scored by each (docs/audit.md)")
-    threats: ThreatConfig = option(audit_threats.audit_threat_config, help="operating points of the threat models")
+    threats: audit_threats.AuditThreatConfig = option(audit_threats.AuditThreatConfig,
+                                                      help="operating points of the threat models")
     min_images: int = option(2, ge=2)
     max_images_per_identity: int = option(5, ge=2)
     repeats: int = option(10, ge=1, le=1000)
@@ -410,7 +411,7 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
     curve: list[dict[str, Any]] = []
     restored = None
     info: dict[str, Any] = {}
-    threats = ThreatConfig()
+    threats = cfg.threats
     points, leaks = {}, []
     for model in cfg.models:
         raw = ev.features(model, "raw")
@@ -553,7 +554,8 @@ def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[st
         e5 = retrain_config(budget_config(cfg, budget, "retrain"), spec, split)[0]
         column = e5.columns[0].config
         history = out["info"].get("history") or []
-        status = audit_budget.training_status(history, "train_loss")
+        ran = out["info"].get("train_images", column.batch_size) // column.batch_size  # whole batches per epoch
+        status = audit_budget.training_status(history, "train_loss") if ran >= 1 else audit_budget.FAILED
         label = f"{cfg.retrain.extractor} re-trained ({column.loss}, {column.epochs} ep)"
         entry = {"protector": spec, "rung": "retrain", "attack": "protected probes", "model": label,
                  "series": cfg.retrain.extractor, "classifier": "nearest", "gallery": "protected", "budget": budget,
