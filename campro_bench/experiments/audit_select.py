@@ -108,6 +108,27 @@ def unbiased_verdict(eval_rows: pd.DataFrame, select_rows: pd.DataFrame) -> pd.D
 WORST = "worst over conditions"
 
 
+def worst_rows(table: pd.DataFrame, keys: list[str], upper: str, carry: Sequence[str], attack: str, select: str,
+               prefixes: tuple[str, ...]) -> list[dict[str, object]]:
+    """One ``worst over conditions`` record per group of ``keys`` audited under several conditions
+    (``table`` has a ``condition`` column): the ``carry`` columns of the row with the highest
+    ``upper`` (its ``attack`` named with its condition) and, when the ``select`` column has values,
+    the columns starting with ``prefixes`` of the row best on SELECT, with ``chosen_condition``."""
+    extra: list[dict[str, object]] = []
+    for group, rows in table.groupby(keys, sort=False):
+        if len(rows) < 2 or upper not in rows or rows[upper].isna().all():
+            continue
+        worst = rows.loc[rows[upper].idxmax()]
+        record: dict[str, object] = {**dict(zip(keys, group)), "condition": WORST, **{k: worst[k] for k in carry},
+                                     attack: f"{worst[attack]} ({worst['condition']})"}
+        if select in rows and rows[select].notna().any():
+            chosen = rows.loc[rows[select].idxmax()]
+            record.update({k: chosen[k] for k in rows.columns if k.startswith(prefixes)})
+            record["chosen_condition"] = chosen["condition"]
+        extra.append(record)
+    return extra
+
+
 def over_conditions(summary: pd.DataFrame, expansion: "Expansion") -> pd.DataFrame:
     """The summary with ``protector`` split into protector and ``condition`` and, per protector
     audited under several conditions, a ``worst over conditions`` row: the upper bound is the
@@ -119,17 +140,6 @@ def over_conditions(summary: pd.DataFrame, expansion: "Expansion") -> pd.DataFra
     if not expansion.labelled:
         return summary
     table = label(summary, expansion, column="protector")
-    extra = []
-    for protector, rows in table.groupby("protector", sort=False):
-        if len(rows) < 2:
-            continue
-        worst = rows.loc[rows["worst_case_top1"].idxmax()]
-        record = {"protector": protector, "condition": WORST, "worst_case_top1": worst["worst_case_top1"],
-                  "ci_low": worst["ci_low"], "ci_high": worst["ci_high"], "rung": worst["rung"],
-                  "attack": f"{worst['attack']} ({worst['condition']})"}
-        if "select_top1" in rows and rows["select_top1"].notna().any():
-            chosen = rows.loc[rows["select_top1"].idxmax()]
-            record.update({k: chosen[k] for k in rows.columns if k.startswith(("verdict_", "chosen_", "select_"))})
-            record["chosen_condition"] = chosen["condition"]
-        extra.append(record)
+    extra = worst_rows(table, ["protector"], "worst_case_top1", ["worst_case_top1", "ci_low", "ci_high", "rung"],
+                       "attack", "select_top1", ("verdict_", "chosen_", "select_"))
     return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table

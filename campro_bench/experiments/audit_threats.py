@@ -32,9 +32,6 @@ from ..privacy.identification import FeatureSet
 from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
 from ..privacy.threat_models import (
-    OperatingPoint,
-    UnmeasurableRateError,
-    calibrate,
     open_set_rates,
     rank_k_hits,
     verification_scores,
@@ -43,12 +40,14 @@ from ..privacy.threat_models import (
 from ..privacy.threats import (
     ThreatConfig,
     _open_set_draw,
+    _points,
     classifier_scores,
     cosine_scores,
     cosine_templates,
     fit_classifier,
     rate_label,
 )
+from .audit_select import worst_rows
 
 if TYPE_CHECKING:
     from ..conditions.axis import Expansion
@@ -64,16 +63,6 @@ class AuditThreatConfig(ThreatConfig):
     impostor pairs: more than an audit's tens of identities hold)."""
 
     fars: list[float] = option(lambda: [1e-2, 1e-3], help="verification: false-accept rates")
-
-
-def _points(scores: np.ndarray, rates: list[float], minimum: int) -> dict[float, OperatingPoint | str]:
-    out: dict[float, OperatingPoint | str] = {}
-    for rate in rates:
-        try:
-            out[rate] = calibrate(scores, rate, minimum)
-        except UnmeasurableRateError as exc:
-            out[rate] = f"not measured: {exc}"
-    return out
 
 
 @dataclass
@@ -214,9 +203,6 @@ def threat_verdict(eval_rows: pd.DataFrame, select_rows: pd.DataFrame | None = N
     return pd.DataFrame(out)
 
 
-WORST = "worst over conditions"
-
-
 def over_conditions(table: pd.DataFrame, expansion: "Expansion") -> pd.DataFrame:
     """:func:`threat_verdict` with ``protector`` split into protector and ``condition``, plus one
     ``worst over conditions`` row per protector and metric audited under several conditions (upper
@@ -226,20 +212,9 @@ def over_conditions(table: pd.DataFrame, expansion: "Expansion") -> pd.DataFrame
     if not expansion.labelled or table.empty:
         return table
     table = label(table, expansion, column="protector")
-    extra = []
-    for (protector, metric), rows in table.groupby(["protector", "metric"], sort=False):
-        if len(rows) < 2 or "upper_bound" not in rows or rows["upper_bound"].isna().all():
-            continue
-        worst = rows.loc[rows["upper_bound"].idxmax()]
-        record = {"protector": protector, "condition": WORST, "threat_model": worst["threat_model"], "metric": metric,
-                  "raw": rows["raw"].max(), "upper_bound": worst["upper_bound"], "upper_ci_low": worst["upper_ci_low"],
-                  "upper_ci_high": worst["upper_ci_high"], "upper_rung": worst["upper_rung"],
-                  "upper_attack": f"{worst['upper_attack']} ({worst['condition']})"}
-        if "select_value" in rows and rows["select_value"].notna().any():
-            chosen = rows.loc[rows["select_value"].idxmax()]
-            record.update({k: chosen[k] for k in rows.columns if k.startswith(("verdict", "chosen_", "select_"))})
-            record["chosen_condition"] = chosen["condition"]
-        extra.append(record)
+    extra = worst_rows(table, ["protector", "metric"], "upper_bound",
+                       ["threat_model", "raw", "upper_bound", "upper_ci_low", "upper_ci_high", "upper_rung"],
+                       "upper_attack", "select_value", ("verdict", "chosen_", "select_"))
     return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table
 
 
