@@ -162,3 +162,25 @@ def test_a_decoder_from_more_leaked_pairs_restores_held_out_scenes_better() -> N
         with torch.no_grad():
             errors.append(float((result.model(camera(held_out)).clamp(0, 1) - held_out).abs().mean()))
     assert errors[1] < 0.9 * errors[0], errors
+
+
+def test_a_decoder_that_did_not_learn_is_failed_in_the_pairs_curve_not_scored(fake_audit, monkeypatch,
+                                                                             tmp_path: Path) -> None:
+    from campro_bench.experiments import audit
+
+    def failed_decoders(cfg: Any, specs: list[str], split: Any, ctx: Any) -> dict[Any, Any]:
+        assert all(n <= len(split.train_ids) for n in cfg.pairs.counts)
+        return {(s, "pairs"): [(float(n), {"weights": "never-written.pt", "info": {"history": [],
+                                                                                "budget": {"steps": 0}}})
+                               for n in cfg.pairs.counts] for s in specs}
+
+    monkeypatch.setattr(audit, "trainings", failed_decoders)
+    out, result = run_experiment("audit", overrides=[*SMALL, 'rungs=["black-box"]', "pairs.counts=[2, 8]"],
+                                 out=tmp_path / "a", cache_dir=str(tmp_path / "c"), device="cpu", quiet=True)
+    pairs = result.tables["pairs"]
+    assert list(pairs["pairs"]) == [2, 8] and set(pairs["status"]) == {"failed"} and pairs["accuracy_mean"].isna().all()
+    assert set(pairs["method"]) == {audit_pairs.DECODER}  # no mask estimation: not a lensless camera
+    assert "failed: not scored" in (out / "report-test-copy.md").read_text() and (out / "pairs-test-copy.png").is_file()
+    assert "pairs" not in set(result.tables["audit"]["rung"])  # the curve takes no part in the verdict
+    manifest = (out / "manifest.json").read_text()
+    assert '"pairs_order"' in manifest and '"open_set_watch_lists"' in manifest

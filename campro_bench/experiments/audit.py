@@ -54,7 +54,7 @@ from ..privacy.evaluate import (
 from ..privacy.identification import FeatureSet, IdentificationResult, identify_many
 from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
-from ..privacy.threat_models import THREAT_MODELS
+from ..privacy.threat_models import OPEN_SET_STREAM, THREAT_MODELS
 from ..privacy.threats import check_threat_models, drawn_images, leakage_summary, raw_leakage_point
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
@@ -675,6 +675,11 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             f"SELECT = the first {cfg.select_identities} identities by name with >= {cfg.min_images} images that are "
             "neither EVAL nor TRAIN"), **select.manifest()})
     ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats))})
+    if cfg.pairs.counts:  # the leaked pairs: the first N TRAIN images of numpy.random.default_rng(these words)
+        ctx.manifest.seeds["pairs_order"] = [cfg.seed, audit_pairs.PAIRS_STREAM]
+    if "open-set" in cfg.threat_models:  # watch-list of draw r: numpy.random.default_rng([seed + r, stream])
+        ctx.manifest.seeds["open_set_watch_lists"] = {"seeds": list(range(cfg.seed, cfg.seed + cfg.repeats)),
+                                                      "stream": OPEN_SET_STREAM}
     from ..recognizers.base import contract_of
 
     fit_crops = None
