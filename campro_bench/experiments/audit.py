@@ -425,8 +425,10 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
         info = {**outcome["info"], "status": status}
         label = "restored probes" if len(trained) == 1 else f"restored probes ({budget:g}x, {steps} steps)"
         history = outcome["info"].get("history") or [{}]
-        common = {"protector": spec, "rung": "restoration", "attack": label, "budget": budget, "steps": steps,
-                  "unit": "AdamW steps", "status": status, "final_loss": history[-1].get("loss", float("nan"))}
+        trained_steps = (outcome["info"].get("budget") or {}).get("steps", steps)  # whole passes: may differ
+        common = {"protector": spec, "rung": "restoration", "attack": label, "budget": budget, "steps": trained_steps,
+                  "steps_asked": steps, "unit": "AdamW steps", "status": status,
+                  "final_loss": history[-1].get("loss", float("nan"))}
         if status == audit_budget.FAILED:
             ctx.log(f"[yellow]{spec}: restoration at {budget:g}x ({steps} steps) failed: its loss did not fall; "
                     "not scored[/]")

@@ -236,7 +236,7 @@ def budget_lines(curve: pd.DataFrame | None, spec: str) -> list[str]:
                                                                rows["status"])]})
     if "select_mean" in shown:
         shown["SELECT top-1 %"] = [_percent(v) for v in shown["select_mean"]]
-    columns = ["rung", "budget", "steps", "unit", "model", "classifier", "gallery", "status", "final_loss", "top-1 %",
+    columns = ["rung", "budget", "steps_asked", "steps", "unit", "model", "classifier", "gallery", "status", "final_loss", "top-1 %",
                "SELECT top-1 %", "converged"]
     shown = shown[[c for c in columns if c in shown]]
     judged = "the SELECT identities" if "select_mean" in rows else "EVAL (the audit has no SELECT identities)"
