@@ -218,12 +218,10 @@ def over_conditions(table: pd.DataFrame, expansion: "Expansion") -> pd.DataFrame
     return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table
 
 
-def _percent(v: Any) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
-
-
 def report_lines(table: pd.DataFrame | None, spec: str) -> list[str]:
     """The per-protector report's threat-model section: one line per metric."""
+    from .audit_report import _percent
+
     if table is None or table.empty:
         return []
     rows = table[table["protector"] == spec]
@@ -240,7 +238,7 @@ def report_lines(table: pd.DataFrame | None, spec: str) -> list[str]:
                     if np.isfinite(verdict) else "—")
         upper = getattr(r, "upper_bound", math.nan)
         upper_text = f"{_percent(upper)} [{_percent(r.upper_ci_low)}, {_percent(r.upper_ci_high)}]" if np.isfinite(upper) \
-            else f"— ({getattr(r, 'note', '')})"
+            else f"— ({r.note})" if isinstance(getattr(r, "note", None), str) else "—"
         attack = f"{r.chosen_rung}: {r.chosen_attack}, {r.chosen_model}" if np.isfinite(verdict) else ""
         lines.append(f"| {r.threat_model} | {r.metric} | {_percent(r.raw)} | {unbiased} | {upper_text} | {attack} |")
     return [*lines, ""]
