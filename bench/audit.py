@@ -45,7 +45,9 @@ def main() -> None:
     common = [f"protectors={json.dumps([args.protector])}", f"eval_identities={args.eval_identities}",
               f"train_identities={args.train_identities}", f"max_images_per_identity={args.images}",
               f'models=["{args.model}"]', 'classifiers=["nearest"]', "repeats=3", "utility.psnr_images=0",
-              "grid_faces=0", "restoration.steps=4", "retrain.epochs=1", "retrain.batch_size=8"]
+              "grid_faces=0", "restoration.steps=4", "retrain.epochs=1", "retrain.batch_size=8",
+              # one schedule per rung, no SELECT scoring and no extra threat models: the rung's own cost
+              "select_identities=0", "restoration.budgets=[1]", "retrain.budgets=[1]", 'threat_models=["closed-set"]']
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rung in RUNGS:

@@ -267,7 +267,8 @@ def test_restoration_rung_breaks_a_synthetic_invertible_protector(test_protector
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "audit"
     assert main(["audit", "test-signed-permutation", *SMALL, "--set", 'rungs=["black-box","restoration"]',
-                 "--set", "restoration.steps=40", "--set", "restoration.batch_size=8", "--set", "restoration.lr=3e-3",
+                 "--set", "restoration.steps=40", "--set", "restoration.budgets=[1]", "--set", "restoration.batch_size=8",
+                 "--set", "restoration.lr=3e-3",
                  "--set", "restoration.depth=2", "--set", "restoration.base_channels=8", "--set", "grid_faces=0",
                  "--out", str(out)]) == 0
     long = pd.read_csv(out / "audit.csv")

@@ -54,11 +54,12 @@ from ..privacy.evaluate import (
 from ..privacy.identification import FeatureSet, IdentificationResult, identify_many
 from ..privacy.splits import IdentificationSplits
 from ..privacy.stats import summarize
-from ..privacy.threats import ThreatConfig, drawn_images, leakage_summary, raw_leakage_point
+from ..privacy.threat_models import OPEN_SET_STREAM, THREAT_MODELS
+from ..privacy.threats import check_threat_models, drawn_images, leakage_summary, raw_leakage_point
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
-from . import audit_budget, audit_report, audit_select
+from . import audit_budget, audit_pairs, audit_report, audit_select, audit_threats
 from .audit_select import IdentityLeakError
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
@@ -92,6 +93,8 @@ class AuditRetrainSection(RetrainSchedule):
     loss: str = option_like(RetrainConfig, "loss")
     lr: float = option_like(RetrainConfig, "lr", 0.01)
     seed: int | None = option(None, ge=0, help="re-training seed; unset = the protocol's seed")
+    budgets: list[float] = option(lambda: [1.0, 2.0], help="multiples of epochs, strictly increasing: one re-training "
+                                  "per budget, the accuracy-versus-budget curve and convergence flags (docs/audit.md)")
 
     def column(self) -> dict[str, Any]:
         """E5's column for this extractor: its schedule, loss and learning rate."""
@@ -112,12 +115,23 @@ class UtilitySection:
 
 @dataclass(frozen=True)
 class AuditRestorationConfig(RestorationAttackConfig):
-    """The restoration rung: E5's U-Net and optimiser with a CPU-sized budget (84 AdamW steps asked, E5: 520;
-    rounded to whole passes over the TRAIN crops, see :meth:`RestorationAttackConfig.budget_note`)."""
+    """The restoration rung: E5's U-Net and optimiser; a base of 84 AdamW steps (rounded to whole passes over
+    the TRAIN crops, see :meth:`RestorationAttackConfig.budget_note`) trained at 1x, 3x and 7x by default, so
+    that the last budget (588 steps) is at least E5's 520."""
 
     steps: int = option_like(RestorationAttackConfig, "steps", 84)
-    budgets: list[float] = option(lambda: [1.0], help="multiples of steps, strictly increasing: one training per "
-                                  "budget, the accuracy-versus-budget curve and convergence flags (docs/audit.md)")
+    budgets: list[float] = option(lambda: [1.0, 3.0, 7.0], help="multiples of steps, strictly increasing: one "
+                                  "training per budget, the accuracy-versus-budget curve and convergence flags "
+                                  "(docs/audit.md)")
+
+
+@dataclass(frozen=True)
+class PairsSection:
+    """``[pairs]``: how many leaked (scene, capture) pairs break the camera? A restoration U-Net (and, for a
+    lensless camera, mask estimation) from N TRAIN images, for each N (docs/audit.md)."""
+
+    counts: list[int] = option(list, help="numbers of leaked pairs N, strictly increasing ([] = no curve)")
+    budget: float = option(1.0, gt=0.0, le=1000.0, help="the decoder's steps: this multiple of restoration.steps")
 
 
 @dataclass(frozen=True)
@@ -133,8 +147,12 @@ class AuditConfig:
     train_identities: int = option(60, ge=1)
     conditions: list[str] = option(lambda: ["colour"], help="capture conditions every protector is audited under "
                                    "(docs/conditions.md); each becomes its own PROTECTOR@CONDITION row")
-    select_identities: int = option(0, ge=0, help="SELECT identities (neither EVAL nor TRAIN) on which the attack "
-                                    "is chosen for the unbiased verdict; 0 = no unbiased verdict")
+    select_identities: int = option(40, ge=0, help="SELECT identities (neither EVAL nor TRAIN) on which the attack "
+                                    "is chosen for the unbiased verdict; 0 = only the max-over-rows upper bound")
+    threat_models: list[str] = option(lambda: list(THREAT_MODELS), help="closed-set (the headline), rank-k, "
+                                      "verification, open-set: every attack row scored by each (docs/audit.md)")
+    threats: audit_threats.AuditThreatConfig = option(audit_threats.AuditThreatConfig,
+                                                      help="operating points of the threat models")
     min_images: int = option(2, ge=2)
     max_images_per_identity: int = option(5, ge=2)
     repeats: int = option(10, ge=1, le=1000)
@@ -147,6 +165,7 @@ class AuditConfig:
     cheap: CheapSection = option(CheapSection)
     restoration: AuditRestorationConfig = option(AuditRestorationConfig)
     retrain: AuditRetrainSection = option(AuditRetrainSection)
+    pairs: PairsSection = option(PairsSection)
     utility: UtilitySection = option(UtilitySection)
 
     @classmethod
@@ -161,7 +180,12 @@ class AuditConfig:
         if bad or not cfg.rungs:
             raise UnknownNameError(f"unknown audit rung(s) {', '.join(bad)}; known rungs: {', '.join(RUNGS)}")
         check_conditions(cfg.conditions)
+        check_threat_models(cfg.threat_models)
+        if "closed-set" not in cfg.threat_models:
+            raise CamproError("the audit's threat_models must include closed-set (its headline verdict)")
         audit_budget.check_budgets(cfg.restoration.budgets)
+        audit_budget.check_budgets(cfg.retrain.budgets, "retrain.budgets")
+        audit_pairs.check_counts(cfg.pairs.counts)
         unknown_models = sorted(set(cfg.cheap.models) - set(cfg.models))
         if unknown_models:
             raise CamproError(f"cheap.models {unknown_models} are not among the audit's models {cfg.models}")
@@ -261,6 +285,18 @@ class Evaluator:
         return FeatureSet(np.asarray(emb.embeddings, np.float32), np.asarray(emb.detected, bool))
 
     split_ids: list[str] = field(default_factory=list)
+    scorer: audit_threats.ThreatScorer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scorer = audit_threats.ThreatScorer(self.cfg.threat_models, self.cfg.threats, self.cfg.classifiers,
+                                                 self.cfg.classifier_options, self.splits, self.cfg.seed,
+                                                 self.cfg.confidence, self.ctx.device)
+
+    def threat(self, spec: str, rung: str, attack: str, model: str, gallery_label: str, gallery: FeatureSet,
+               probes: FeatureSet) -> None:
+        """Score ``probes`` by the threat models beyond closed-set top-1 (rows in ``scorer.rows``)."""
+        if self.scorer.active:
+            self.scorer.score(spec, rung, attack, model, gallery_label, gallery, probes, self.features(model, "raw"))
 
     def identify(self, classifier: str, gallery: FeatureSet, probes: dict[str, FeatureSet]) -> dict[str, IdentificationResult]:
         clf = build_classifier(classifier, self.cfg.classifier_options.get(classifier))
@@ -286,6 +322,19 @@ def black_and_gray_rows(cfg: AuditConfig, spec: str, ctx: RunContext) -> tuple[l
         elif gallery == "protected" and "gray-box" in cfg.rungs:
             rows.append(_row(cfg, spec, "gray-box", "protected probes", model, clf, "protected", res))
     return rows, outcome.splits[cfg.dataset]
+
+
+def base_threats(cfg: AuditConfig, spec: str, ev: Evaluator) -> None:
+    """The threat-model rows of the raw reference and of rungs 1-2 (their features, on ``ev``'s draws)."""
+    if not ev.scorer.active:
+        return
+    for model in cfg.models:
+        raw, prot = ev.features(model, "raw"), ev.features(model, spec)
+        ev.threat(spec, REFERENCE, "raw probes (no protector)", model, "raw", raw, raw)
+        if "black-box" in cfg.rungs:
+            ev.threat(spec, "black-box", "protected probes", model, "raw", raw, prot)
+        if "gray-box" in cfg.rungs:
+            ev.threat(spec, "gray-box", "protected probes", model, "protected", prot, prot)
 
 
 def train_crops(cfg: AuditConfig, split: AuditSplit, alignment: str, ctx: RunContext) -> np.ndarray:
@@ -317,18 +366,22 @@ def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[Im
             continue
         with ctx.manifest.timer("rung/cheap"):
             probes = {a.spec(): ev.features(model, Attacked(protector, a, a.spec())) for a in attacks}
+            for name, features in probes.items():
+                ev.threat(spec, "cheap", name, model, "raw", raw, features)
             for clf in cfg.classifiers:
                 for name, res in ev.identify(clf, raw, probes).items():
                     rows.append(_row(cfg, spec, "cheap", name, model, clf, "raw", res))
     return rows
 
 
-def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit) -> dict[str, Any]:
-    """Rung 4's training, one executor task: E5's restoration network for the protector ``spec``
-    (built in the task), trained on TRAIN faces only. The weights path is relative to the cache."""
+def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit,
+                     budget: float = 1.0) -> dict[str, Any]:
+    """Rung 4's training at one budget, one executor task: E5's restoration network for the protector
+    ``spec`` (built in the task), trained on TRAIN faces only. The weights path is relative to the cache."""
     from ..recognizers.base import contract_of
     from ..training.restoration import face_crop_images, restoration_network
 
+    cfg = budget_config(cfg, budget)
     alignments = list(dict.fromkeys(contract_of(m).alignment for m in cfg.models))
     data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                             data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
@@ -358,7 +411,7 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
     curve: list[dict[str, Any]] = []
     restored = None
     info: dict[str, Any] = {}
-    threats = ThreatConfig()
+    threats = cfg.threats
     points, leaks = {}, []
     for model in cfg.models:
         raw = ev.features(model, "raw")
@@ -372,12 +425,14 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
         info = {**outcome["info"], "status": status}
         label = "restored probes" if len(trained) == 1 else f"restored probes ({budget:g}x, {steps} steps)"
         history = outcome["info"].get("history") or [{}]
-        common = {"protector": spec, "budget": budget, "steps": steps, "status": status,
+        trained_steps = (outcome["info"].get("budget") or {}).get("steps", steps)  # whole passes: may differ
+        common = {"protector": spec, "rung": "restoration", "attack": label, "budget": budget, "steps": trained_steps,
+                  "steps_asked": steps, "unit": "AdamW steps", "status": status,
                   "final_loss": history[-1].get("loss", float("nan"))}
         if status == audit_budget.FAILED:
             ctx.log(f"[yellow]{spec}: restoration at {budget:g}x ({steps} steps) failed: its loss did not fall; "
                     "not scored[/]")
-            curve += [{**common, "model": m, "classifier": c, "gallery": g, "accuracy_mean": float("nan"),
+            curve += [{**common, "model": m, "series": m, "classifier": c, "gallery": g, "accuracy_mean": float("nan"),
                        "ci_low": float("nan"), "ci_high": float("nan")}
                       for m in cfg.models for c in cfg.classifiers for g in ("raw", "restored")]
             continue
@@ -389,24 +444,26 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
                 leaks.append({"protector": spec, "model": model, "faces": faces,
                               **leakage_summary(raw, rest, drawn_images(ev.splits), points[model],
                                                 threats.leakage_far)})
-                for clf in cfg.classifiers:
-                    for gallery, reference in (("raw", raw), ("restored", rest)):
+                for gallery, reference in (("raw", raw), ("restored", rest)):
+                    ev.threat(spec, "restoration", label, model, gallery, reference, rest)
+                    for clf in cfg.classifiers:
                         row = _row(cfg, spec, "restoration", label, model, clf, gallery,
                                    ev.identify(clf, reference, {"r": rest})["r"])
                         rows.append(row)
-                        curve.append({**common, "model": model, "classifier": clf, "gallery": gallery,
+                        curve.append({**common, "model": model, "series": model, "classifier": clf, "gallery": gallery,
                                       **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
     return rows, restored, {**info, "curve": curve, "leakage": leaks}
 
 
 def select_rows(cfg: AuditConfig, spec: str, protector: Protector, select: audit_select.SelectSplit,
                 split: AuditSplit, blind: list[ImageAttack], inverses: list[ImageAttack], trained: dict[tuple[str, str], Any],
-                ctx: RunContext) -> list[dict[str, Any]]:
-    """Every attack row of rungs 1-5 again, scored on SELECT identities (to choose the attack on).
-    The trained rungs reuse their TRAIN-only training (re-training is re-run with the same data and
-    seed, as E5 embeds its evaluation identities inside the training task)."""
+                ctx: RunContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every attack row of rungs 1-5 again, scored on SELECT identities (to choose the attack on), and
+    their threat-model rows. The trained rungs reuse their TRAIN-only training (re-training is re-run
+    with the same data and seed, as E5 embeds its evaluation identities inside the training task)."""
     scfg = dataclasses.replace(cfg, eval_identities=len(select.names))
     ev = Evaluator(scfg, ctx, select.splits, OutcomeCache(ctx.cache_dir / "identification"), select.ids)
+    base_threats(cfg, spec, ev)
     rows = []
     for model in cfg.models:
         raw, prot = ev.features(model, "raw"), ev.features(model, spec)
@@ -425,8 +482,9 @@ def select_rows(cfg: AuditConfig, spec: str, protector: Protector, select: audit
         rows += restoration_rows(cfg, spec, protector, trained[(spec, "restoration")], ev, ctx)[0]
     if "retrain" in cfg.rungs:
         on_select = AuditSplit(select.ids, split.train_ids, select.names, split.train_names)
-        rows += retrain_rows(scfg, spec, retrain_task(ctx, scfg, spec, on_select), on_select)[0]
-    return rows
+        again = [(budget, retrain_task(ctx, scfg, spec, on_select, budget)) for budget in cfg.retrain.budgets]
+        rows += retrain_rows(scfg, spec, again, on_select, ctx)[0]
+    return rows, ev.scorer.rows
 
 
 def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Config, int, IdentitySplit]:
@@ -439,52 +497,84 @@ def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Co
     return e5, seed, IdentitySplit(split.eval_ids, split.train_ids, split.eval_names, len(split.train_names))
 
 
-def retrain_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit) -> dict[str, Any]:
-    """Rung 5's training, one executor task: E5's re-training column against ``spec``."""
-    e5, seed, e5split = retrain_config(cfg, spec, split)
+def retrain_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit, budget: float = 1.0) -> dict[str, Any]:
+    """Rung 5's training at one budget, one executor task: E5's re-training column against ``spec``."""
+    e5, seed, e5split = retrain_config(budget_config(cfg, budget, "retrain"), spec, split)
     with ctx.manifest.timer("rung/retrain"):
         return column_task(ctx, e5, e5.columns[0], seed, e5split, True)
 
 
-TRAINING_TASKS = {"restoration": restoration_task, "retrain": retrain_task}
-"""The rungs that train something, and their executor task."""
+TRAINING_TASKS = {"restoration": restoration_task, "retrain": retrain_task, "pairs": audit_pairs.decoder_task}
+"""The trainings of the audit, and their executor task ``(ctx, cfg, spec, split, amount)``: the
+restoration and re-training rungs at one budget, the decoder from N leaked pairs."""
 
 
-def training_task(ctx: RunContext, rung: str, cfg: AuditConfig, spec: str, split: AuditSplit) -> dict[str, Any]:
-    return TRAINING_TASKS[rung](ctx, cfg, spec, split)
+def training_task(ctx: RunContext, rung: str, cfg: AuditConfig, spec: str, split: AuditSplit,
+                  amount: float = 1.0) -> dict[str, Any]:
+    return TRAINING_TASKS[rung](ctx, cfg, spec, split, amount)
 
 
-def budget_config(cfg: AuditConfig, budget: float) -> AuditConfig:
-    """``cfg`` with the restoration rung's steps multiplied by ``budget`` (1: ``cfg`` itself)."""
-    steps = audit_budget.steps_for(cfg.restoration.steps, budget)
-    return cfg if steps == cfg.restoration.steps else dataclasses.replace(
-        cfg, restoration=dataclasses.replace(cfg.restoration, steps=steps))
+def budget_config(cfg: AuditConfig, budget: float, rung: str = "restoration") -> AuditConfig:
+    """``cfg`` with a trained rung's base (restoration: steps; retrain: epochs) multiplied by ``budget``
+    (unchanged: ``cfg`` itself)."""
+    section = getattr(cfg, rung)
+    unit = "steps" if rung == "restoration" else "epochs"
+    amount = audit_budget.steps_for(getattr(section, unit), budget)
+    return cfg if amount == getattr(section, unit) else dataclasses.replace(
+        cfg, **{rung: dataclasses.replace(section, **{unit: amount})})
+
+
+def training_jobs(cfg: AuditConfig, specs: list[str]) -> list[tuple[str, str, float]]:
+    """``(spec, training, amount)`` of every training: each budget of each trained rung, each N of the
+    leaked-pairs curve."""
+    amounts = {"restoration": cfg.restoration.budgets if "restoration" in cfg.rungs else [],
+               "retrain": cfg.retrain.budgets if "retrain" in cfg.rungs else [],
+               "pairs": [float(n) for n in cfg.pairs.counts]}
+    return [(spec, rung, amount) for spec in specs for rung in TRAINING_TASKS for amount in amounts[rung]]
 
 
 def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, ctx: RunContext) -> dict[tuple[str, str], Any]:
-    """The expensive, independent part of rungs 4-5 for every protector, as tasks of the run's
-    executor: {(spec, "restoration"): [(budget, outcome), ...], (spec, "retrain"): outcome}. The
+    """The expensive, independent part of rungs 4-5 (and the leaked-pairs decoders) for every
+    protector, as tasks of the run's executor: {(spec, training): [(amount, outcome), ...]}. The
     rows are built afterwards, protector by protector."""
-    jobs = [(spec, rung, budget) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs
-            for budget in (cfg.restoration.budgets if rung == "restoration" else [1.0])]
-    done = ctx.map_tasks(training_task, [(rung, budget_config(cfg, budget), spec, split)
-                                         for spec, rung, budget in jobs], "audit trainings")
+    jobs = training_jobs(cfg, specs)
+    done = ctx.map_tasks(training_task, [(rung, cfg, spec, split, amount) for spec, rung, amount in jobs],
+                         "audit trainings")
     out: dict[tuple[str, str], Any] = {}
-    for (spec, rung, budget), result in zip(jobs, done):
-        if rung == "restoration":
-            out.setdefault((spec, rung), []).append((budget, result))
-        else:
-            out[(spec, rung)] = result
+    for (spec, rung, amount), result in zip(jobs, done):
+        out.setdefault((spec, rung), []).append((amount, result))
     return out
 
 
-def retrain_rows(cfg: AuditConfig, spec: str, out: dict[str, Any], split: AuditSplit) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rung 5: the row of the re-training outcome ``out`` of :func:`retrain_task`."""
-    e5 = retrain_config(cfg, spec, split)[0]
-    label = f"{cfg.retrain.extractor} re-trained ({e5.columns[0].config.loss}, {e5.columns[0].config.epochs} ep)"
-    row = _row(cfg, spec, "retrain", "protected probes", label, "nearest", "protected", out["accuracies"],
-               out["chance"])
-    return [row], {"config": out["config"], "cached": out["cached"], "history": out["info"]["history"]}
+def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[str, Any]]], split: AuditSplit,
+                 ctx: RunContext | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rung 5: one row per budget of the re-training outcomes of :func:`retrain_task`; a training whose
+    loss did not fall is not scored (:func:`audit_budget.training_status`). The info's ``curve`` holds
+    one entry per budget for :func:`audit_budget.curve`."""
+    rows, curve, info = [], [], {}
+    for budget, out in trained:
+        e5 = retrain_config(budget_config(cfg, budget, "retrain"), spec, split)[0]
+        column = e5.columns[0].config
+        history = out["info"].get("history") or []
+        ran = out["info"].get("train_images", column.batch_size) // column.batch_size  # whole batches per epoch
+        status = audit_budget.training_status(history, "train_loss") if ran >= 1 else audit_budget.FAILED
+        label = f"{cfg.retrain.extractor} re-trained ({column.loss}, {column.epochs} ep)"
+        entry = {"protector": spec, "rung": "retrain", "attack": "protected probes", "model": label,
+                 "series": cfg.retrain.extractor, "classifier": "nearest", "gallery": "protected", "budget": budget,
+                 "steps": column.epochs, "unit": "epochs", "status": status,
+                 "final_loss": (history or [{}])[-1].get("train_loss", float("nan"))}
+        info = {"config": out["config"], "cached": out["cached"], "history": history, "status": status}
+        if status == audit_budget.FAILED:
+            if ctx is not None:
+                ctx.log(f"[yellow]{spec}: re-training at {budget:g}x ({column.epochs} epochs) failed: its loss did not "
+                        "fall; not scored[/]")
+            curve.append({**entry, "accuracy_mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")})
+            continue
+        row = _row(cfg, spec, "retrain", "protected probes", label, "nearest", "protected", out["accuracies"],
+                   out["chance"])
+        rows.append(row)
+        curve.append({**entry, **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
+    return rows, {**info, "curve": curve}
 
 
 # ----------------------------------------------------------------------------------------
@@ -587,6 +677,11 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             f"SELECT = the first {cfg.select_identities} identities by name with >= {cfg.min_images} images that are "
             "neither EVAL nor TRAIN"), **select.manifest()})
     ctx.manifest.seeds.update({"splits": list(range(cfg.seed, cfg.seed + cfg.repeats))})
+    if cfg.pairs.counts:  # the leaked pairs: the first N TRAIN images of numpy.random.default_rng(these words)
+        ctx.manifest.seeds["pairs_order"] = [cfg.seed, audit_pairs.PAIRS_STREAM]
+    if "open-set" in cfg.threat_models:  # watch-list of draw r: numpy.random.default_rng([seed + r, stream])
+        ctx.manifest.seeds["open_set_watch_lists"] = {"seeds": list(range(cfg.seed, cfg.seed + cfg.repeats)),
+                                                      "stream": OPEN_SET_STREAM}
     from ..recognizers.base import contract_of
 
     fit_crops = None
@@ -595,6 +690,10 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
     chosen_on: list[dict[str, Any]] = []
+    threat_eval: list[dict[str, Any]] = []
+    threat_select: list[dict[str, Any]] = []
+    calibration: dict[str, Any] = {}
+    pairs: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
@@ -604,6 +703,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         with ctx.manifest.timer("rung/black-gray-box"):
             mine, splits = black_and_gray_rows(cfg, spec_text, ctx)
         ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
+        base_threats(cfg, spec_text, ev)
         restored = None
         attacks: list[ImageAttack] = []
         blind, inverses = [], []
@@ -618,30 +718,54 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             curve += info["restoration"].pop("curve")
             mine += more
         if "retrain" in cfg.rungs:
-            more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
+            more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split, ctx)
+            curve += info["retrain"].pop("curve")
             mine += more
+        if cfg.pairs.counts:
+            pairs += audit_pairs.pair_rows(cfg, spec_text, protector, trained.get((spec_text, "pairs"), []), split,
+                                           ev, ctx)
         rows += mine
+        threat_eval += ev.scorer.rows
+        calibration[spec_text] = ev.scorer.manifest()
         if select is not None:
             with ctx.manifest.timer("select"):
-                chosen_on += select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained, ctx)
+                more, more_threats = select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained,
+                                                 ctx)
+                chosen_on += more
+                threat_select += more_threats
         notes[spec_text] = info
         grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
                                                    audit_report.rung_warnings(info))
     ctx.manifest.notes["audit"] = notes
+    if any(calibration.values()):
+        ctx.manifest.notes["threat_calibration"] = calibration
     long = pd.DataFrame(rows)
     summary = verdict(long)
     tables = {"audit": long}
-    if curve:
-        tables["budget"] = audit_budget.curve(curve)
     if select is not None:
         tables["select"] = pd.DataFrame(chosen_on)
         summary = audit_select.unbiased_verdict(long, tables["select"]).merge(summary, on="protector", how="left")
+    if curve:
+        tables["budget"] = audit_budget.curve(curve, tables.get("select"))
+    if pairs:
+        tables["pairs"] = pd.DataFrame(pairs)
+    threat_verdict = None
+    if threat_eval:  # the verdict per threat model, closed-set top-1 first
+        tables["threats"] = pd.DataFrame(threat_eval)
+        if threat_select:
+            tables["select_threats"] = pd.DataFrame(threat_select)
+        on_select = (pd.concat([audit_threats.closed_set_rows(tables["select"]), tables["select_threats"]],
+                               ignore_index=True) if threat_select else None)
+        threat_verdict = audit_threats.threat_verdict(
+            pd.concat([audit_threats.closed_set_rows(long), tables["threats"]], ignore_index=True), on_select)
+        tables["threat_verdict"] = audit_threats.over_conditions(threat_verdict, conditions)
     summary = summary.merge(utility(cfg, cfg.protectors, ctx), on="protector", how="left")
     tables["summary"] = audit_select.over_conditions(summary, conditions)
     leakage = [r for n in notes.values() for r in n.get("restoration", {}).get("leakage", [])]
     if leakage:
         tables["leakage"] = pd.DataFrame(leakage)
-    figures, files = audit_report.reports(cfg, long, summary, grids, split, notes, tables.get("budget"))
+    figures, files = audit_report.reports(cfg, long, summary, grids, split, notes, tables.get("budget"),
+                                          threat_verdict, tables.get("pairs"))
     crops = {notes[s]["restoration"]["budget"]["crops"] for s in notes if "budget" in notes[s].get("restoration", {})}
     budget = [cfg.restoration.budget_note(c) for c in sorted(crops)]
     return ExperimentResult(tables=tables, figures=figures,

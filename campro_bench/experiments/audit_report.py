@@ -225,7 +225,7 @@ def unbiased_lines(verdict: pd.Series) -> list[str]:
 
 
 def budget_lines(curve: pd.DataFrame | None, spec: str) -> list[str]:
-    """The restoration rung's accuracy-versus-budget table of one protector (status, convergence)."""
+    """The trained rungs' accuracy-versus-budget table of one protector (status, convergence)."""
     if curve is None or curve.empty:
         return []
     rows = curve[curve["protector"] == spec]
@@ -234,16 +234,40 @@ def budget_lines(curve: pd.DataFrame | None, spec: str) -> list[str]:
     shown = rows.assign(**{"top-1 %": [f"{_percent(m)} [{_percent(lo)}, {_percent(hi)}]" if s == "ok" else "failed: not scored"
                                        for m, lo, hi, s in zip(rows["accuracy_mean"], rows["ci_low"], rows["ci_high"],
                                                                rows["status"])]})
-    shown = shown[["budget", "steps", "model", "classifier", "gallery", "status", "final_loss", "top-1 %", "converged"]]
-    return ["## Restoration: accuracy versus training budget", "",
-            "`converged = no`: the last budget still gains more than half its 95 % interval over the previous one; "
-            "`failed`: the training loss did not fall, so the rung is not scored.", "",
+    if "select_mean" in shown:
+        shown["SELECT top-1 %"] = [_percent(v) for v in shown["select_mean"]]
+    columns = ["rung", "budget", "steps_asked", "steps", "unit", "model", "classifier", "gallery", "status", "final_loss", "top-1 %",
+               "SELECT top-1 %", "converged"]
+    shown = shown[[c for c in columns if c in shown]]
+    judged = "the SELECT identities" if "select_mean" in rows else "EVAL (the audit has no SELECT identities)"
+    return ["## Trained rungs: accuracy versus training budget", "",
+            "`converged = no`: the last budget still gains more than half its 95 % interval over the previous one "
+            f"(judged on {judged}); `failed`: the training loss did not fall, so the budget is not scored.", "",
             shown.to_markdown(index=False), ""]
 
 
+def pairs_lines(pairs: pd.DataFrame | None, spec: str, name: str) -> list[str]:
+    """The accuracy-versus-leaked-pairs table of one protector."""
+    if pairs is None or pairs.empty or not (pairs["protector"] == spec).any():
+        return []
+    rows = pairs[pairs["protector"] == spec]
+    shown = rows.assign(**{"top-1 %": [f"{_percent(m)} [{_percent(lo)}, {_percent(hi)}]" if s == "ok" else "failed: not scored"
+                                       for m, lo, hi, s in zip(rows["accuracy_mean"], rows["ci_low"], rows["ci_high"],
+                                                               rows["status"])]})
+    shown = shown[["method", "pairs", "model", "classifier", "status", "top-1 %"]]
+    return ["## How many leaked (scene, capture) pairs break the camera?", "",
+            "Decoders (and, for a lensless camera, mask estimation) from the first N of a seeded order of TRAIN images; "
+            "restored EVAL probes against the raw gallery. Not part of the verdict.", "",
+            f"![accuracy versus leaked pairs](pairs-{name}.png)", "", shown.to_markdown(index=False), ""]
+
+
 def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids: dict[str, bytes],
-            split: "AuditSplit", notes: dict[str, Any] | None = None,
-            curve: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+            split: "AuditSplit", notes: dict[str, Any] | None = None, curve: pd.DataFrame | None = None,
+            threats: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None
+            ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    from .audit_pairs import pairs_figure
+    from .audit_threats import report_lines
+
     figures: dict[str, Any] = {"plane": plane_figure(summary)}
     files: dict[str, bytes] = {}
     for spec in cfg.protectors:
@@ -252,7 +276,10 @@ def reports(cfg: "AuditConfig", long: pd.DataFrame, summary: pd.DataFrame, grids
         figures[f"accuracy-{name}"] = accuracy_figure(rows, f"{spec}: attacker ladder on {cfg.dataset}")
         verdict = summary[summary["protector"] == spec].iloc[0]
         warnings = rung_warnings((notes or {}).get(spec, {}))
-        text = protector_report(spec, rows, verdict, name, warnings) + "\n".join(budget_lines(curve, spec))
+        more = [*report_lines(threats, spec), *budget_lines(curve, spec), *pairs_lines(pairs, spec, name)]
+        text = protector_report(spec, rows, verdict, name, warnings) + "\n".join(more)
+        if pairs is not None and not pairs.empty and (pairs["protector"] == spec).any():
+            figures[f"pairs-{name}"] = pairs_figure(pairs, spec, cfg.classifiers[0])
         files[f"report-{name}.md"] = text.encode()
         if grids.get(spec):
             files[f"grid-{name}.png"] = grids[spec]
@@ -276,7 +303,11 @@ def summary_notes(cfg: "AuditConfig", split: "AuditSplit", notes: dict[str, Any]
         "is an upper bound on what one pre-chosen attack achieves; no row itself is tuned on EVAL identities.",
         *([f"- verdict_top1 (unbiased): every attack row is also scored on {cfg.select_identities} SELECT identities "
             "(neither EVAL nor TRAIN); the row best on SELECT is scored once on EVAL, with its interval. worst_case_top1 "
-            "stays beside it as the upper bound."] if cfg.select_identities else []),
+            "stays beside it as the upper bound."] if cfg.select_identities else
+          ["- select_identities = 0: no unbiased verdict; worst_case_top1 is the only (upper-bound) figure."]),
+        *([f"- Threat models: {', '.join(cfg.threat_models)} (threat_verdict.csv: raw, unbiased verdict and upper "
+           "bound per metric; thresholds calibrated on raw-vs-raw comparisons of the same identities and draws; "
+           "the re-training rung is closed-set only)."] if len(cfg.threat_models) > 1 else []),
         "- Utility: person AP from E3 tables and PSNR from E4 tables where the protector appears in them "
         "(source columns), else as stated.",
     ])

@@ -70,9 +70,11 @@ def select_split(index: Sequence[tuple[str, str]], taken: Sequence[str], count: 
     excluded = set(taken)
     ids = subset_image_ids([(i, n) for i, n in index if n not in excluded], min_images, count,
                            max_images_per_identity, seed)
-    if not ids:
-        raise CamproError(f"no SELECT identities left after the EVAL and TRAIN ones ({len(excluded)} identities): "
-                          "lower eval_identities, train_identities or select_identities")
+    names = {n for i, n in index if i in set(ids)}
+    if len(names) < count:
+        raise CamproError(f"the unbiased verdict needs {count} SELECT identities with >= {min_images} images that are "
+                          f"neither EVAL nor TRAIN; only {len(names)} are left: lower select_identities, eval_identities "
+                          "or train_identities (select_identities=0 gives only the max-over-rows upper bound)")
     layout = DatasetLayout.build(index, min_images, ids)
     kept = select_identities(layout.labels, layout.identity_names, min_images=min_images)
     splits = sample_splits(layout.labels, repeats=repeats, seed=seed, identities=kept)
@@ -106,6 +108,27 @@ def unbiased_verdict(eval_rows: pd.DataFrame, select_rows: pd.DataFrame) -> pd.D
 WORST = "worst over conditions"
 
 
+def worst_rows(table: pd.DataFrame, keys: list[str], upper: str, carry: Sequence[str], attack: str, select: str,
+               prefixes: tuple[str, ...]) -> list[dict[str, object]]:
+    """One ``worst over conditions`` record per group of ``keys`` audited under several conditions
+    (``table`` has a ``condition`` column): the ``carry`` columns of the row with the highest
+    ``upper`` (its ``attack`` named with its condition) and, when the ``select`` column has values,
+    the columns starting with ``prefixes`` of the row best on SELECT, with ``chosen_condition``."""
+    extra: list[dict[str, object]] = []
+    for group, rows in table.groupby(keys, sort=False):
+        if len(rows) < 2 or upper not in rows or rows[upper].isna().all():
+            continue
+        worst = rows.loc[rows[upper].idxmax()]
+        record: dict[str, object] = {**dict(zip(keys, group)), "condition": WORST, **{k: worst[k] for k in carry},
+                                     attack: f"{worst[attack]} ({worst['condition']})"}
+        if select in rows and rows[select].notna().any():
+            chosen = rows.loc[rows[select].idxmax()]
+            record.update({k: chosen[k] for k in rows.columns if k.startswith(prefixes)})
+            record["chosen_condition"] = chosen["condition"]
+        extra.append(record)
+    return extra
+
+
 def over_conditions(summary: pd.DataFrame, expansion: "Expansion") -> pd.DataFrame:
     """The summary with ``protector`` split into protector and ``condition`` and, per protector
     audited under several conditions, a ``worst over conditions`` row: the upper bound is the
@@ -117,17 +140,6 @@ def over_conditions(summary: pd.DataFrame, expansion: "Expansion") -> pd.DataFra
     if not expansion.labelled:
         return summary
     table = label(summary, expansion, column="protector")
-    extra = []
-    for protector, rows in table.groupby("protector", sort=False):
-        if len(rows) < 2:
-            continue
-        worst = rows.loc[rows["worst_case_top1"].idxmax()]
-        record = {"protector": protector, "condition": WORST, "worst_case_top1": worst["worst_case_top1"],
-                  "ci_low": worst["ci_low"], "ci_high": worst["ci_high"], "rung": worst["rung"],
-                  "attack": f"{worst['attack']} ({worst['condition']})"}
-        if "select_top1" in rows and rows["select_top1"].notna().any():
-            chosen = rows.loc[rows["select_top1"].idxmax()]
-            record.update({k: chosen[k] for k in rows.columns if k.startswith(("verdict_", "chosen_", "select_"))})
-            record["chosen_condition"] = chosen["condition"]
-        extra.append(record)
+    extra = worst_rows(table, ["protector"], "worst_case_top1", ["worst_case_top1", "ci_low", "ci_high", "rung"],
+                       "attack", "select_top1", ("verdict_", "chosen_", "select_"))
     return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table
