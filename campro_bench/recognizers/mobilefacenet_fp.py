@@ -4,8 +4,9 @@ A MobileFaceNet-style ONNX network (``package/model/fr_feature.onnx``, 4.9 MB, b
 already folded into its convolutions) whose file fixes the batch at 1. It runs in ONNX Runtime
 (not differentiable) with the batch made free (:func:`batch_free_model`: the one ``Reshape``
 that names the batch copies it instead), so a batch of crops is one call rather than one call
-per crop: the same arithmetic per crop, embeddings equal to the one-crop-at-a-time run (tested). It is not a Python package: ``scripts/install.sh``
-fetches the tarball with ``npm pack`` and keeps only this file, in
+per crop: the same arithmetic per crop, embeddings equal to the one-crop-at-a-time run (tested).
+It is not a Python package: ``scripts/install.sh`` fetches the tarball with ``npm pack`` and keeps
+only this file, in
 ``<venv>/share/campro-bench/faceplugin-face-recognition-js-0.0.1/fr_feature.onnx`` (found through
 ``sys.prefix``); a copy in the models folder (``<models_dir>/fr_feature.onnx``) is used instead
 when present. Its SHA-256 is pinned.
@@ -68,8 +69,9 @@ def batch_free_model(path: Path) -> bytes:
 
     The file declares input ``1 x 3 x 112 x 112`` and output ``1 x 512`` and ends with
     ``Reshape(x, [1, -1])``; that target becomes ``[0, -1]`` (ONNX: 0 copies the input's
-    dimension, here the batch) and both shapes get a symbolic batch ``N``. Measured on the 2-core
-    development machine: 1.2-1.4x the images/s of one call per crop (``bench/face_models.py``).
+    dimension, here the batch) and both shapes get a symbolic batch ``N``. Measured on the shared
+    2-core development machine: 1.04-1.22x the images/s of one call per crop
+    (``bench/embed.py --paths``, docs/scaling.md).
     """
     import onnx
     from onnx import numpy_helper
