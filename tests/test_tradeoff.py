@@ -222,3 +222,29 @@ def test_utility_points_are_read_from_an_earlier_e3_run_on_the_same_test_images(
     table, notes = points(2)
     assert table["AP"].isna().all()
     assert "other test images" in notes["utility_from_skipped"][str(tmp_path / "e3")]
+
+
+def test_privacy_columns_are_read_from_an_earlier_sweep_with_the_same_privacy_keys(tmp_path: Path) -> None:
+    from campro_bench.context import RunContext
+    from campro_bench.experiments.spec import apply_overrides, load_spec
+    from campro_bench.experiments.tradeoff import SPLITS_SEED_PREFIX, TradeoffConfig, earlier_privacy
+    from campro_bench.manifest import Manifest
+
+    committed = pd.read_csv(Path(__file__).resolve().parents[1] / "baselines/tradeoff/tradeoff.csv")
+    methods = [{"method": "Raw", "label": "raw", "spec": "raw"}, {"method": "L", "label": "x16", "spec": "lowres:factor=16"}]
+
+    def read(overrides: list[str]) -> tuple[pd.DataFrame, Manifest]:
+        cfg = TradeoffConfig.from_spec(apply_overrides(load_spec("tradeoff"), ["privacy_from=baselines/tradeoff",
+                                                                                *overrides]))
+        ctx = RunContext(manifest=Manifest("tradeoff", {}), cache_dir=tmp_path, quiet=True)
+        return earlier_privacy(methods, cfg, ctx), ctx.manifest
+
+    table, manifest = read([])
+    expected = committed.set_index("spec").loc[["raw", "lowres:factor=16"]]
+    assert table["accuracy"].tolist() == expected["accuracy"].tolist()
+    assert table["reenrolled_best_model"].tolist()[1] == expected["reenrolled_best_model"].tolist()[1]
+    assert any(k.startswith(SPLITS_SEED_PREFIX) for k in manifest.seeds)  # E5 runs are checked against these draws
+    with pytest.raises(CamproError, match="its privacy is"):
+        read(["privacy.max_identities=50"])  # other identities: its accuracies do not stand for this sweep's
+    with pytest.raises(CamproError, match="not a tradeoff run folder"):
+        read(["privacy_from=baselines/nothing-here"])
