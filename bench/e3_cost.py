@@ -50,7 +50,7 @@ def figure(table: list[dict[str, Any]], title: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1.9))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(table) + 1.9))
     labels = [r["label"] + (" (detector cached)" if r["cached"] else "") for r in table]
     fine = [r["finetune_s"] / 60 for r in table]
     ev = [r["evaluate_s"] / 60 for r in table]
@@ -82,7 +82,8 @@ def main() -> None:
     total = sum(r["finetune_s"] + r["evaluate_s"] for r in table)
     fresh = [r for r in table if not r["cached"]]
     per_row = sorted(r["finetune_s"] + r["evaluate_s"] for r in fresh)
-    title = (f"E3 wall time: {total / 60:.0f} min for {len(table)} rows (cached rows: their training then)\n"
+    title = (f"E3: {sum(runs_total) / 60:.0f} min of run wall time for {len(table)} rows\n"
+             f"({len(table) - len(fresh)} detectors cached: their bars show their earlier training)\n"
              f"torch threads {'/'.join(sorted(threads))}, runs started {min(started)} .. {max(started)} UTC")
     for r in table:
         print(f"{r['label']:<55} fine-tune {r['finetune_s']:8.1f} s  evaluate {r['evaluate_s']:7.1f} s"
