@@ -8,6 +8,8 @@ seed, bootstrap draws and fine-tuning hyper-parameters, and, for a fine-tuned po
 fine-tuning images (their digest); anything else is one error line naming the folder and the key
 that differs. Each taken row says where it came from (``source_run``) and the run's manifest
 notes list the folders with their commit, so a reader can tell a read point from a measured one.
+Protectors are matched by spec: E3 manifests record no protector fingerprint, so a preset whose
+shipped weights changed after the earlier run is not detected; re-measure after shipping new weights.
 """
 
 from __future__ import annotations
