@@ -14,6 +14,11 @@ and draws one stacked bar per protector, so a user knows what a run costs before
 
 Wall time on a shared CPU depends on its load by several times; the run's start time and torch
 threads are in the title, the load average is in the docs beside the figure.
+
+Measured (docs/detection.md, "Cost"): the nine-row run ``baselines/e3_person/all`` took 1,836 s of
+wall time at load average 2-5 on the 2-core machine, three of its detectors read from the cache; the
+six rows it fine-tuned took 99-825 s each (median 191 s: fine-tuning 545 images once, then scoring
+500), so nine rows from an empty cache cost about 9 x 190 s = 29 min at that load, about 14 min idle.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def figure(table: list[dict[str, Any]], title: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1.9))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(table) + 1.9))
     labels = [r["label"] + (" (detector cached)" if r["cached"] else "") for r in table]
     fine = [r["finetune_s"] / 60 for r in table]
     ev = [r["evaluate_s"] / 60 for r in table]
@@ -65,7 +70,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, action="append", required=True, help="an E3 result folder (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("docs/img/e3-person-cost.png"))
     args = parser.parse_args()
-    table, threads, started = [], set(), []
+    table, threads, started, runs_total = [], set(), [], []
     for folder in args.run:
         manifest = json.loads((folder / "manifest.json").read_text())
         reports_file = folder / "finetune_reports.json"
@@ -73,13 +78,19 @@ def main() -> None:
         table += rows(manifest, reports)
         threads.add(str(manifest.get("environment", {}).get("torch_threads", "?")))
         started.append(manifest.get("started", "?")[:16])
+        runs_total.append(float(manifest.get("timings_s", {}).get("total", 0.0)))
     total = sum(r["finetune_s"] + r["evaluate_s"] for r in table)
-    title = (f"E3 wall time: {total / 60:.0f} min for {len(table)} rows\n"
+    fresh = [r for r in table if not r["cached"]]
+    per_row = sorted(r["finetune_s"] + r["evaluate_s"] for r in fresh)
+    title = (f"E3: {sum(runs_total) / 60:.0f} min of run wall time for {len(table)} rows\n"
+             f"({len(table) - len(fresh)} detectors cached: their bars show their earlier training)\n"
              f"torch threads {'/'.join(sorted(threads))}, runs started {min(started)} .. {max(started)} UTC")
     for r in table:
         print(f"{r['label']:<55} fine-tune {r['finetune_s']:8.1f} s  evaluate {r['evaluate_s']:7.1f} s"
-              + ("  (cached)" if r["cached"] else ""))
-    print(f"total fine-tune + evaluate {total:.1f} s")
+              + ("  (cached: fine-tuned by an earlier run)" if r["cached"] else ""))
+    print(f"total fine-tune + evaluate {total:.1f} s (a cached row counts the training its detector's report records)")
+    print(f"runs' own wall time {sum(runs_total):.1f} s; rows fine-tuned in them: {len(fresh)}"
+          + (f", median {per_row[len(per_row) // 2]:.0f} s per row (fine-tune + evaluate)" if per_row else ""))
     figure(table, title, args.out)
     print(f"wrote {args.out}")
 

@@ -70,3 +70,17 @@ def test_subset_is_seeded_and_consistent(data_root: Path) -> None:
     assert {im["id"] for im in a.coco["images"]} == ids
     assert all(x["image_id"] in ids for x in a.coco["annotations"])
     assert ds.subset(0) is ds
+
+
+@pytest.mark.realdata
+def test_nested_subsets_grow_by_adding_images(data_root: Path) -> None:
+    ds = load_coco128(data_root, "val")
+    ids = {n: [r.id for r in ds.nested_subset(n, seed=3).images] for n in (5, 15, 30)}
+    assert [len(v) for v in ids.values()] == [5, 15, 30]
+    assert set(ids[5]) < set(ids[15]) < set(ids[30])  # the smaller subset is part of the larger
+    assert ids[15] == [r.id for r in ds.nested_subset(15, seed=3).images]  # seeded
+    assert ids[15] != [r.id for r in ds.nested_subset(15, seed=4).images]
+    small = ds.nested_subset(5, seed=3)
+    assert {im["id"] for im in small.coco["images"]} == set(ids[5])
+    assert {a["image_id"] for a in small.coco["annotations"]} <= set(ids[5])
+    assert ds.nested_subset(0) is ds

@@ -159,6 +159,24 @@ def test_utility_curve_scales_epochs_to_the_image_budget(tmp_path: Path, cache: 
     raw = table[table["Method"] == "Raw"]
     assert (raw["share_of_first"].dropna() == 1.0).all()
     assert (folder / "utility_curve.png").is_file()
+    data = json.loads((folder / "manifest.json").read_text())["data"]
+    two, four = data["finetune 2 images"]["image_ids"], data["finetune 4 images"]["image_ids"]
+    assert len(two) == 2 and len(four) == 4 and set(two) < set(four)  # nested subsets, recorded
+    assert (table["measured_in"] == "this run").all()
+    # an earlier run's points are read, not re-measured, when its protocol and data agree
+    detectors = sorted((cache / "detectors").glob("*.pt"))
+    for f in detectors:
+        f.unlink()  # a re-measured fine-tuned point would have to fine-tune again
+    again = run_experiment(
+        "utility-curve", overrides=[*overrides, f'reuse=["{folder}"]'], out=tmp_path / "again",
+        data_root=str(data_root), cache_dir=str(cache), device="cpu", quiet=True,
+    )[1].tables["utility_curve"]
+    assert (again["measured_in"] == str(folder)).all()
+    assert again["AP"].tolist() == pytest.approx(table["AP"].tolist(), rel=1e-5)  # CSV: 6 digits
+    assert not list((cache / "detectors").glob("*.pt"))
+    with pytest.raises(Exception, match="bootstrap = 50, this run's is 20"):
+        run_experiment("utility-curve", overrides=[*overrides, "bootstrap=20", f'reuse=["{folder}"]'],
+                       out=tmp_path / "other", data_root=str(data_root), cache_dir=str(cache), quiet=True)
     with pytest.raises(Exception, match="train_sizes"):
         run_experiment("utility-curve", overrides=["max_train_images=3"], out=tmp_path / "bad",
                        data_root=str(data_root), cache_dir=str(cache), quiet=True)

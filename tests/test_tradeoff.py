@@ -173,4 +173,78 @@ def test_shipped_protocol_lists_the_papers_levels() -> None:
     assert [s for s in specs if s.startswith("defocus")] == [
         "defocus:kernel=9,sigma=3", "defocus:kernel=13,sigma=5", "defocus:kernel=15,sigma=7", "defocus:kernel=25,sigma=7"]
     assert all(m.get("optional") for m in spec["methods"] if m["method"] == "CamPro")
-    assert spec["privacy"]["gallery"] == "raw" and spec["utility"]["finetune_epochs"] == 5
+    assert spec["privacy"]["gallery"] == "raw" and spec["utility"]["finetune_epochs"] == 1
+    assert spec["utility"]["dataset"] == spec["utility"]["train_dataset"] == "coco-person-val"  # E3's protocol
+
+
+def _earlier_e3(folder: Path, eval_sha: str, ap: float) -> None:
+    """An E3 result folder as `campro-bench run e3` writes it (pretrained detector, the shipped keys)."""
+    folder.mkdir(parents=True)
+    spec = {"detector": "ssdlite-mobilenetv2-coco", "seed": 0, "bootstrap": 1000, "batch_size": 8, "lr": 0.001,
+            "momentum": 0.9, "weight_decay": 4e-5, "hflip": True, "finetune_epochs": 0}
+    (folder / "manifest.json").write_text(json.dumps({"experiment": "e3", "spec": spec,
+                                                      "data": {"eval": {"sha256": eval_sha}}}))
+    pd.DataFrame([
+        {"Method": "Raw", "protector": "raw", "source": "ours", "AP": ap, "AP_lo": ap - 0.1, "AP_hi": ap + 0.1,
+         "AP@0.5": 0.5, "AP@0.75": 0.3, "Precision": 0.7, "Recall": 0.6, "F1": 0.65},
+        {"Method": "Raw Images", "protector": None, "source": "paper", "AP": 0.578},
+    ]).to_csv(folder / "table3.csv", index=False)
+
+
+@pytest.mark.realdata
+def test_utility_points_are_read_from_an_earlier_e3_run_on_the_same_test_images(tmp_path: Path,
+                                                                                data_root: Path) -> None:
+    from campro_bench.context import RunContext
+    from campro_bench.datasets.coco import load_person_dataset
+    from campro_bench.experiments.tradeoff import TradeoffConfig, utility_points
+    from campro_bench.manifest import Manifest
+
+    test = load_person_dataset("coco-person-val", data_root, "val")
+    _earlier_e3(tmp_path / "e3", test.subset(3, 0).fingerprint()["sha256"], 0.4)
+    methods = [{"method": "Raw", "label": "raw", "spec": "raw"}, {"method": "Inverted", "label": "inv", "spec": "invert"}]
+
+    def points(max_images: int) -> tuple[pd.DataFrame, dict]:
+        cfg = TradeoffConfig.from_spec({
+            "methods": [{"method": m["method"], "spec": m["spec"]} for m in methods],
+            "privacy": {"datasets": ["celeba-subset"], "models": ["sface"]},
+            "utility": {"dataset": "coco-person-val", "train_dataset": "coco-person-val", "finetune_epochs": 0,
+                        "max_images": max_images},
+            "utility_from": [str(tmp_path / "e3")], "measure_missing": False})
+        ctx = RunContext(manifest=Manifest("tradeoff", {}), cache_dir=tmp_path / "cache", quiet=True)
+        return utility_points(methods, cfg, ctx), ctx.manifest.notes["utility"]
+
+    table, notes = points(3)
+    assert table.loc["raw", ["AP", "AP_lo", "AP_hi"]].tolist() == pytest.approx([0.4, 0.3, 0.5])
+    assert table.loc["raw", "utility_measured_in"] == str(tmp_path / "e3")
+    assert np.isnan(table.loc["invert", "AP"]) and table.loc["invert", "utility_measured_in"] == "not measured"
+    assert notes["not_measured"] == ["invert"] and not (tmp_path / "cache" / "detectors").exists()
+    # the same run does not stand for other test images: passed over, with the reason
+    table, notes = points(2)
+    assert table["AP"].isna().all()
+    assert "other test images" in notes["utility_from_skipped"][str(tmp_path / "e3")]
+
+
+def test_privacy_columns_are_read_from_an_earlier_sweep_with_the_same_privacy_keys(tmp_path: Path) -> None:
+    from campro_bench.context import RunContext
+    from campro_bench.experiments.spec import apply_overrides, load_spec
+    from campro_bench.experiments.tradeoff import SPLITS_SEED_PREFIX, TradeoffConfig, earlier_privacy
+    from campro_bench.manifest import Manifest
+
+    committed = pd.read_csv(Path(__file__).resolve().parents[1] / "baselines/tradeoff/tradeoff.csv")
+    methods = [{"method": "Raw", "label": "raw", "spec": "raw"}, {"method": "L", "label": "x16", "spec": "lowres:factor=16"}]
+
+    def read(overrides: list[str]) -> tuple[pd.DataFrame, Manifest]:
+        cfg = TradeoffConfig.from_spec(apply_overrides(load_spec("tradeoff"), ["privacy_from=baselines/tradeoff",
+                                                                                *overrides]))
+        ctx = RunContext(manifest=Manifest("tradeoff", {}), cache_dir=tmp_path, quiet=True)
+        return earlier_privacy(methods, cfg, ctx), ctx.manifest
+
+    table, manifest = read([])
+    expected = committed.set_index("spec").loc[["raw", "lowres:factor=16"]]
+    assert table["accuracy"].tolist() == expected["accuracy"].tolist()
+    assert table["reenrolled_best_model"].tolist()[1] == expected["reenrolled_best_model"].tolist()[1]
+    assert any(k.startswith(SPLITS_SEED_PREFIX) for k in manifest.seeds)  # E5 runs are checked against these draws
+    with pytest.raises(CamproError, match="its privacy is"):
+        read(["privacy.max_identities=50"])  # other identities: its accuracies do not stand for this sweep's
+    with pytest.raises(CamproError, match="not a tradeoff run folder"):
+        read(["privacy_from=baselines/nothing-here"])

@@ -85,7 +85,23 @@ class PersonDataset:
         """A seeded random subset of ``max_images`` images (all when ``max_images <= 0``)."""
         if max_images <= 0 or max_images >= len(self.images):
             return self
-        chosen = sorted(random.Random(seed).sample(range(len(self.images)), max_images))
+        return self._restricted(random.Random(seed).sample(range(len(self.images)), max_images))
+
+    def nested_subset(self, size: int, seed: int = 0) -> "PersonDataset":
+        """The first ``size`` images of one seeded permutation (all when ``size <= 0``).
+
+        Unlike :meth:`subset`, the subsets of one seed are nested: the 50-image subset is part
+        of the 150-image one, so a learning curve adds data instead of drawing a new sample.
+        """
+        if size <= 0 or size >= len(self.images):
+            return self
+        order = list(range(len(self.images)))
+        random.Random(seed).shuffle(order)
+        return self._restricted(order[:size])
+
+    def _restricted(self, indices: list[int]) -> "PersonDataset":
+        """The images at ``indices`` (kept in dataset order) with their annotations."""
+        chosen = sorted(indices)
         images = [self.images[i] for i in chosen]
         ids = {r.id for r in images}
         coco = {

@@ -42,11 +42,12 @@ class DetectionUtilityConfig:
     """
 
     detector: str = option("ssdlite-mobilenetv2-coco", help="person detector (PERSON_DETECTORS)")
-    dataset: str = option("coco128", help="person dataset (or spec) whose val split is evaluated")
-    train_dataset: str = option("coco128", help="person dataset (or spec) whose train split fine-tunes the detector")
+    dataset: str = option("coco-person-val", help="person dataset (or spec) whose val (test) split is evaluated")
+    train_dataset: str = option("coco-person-val", help="person dataset (or spec) whose train (fine-tune) split "
+                                                        "fine-tunes the detector")
     max_images: int = option(0, ge=0, le=1_000_000, help="0 = every val image; N = a seeded subset")
     max_train_images: int = option(0, ge=0, le=1_000_000, help="0 = every train image; N = a seeded subset")
-    finetune_epochs: int = option_like(FinetuneConfig, "epochs")
+    finetune_epochs: int = option_like(FinetuneConfig, "epochs", 1)
     batch_size: int = option_like(FinetuneConfig, "batch_size")
     lr: float = option_like(FinetuneConfig, "lr")
     momentum: float = option_like(FinetuneConfig, "momentum")
@@ -75,15 +76,11 @@ class ProtectorRow:
 class PersonUtilityProtocol(DetectionUtilityConfig):
     """E3's and the utility curve's keys: the detection keys, the seed and the rows.
 
-    The data default is ``coco-person-val`` (the trade-off's ``[utility]`` keeps its own), and one
-    fine-tuning epoch: 545 images once is 69 batches, more updates than five epochs of coco128's
-    61 images (40), at a cost a shared CPU can carry (docs/detection.md, "Cost").
+    The detection keys' defaults (shared with the trade-off's ``[utility]``) are ``coco-person-val``
+    and one fine-tuning epoch: 545 images once is 69 batches, more updates than five epochs of
+    coco128's 61 images (40), at a cost a shared CPU can carry (docs/detection.md, "Cost").
     """
 
-    dataset: str = option("coco-person-val", help="person dataset (or spec) whose val (test) split is evaluated")
-    train_dataset: str = option("coco-person-val", help="person dataset (or spec) whose train (fine-tune) split "
-                                                        "fine-tunes the detector")
-    finetune_epochs: int = option_like(FinetuneConfig, "epochs", 1)
     seed: int = option(0, ge=0, help="seed of the subsets, the fine-tuning, the bootstrap and torch")
     protectors: list[ProtectorRow] = option(list, help="rows: {label, spec[, checkpoint]} or a protector spec")
 
@@ -138,15 +135,23 @@ def finetuned_detector(
 
 @dataclass(frozen=True)
 class PersonSubset:
-    """A seeded subset of a person dataset's split, by name (a task loads it under its data root)."""
+    """A seeded subset of a person dataset's split, by name (a task loads it under its data root).
+
+    ``nested``: the first ``max_images`` of one seeded permutation (:meth:`PersonDataset.nested_subset`,
+    the subsets of a learning curve), else an independent seeded sample (:meth:`PersonDataset.subset`).
+    """
 
     dataset: str
     split: str
     max_images: int
     seed: int
+    nested: bool = False
 
     def load(self, ctx: RunContext) -> PersonDataset:
-        return load_person_dataset(self.dataset, ctx.data_root, self.split).subset(self.max_images, self.seed)
+        split = load_person_dataset(self.dataset, ctx.data_root, self.split)
+        if self.nested:
+            return split.nested_subset(self.max_images, self.seed)
+        return split.subset(self.max_images, self.seed)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,12 @@ CamPro ISP preset, the raw reference) becomes one point:
 * privacy (x): closed-set face identification accuracy on the face dataset, averaged over the
   offline recognisers — the E1 protocol (:func:`campro_bench.privacy.evaluate.run_protocol`,
   cached embeddings), probes protected, gallery raw by default;
-* utility (y): person-detection AP on the protected val images — the E3 functions (a detector
-  fine-tuned per protector, cached, or the pretrained one with ``finetune_epochs = 0``).
+* utility (y): person-detection AP on the protected val (test) images with its 95 % bootstrap
+  interval (error bars) — the E3 functions (a detector fine-tuned per protector, cached, or the
+  pretrained one with ``finetune_epochs = 0``), or the point of an earlier E3 run listed in
+  ``utility_from`` when its test images and protocol are this sweep's (checked; a run that does
+  not qualify is passed over with a note); ``measure_missing = false`` leaves the other points'
+  AP empty instead of measuring them.
 
 Outputs: ``tradeoff.csv`` (one row per point, per-model accuracies, AP and the other detection
 metrics, whether the point is on the Pareto front), ``tradeoff.png`` (accuracy vs AP, one marker
@@ -34,6 +38,7 @@ from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
 from .common import check_compare, find_protector_row, resolve_table_path
+from .earlier_detection import PROTOCOL_KEYS, Wanted, earlier_points, lookup, run_record
 from .figures import legend_outside, place_labels, pyplot
 from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
 from .spec import parse_protocol
@@ -88,6 +93,12 @@ class TradeoffConfig:
                                           "worst case over the attacker ladder joins its worst-case column")
     whitebox: list[str] = option(list, help="E5 (Table VII) result folders (e5.csv + manifest.json): the strongest "
                                             "attack on the protector each one attacked joins that point's worst case")
+    privacy_from: str = option("", help="an earlier tradeoff run folder whose privacy columns are read, not "
+                                        "re-measured (same [privacy] keys, seed and face data, checked); '' = measure")
+    utility_from: list[str] = option(list, help="earlier E3 run folders whose points (same test images, detector, "
+                                                "fine-tuning and bootstrap, checked) are read, not re-measured")
+    measure_missing: bool = option(True, help="measure the points no `utility_from` run holds; false: their AP is "
+                                              "left empty (NaN: off the front, drawn on the privacy axis only)")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "TradeoffConfig":
@@ -122,9 +133,48 @@ def _methods(cfg: TradeoffConfig, ctx: RunContext) -> list[dict[str, str]]:
     return out
 
 
+PRIVACY_COLUMNS = ("accuracy", "accuracy_best_model", "accuracy_std_mean_over_models", "reenrolled",
+                   "reenrolled_best_model")
+"""The privacy axis' columns of ``tradeoff.csv`` (besides ``accuracy/<model>``)."""
+
+
+def earlier_privacy(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
+    """The privacy columns of an earlier trade-off run (``privacy_from``), for a sweep that changes
+    only its utility axis: the embeddings of 18 protectors x 6 models cost hours on a CPU.
+
+    The earlier run counts when its manifest has this sweep's ``[privacy]`` keys and seed and its
+    table has every protector; its gallery/probe draws (``seeds["splits/..."]``) and face data
+    enter this run's manifest, so E5 runs are checked against them as if measured here.
+    """
+    folder = resolve_table_path(cfg.privacy_from, ctx.results_root)
+    if folder is None or not (folder / "manifest.json").is_file() or not (folder / "tradeoff.csv").is_file():
+        raise CamproError(f"privacy_from {cfg.privacy_from}: not a tradeoff run folder (manifest.json, tradeoff.csv)")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    spec = manifest.get("spec") or {}
+    if manifest.get("experiment") != "tradeoff":
+        raise CamproError(f"privacy_from {cfg.privacy_from}: a {manifest.get('experiment')!r} run, not a tradeoff run")
+    for key, ours in (("privacy", dict(cfg.privacy)), ("seed", cfg.seed)):
+        if spec.get(key) != ours:
+            raise CamproError(f"privacy_from {cfg.privacy_from}: its {key} is {spec.get(key)!r}, this sweep's {ours!r}")
+    table = pd.read_csv(folder / "tradeoff.csv").drop_duplicates("spec").set_index("spec")
+    specs = list(dict.fromkeys(m["spec"] for m in methods))
+    missing = [s for s in specs if s not in table.index]
+    if missing:
+        raise CamproError(f"privacy_from {cfg.privacy_from}: no privacy point for {', '.join(missing)}")
+    columns = [c for c in table.columns if c.startswith("accuracy/")] + list(PRIVACY_COLUMNS)
+    ctx.manifest.seeds.update({k: v for k, v in (manifest.get("seeds") or {}).items() if k.startswith(SPLITS_SEED_PREFIX)})
+    ctx.manifest.data["datasets"] = (manifest.get("data") or {}).get("datasets", {})
+    ctx.manifest.notes["privacy_from"] = {"folder": cfg.privacy_from, "started": manifest.get("started"),
+                                          "commit": (manifest.get("environment") or {}).get("campro_bench_commit")}
+    return table.loc[specs, columns]
+
+
 def privacy_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
     """Per protector spec: accuracy of each model and their mean in the x-axis gallery (the E1
-    protocol), and the best model's accuracy in that gallery and in the re-enrolled one."""
+    protocol), and the best model's accuracy in that gallery and in the re-enrolled one; read from
+    ``privacy_from`` when it is set (:func:`earlier_privacy`)."""
+    if cfg.privacy_from:
+        return earlier_privacy(methods, cfg, ctx)
     protocol = cfg.protocol(list(dict.fromkeys(m["spec"] for m in methods)))
     gallery = protocol.galleries[0]
     outcome = run_protocol(protocol, ctx)
@@ -237,29 +287,52 @@ def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence
 
 def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
     """Per protector spec: the E3 metrics (detector fine-tuned per protector unless epochs = 0), one
-    executor task per protector (:func:`~campro_bench.experiments.finetuned.detection_task`)."""
+    executor task per protector (:func:`~campro_bench.experiments.finetuned.detection_task`), or
+    read from an earlier E3 run of ``utility_from`` (:mod:`.earlier_detection`)."""
     utility, seed = cfg.utility, cfg.seed
     config = utility.finetune(seed)
     evaluated = PersonSubset(utility.dataset, "val", utility.max_images, seed)
     eval_set = evaluated.load(ctx)
-    trained = None
+    trained, images, train_sha = None, 0, {}
     if config.epochs > 0:
         trained = PersonSubset(utility.train_dataset, "train", utility.max_train_images, seed)
         ctx.manifest.data["utility_train"] = trained.load(ctx).fingerprint()
+        images = ctx.manifest.data["utility_train"]["images"]
+        train_sha = {images: ctx.manifest.data["utility_train"]["sha256"]}
     ctx.manifest.data["utility_eval"] = eval_set.fingerprint()
+    protocol = {**{key: getattr(utility, key) for key in PROTOCOL_KEYS if key != "seed"}, "seed": seed}
+    skipped: dict[str, str] = {}
+    earlier = earlier_points(cfg.utility_from, Wanted(ctx.manifest.data["utility_eval"]["sha256"], protocol,
+                                                      train_sha), ctx.results_root, skipped)
     name = utility.detector
     specs = list(dict.fromkeys(m["spec"] for m in methods))
+    found = {spec: lookup(earlier, spec, images, config.epochs) for spec in specs}
+    measured = [spec for spec in specs if found[spec] is None] if cfg.measure_missing else []
     jobs = [DetectionJob(spec, spec, name, evaluated, trained, config, utility.batch_size, stage="utility/",
                          bootstrap=utility.bootstrap)
-            for spec in specs]
-    results = detection_results(jobs, ctx)
-    ctx.manifest.models[name] = {"weights_sha256": results[0]["base"]["weights_sha256"]}
-    rows = {spec: {**{m: out["metrics"][m] for m in METRICS},
-                   "AP_lo": out["metrics"].get("AP_lo", np.nan), "AP_hi": out["metrics"].get("AP_hi", np.nan),
-                   "detector_cached": out["report"]["cached"] if out["report"] is not None else None}
-            for spec, out in zip(specs, results)}
+            for spec in measured]
+    results = dict(zip(measured, detection_results(jobs, ctx)))
+    if results:
+        ctx.manifest.models[name] = {"weights_sha256": next(iter(results.values()))["base"]["weights_sha256"]}
+    rows = {}
+    for spec in specs:
+        if spec in results:
+            out = results[spec]
+            rows[spec] = {**{m: out["metrics"][m] for m in METRICS}, "AP_lo": out["metrics"].get("AP_lo", np.nan),
+                          "AP_hi": out["metrics"].get("AP_hi", np.nan), "utility_measured_in": "this run",
+                          "detector_cached": out["report"]["cached"] if out["report"] is not None else None}
+        elif found[spec] is not None:
+            rows[spec] = {**{m: found[spec].get(m, np.nan) for m in (*METRICS, "AP_lo", "AP_hi")},
+                          "utility_measured_in": found[spec]["source_run"], "detector_cached": None}
+        else:
+            rows[spec] = {**{m: np.nan for m in (*METRICS, "AP_lo", "AP_hi")},
+                          "utility_measured_in": "not measured", "detector_cached": None}
     ctx.manifest.notes["utility"] = {"detector": name, "finetune": config.to_dict(), "eval_images": len(eval_set),
-                                     "eval_persons": eval_set.num_persons, "bootstrap": utility.bootstrap}
+                                     "eval_persons": eval_set.num_persons, "bootstrap": utility.bootstrap,
+                                     "read_from": [run_record(f, ctx.results_root) for f in cfg.utility_from
+                                                   if f not in skipped],
+                                     "utility_from_skipped": skipped,
+                                     "not_measured": [s for s in specs if s not in results and found[s] is None]}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -321,6 +394,8 @@ def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> A
     never-audited points hollow on the worst-case panel, legends beside the plots; the paper's stated
     points beside."""
     plt = pyplot()
+    missing = table[table["AP"].isna()]
+    table = table[table["AP"].notna()]  # a point without person AP has no place on either panel
     panels = 3 if paper is not None else 2
     fig, axes = plt.subplots(panels, 1, figsize=(10, 6.5 * panels), squeeze=False)
     _front_panel(axes[0, 0], table, "accuracy", "pareto",
@@ -337,6 +412,11 @@ def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> A
                 title="paper: the only Fig. 11 values stated in its text")
         pax.grid(alpha=0.3)
     fig.tight_layout()
+    if len(missing):
+        names = "; ".join(f"{m} {label}" for m, label in zip(missing["method"], missing["label"]))
+        fig.subplots_adjust(bottom=0.06)
+        fig.text(0.01, 0.005, f"not drawn, no person AP on this test set: {names}", fontsize=6.5, wrap=True,
+                 va="bottom", color="0.3")
     return fig
 
 
@@ -370,7 +450,9 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         f"{protocol.galleries[0]}, {protocol.repeats} draws) on "
         f"{', '.join(protocol.datasets)}, mean over {', '.join(protocol.models)}; "
         f"y: person AP (COCOeval) on {ctx.manifest.notes['utility']['eval_images']} protected "
-        f"{cfg.utility.dataset} val images. pareto: no other point has lower-or-equal "
+        f"{cfg.utility.dataset} val (test) images, with its 95 % bootstrap interval (AP_lo, AP_hi; error bars); "
+        "utility_measured_in: 'this run', the earlier E3 run whose point was read (same test images, detector, "
+        "fine-tuning and bootstrap, checked), or 'not measured' (AP empty, point not drawn). pareto: no other point has lower-or-equal "
         "accuracy and higher-or-equal AP (one strictly). worst_case: the highest top-1 any evaluated attacker "
         "reached: the best single model with the raw and with the re-enrolled gallery in this run, and the "
         "audit's worst case over its ladder (cheap attacks, analytic inverses, restoration U-Net, re-training; "

@@ -6,7 +6,9 @@ evidence (the share stays low however much data the detector sees)? For every pr
 protocol the same detector is
 
 * evaluated as it ships (``pretrained``, 0 fine-tuning images), and
-* fine-tuned on seeded subsets of the fine-tune split (``train_sizes``; 0 = all of it), each
+* fine-tuned on nested seeded subsets of the fine-tune split (``train_sizes``; 0 = all of it:
+  the first N images of one permutation seeded by ``seed``, so 50 are part of 150, and the
+  manifest lists each subset's image ids under ``data``), each
   subset seeing the same number of images in all: ``epochs = round(image_budget / size)`` (50
   images: 11 epochs; 150: 4; 545: 1), so the curve varies the *variety* of data, not the
   length of training,
@@ -26,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import option
+from ..datasets.coco import PersonDataset
 from ..errors import CamproError
 from ..registries import EXPERIMENTS
 from .base import ExperimentResult, RunContext
+from .earlier_detection import PROTOCOL_KEYS, Wanted, earlier_points, lookup, run_record
 from .finetuned import DetectionJob, PersonSubset, PersonUtilityProtocol, detection_results
 
 PAPER_SHARE = 0.475 / 0.578
@@ -47,6 +51,8 @@ class CurveConfig(PersonUtilityProtocol):
     image_budget: int = option(0, ge=0, le=10_000_000, help="images seen per fine-tuning; 0 = finetune_epochs x "
                                                             "the whole fine-tune split")
     pretrained: bool = option(True, help="also evaluate the detector as it ships (0 fine-tuning images)")
+    reuse: list[str] = option(list, help="earlier e3 / utility-curve run folders whose points (same test images, "
+                                         "protocol and fine-tuning images, checked) are read, not re-measured")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "CurveConfig":
@@ -56,6 +62,11 @@ class CurveConfig(PersonUtilityProtocol):
         if any(size < 0 for size in cfg.train_sizes):
             raise CamproError(f"utility-curve: train_sizes must be >= 0, got {cfg.train_sizes}")
         return cfg
+
+
+def subset_record(subset: PersonDataset) -> dict[str, Any]:
+    """A fine-tuning subset for the manifest: its fingerprint and the COCO ids of its images."""
+    return {**subset.fingerprint(), "image_ids": [record.id for record in subset.images]}
 
 
 def epochs_for(size: int, full: int, budget: int) -> int:
@@ -79,30 +90,45 @@ def run_utility_curve(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult
     ctx.manifest.seeds.update({"seed": seed, "finetune": seed, "subset": seed, "bootstrap": seed})
     ctx.manifest.data["eval"] = eval_set.fingerprint()
     base = cfg.finetune(seed)
+    trained = {}
+    for size in dict.fromkeys(cfg.train_sizes):
+        record = subset_record(PersonSubset(cfg.train_dataset, "train", size, seed, nested=True).load(ctx))
+        ctx.manifest.data[f"finetune {size or full} images"] = record
+        trained[size or full] = record["sha256"]
+    protocol = {key: getattr(cfg, key) for key in PROTOCOL_KEYS}
+    earlier = earlier_points(cfg.reuse, Wanted(ctx.manifest.data["eval"]["sha256"], protocol, trained),
+                             ctx.results_root)
     sizes = ([None] if cfg.pretrained else []) + list(cfg.train_sizes)  # None: pretrained
-    jobs, keys = [], []
+    jobs, points = [], []
     for size in sizes:  # size-major: the cheap points first, the full split (E3's cache) last
         for item in cfg.protectors:
             if size is None:
                 train, config, images, epochs = None, base, 0, 0
             else:
-                train = PersonSubset(cfg.train_dataset, "train", size, seed)
+                train = PersonSubset(cfg.train_dataset, "train", size, seed, nested=True)
                 epochs = epochs_for(size, full, budget)
                 config, images = replace(base, epochs=epochs), size or full
-            jobs.append(DetectionJob(f"{item.label} / {images} img", item.spec, cfg.detector, evaluated, train,
-                                     config, cfg.batch_size, bootstrap=cfg.bootstrap))
-            keys.append((item.label, item.spec, images, epochs))
-    results = detection_results(jobs, ctx)
+            found = lookup(earlier, item.spec, images, epochs)
+            if found is None:
+                jobs.append(DetectionJob(f"{item.label} / {images} img", item.spec, cfg.detector, evaluated, train,
+                                         config, cfg.batch_size, bootstrap=cfg.bootstrap))
+            points.append((item.label, item.spec, images, epochs, found))
+    results = iter(detection_results(jobs, ctx))
     rows = []
-    for (label, spec_text, images, epochs), out in zip(keys, results):
-        m = out["metrics"]
+    for label, spec_text, images, epochs, found in points:
+        m, source = (found, found["source_run"]) if found is not None else (next(results), "this run")
+        if found is None:
+            if m["report"] is not None:
+                ctx.manifest.models[f"{cfg.detector} fine-tuned on {label}, {images} images"] = {
+                    "weights_sha256": m["weights_sha256"], "cached": m["report"]["cached"]}
+            m = m["metrics"]
         rows.append({"Method": label, "protector": spec_text, "finetune_images": images, "epochs": epochs,
                      "images_seen": images * epochs, "AP": m["AP"], "AP_lo": m.get("AP_lo", np.nan),
                      "AP_hi": m.get("AP_hi", np.nan), "AP@0.5": m["AP@0.5"], "AP@0.75": m["AP@0.75"],
-                     "detector": "pretrained" if images == 0 else f"fine-tuned on {images} images"})
-        if out["report"] is not None:
-            ctx.manifest.models[f"{cfg.detector} fine-tuned on {label}, {images} images"] = {
-                "weights_sha256": out["weights_sha256"], "cached": out["report"]["cached"]}
+                     "detector": "pretrained" if images == 0 else f"fine-tuned on {images} images",
+                     "measured_in": source})
+    if cfg.reuse:
+        ctx.manifest.notes["reused_runs"] = [run_record(folder, ctx.results_root) for folder in cfg.reuse]
     table = pd.DataFrame(rows)
     first = cfg.protectors[0].label
     reference = table[table["Method"] == first].set_index("finetune_images")["AP"]
@@ -112,10 +138,12 @@ def run_utility_curve(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult
                                    "bootstrap": {"draws": cfg.bootstrap, "seed": seed, "confidence": 0.95}}
     notes = (
         f"Person AP of {cfg.detector} on {len(eval_set)} protected {eval_set.name} test images, pretrained and "
-        f"fine-tuned per protector on seeded subsets of the {full} fine-tune images; every fine-tuning sees about "
+        f"fine-tuned per protector on nested seeded subsets of the {full} fine-tune images (the first N of one "
+        f"permutation, seed {seed}; ids in the manifest); every fine-tuning sees about "
         f"{budget} images (epochs = round({budget} / size)). AP_lo / AP_hi: 95 % bootstrap interval over the test "
         f"images ({cfg.bootstrap} draws, seed {seed}). share_of_first: AP / the {first} row's AP at the same size"
-        f" (the paper's CamPro share: {PAPER_SHARE:.0%})."
+        f" (the paper's CamPro share: {PAPER_SHARE:.0%}). measured_in: 'this run', or the earlier run folder whose point "
+        "(same test images, protocol and fine-tuning images, checked) was read instead of re-measured."
     )
     return ExperimentResult(tables={"utility_curve": table}, figures={"utility_curve": curve_figure(table, first)},
                             notes=notes)
