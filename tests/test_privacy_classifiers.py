@@ -282,6 +282,7 @@ def test_former_schedule_is_near_the_converged_solution() -> None:
     old = train_linear(g, valid, LinearConfig(solver="sgd-100"))
     new = train_linear(g, valid, LinearConfig())
     assert new.converged == [True, True] and max(old.grad_max) > LinearConfig().tol
+    assert old.converged == [] and old.iterations == [100, 100]  # a schedule: convergence does not apply
     assert ((old.weight - new.weight).norm() / new.weight.norm()).item() < 0.01
     assert (old.scores(p).argmax(-1) == new.scores(p).argmax(-1)).float().mean().item() >= 0.99
 

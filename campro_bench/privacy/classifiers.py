@@ -128,7 +128,7 @@ class LinearFit:
     valid: torch.Tensor
     train_loss: list[float]  # per repeat: mean cross-entropy over the gallery images with a face
     train_accuracy: list[float]
-    converged: list[bool] = field(default_factory=list)  # per repeat: max |grad F| <= tol (lbfgs)
+    converged: list[bool] = field(default_factory=list)  # per repeat: max |grad F| <= tol (lbfgs; sgd-100: empty)
     iterations: list[int] = field(default_factory=list)  # per repeat: L-BFGS iterations (sgd-100: steps)
     grad_max: list[float] = field(default_factory=list)  # per repeat: max |grad F| at the returned (W, b)
 
@@ -302,7 +302,7 @@ def _report(problem: _Problem, weight: torch.Tensor, bias: torch.Tensor, iterati
         losses.append(float(ce.sum()) / n)
         accuracies.append(float(((logits.argmax(dim=-1) == truth) & faces).sum()) / n)
         grads.append(float(torch.maximum(gw.abs().max(), gb.abs().max())))
-    converged = [g <= config.tol for g in grads] if config.solver == "lbfgs" else [False] * len(grads)
+    converged = [g <= config.tol for g in grads] if config.solver == "lbfgs" else []  # a schedule: n/a
     return LinearFit(weight, bias, problem.valid, losses, accuracies, converged, iterations, grads)
 
 
