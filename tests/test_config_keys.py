@@ -28,7 +28,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("override, key, hint", [
     ("repeat=1", "repeat", "repeats"),
     ('protector=["raw"]', "protector", "protectors"),
-    ("linear.step=5", "linear.step", "linear.steps"),
+    ("linear.tols=5", "linear.tols", "linear.tol"),
 ])
 def test_misspelt_set_key_fails_naming_it(override: str, key: str, hint: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,7 +56,7 @@ def test_every_shipped_protocol_passes_the_key_check(protocol: str) -> None:
     ('repeats="3"', "protocol key 'repeats': input should be a valid integer, got '3'"),
     ("confidence=1.5", "protocol key 'confidence': input should be less than 1"),
     ("batch_size=0", "protocol key 'batch_size'"),
-    ("linear.momentum=1.0", "linear-classifier key 'momentum': input should be less than 1"),
+    ("linear.tol=2.0", "linear-classifier key 'tol': input should be less than or equal to 1"),
 ])
 def test_out_of_range_protocol_values_fail_naming_the_key(override: str, message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,7 +67,7 @@ BASE = [
     'models=["m-a", "m-b"]',
     'protectors=["raw", "invert", "lowres:factor=16"]',
     "repeats=3",
-    "linear.steps=30",
+    "linear.max_iter=30",
 ]
 
 
@@ -146,7 +146,7 @@ def test_manifest_records_seeds_fingerprints_rates_and_timings(tmp_path: Path) -
     assert embedded == manifest["data"]["datasets"]["lfw"]["images_used_by_draws"]
     assert rates["lfw|m-a|lowres:factor=16"]["detection_rate"] == pytest.approx((embedded - 1) / embedded)
     assert {"embedding", "protocol/nearest", "protocol/linear", "total"} <= set(manifest["timings_s"])
-    assert manifest["notes"]["classifiers"]["linear"]["steps"] == 30
+    assert manifest["notes"]["classifiers"]["linear"]["max_iter"] == 30
 
 
 def test_each_image_is_embedded_once_per_model_and_protector(tmp_path: Path) -> None:

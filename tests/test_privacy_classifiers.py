@@ -9,7 +9,7 @@ import torch
 from campro_bench.errors import CamproError, UnknownNameError
 from campro_bench.privacy import (
     FeatureSet,
-    LinearSchedule,
+    LinearConfig,
     build_classifier,
     identify,
     identify_many,
@@ -102,39 +102,129 @@ def test_linear_fit_never_sees_probes() -> None:
     torch.testing.assert_close(seen[0], expected)
 
 
-def test_linear_schedule_is_fixed_and_deterministic() -> None:
-    labels, x = clustered(noise=0.6)
-    splits = sample_splits(labels, repeats=2, seed=0)
-    g = torch.from_numpy(x[splits.gallery])
+def _objective(x: torch.Tensor, valid: torch.Tensor, w: torch.Tensor, b: torch.Tensor, decay: float) -> torch.Tensor:
+    """The documented objective of one repeat, by autograd: summed CE over samples with a face + decay/2 |W|^2."""
+    logits = (x @ w.T + b).masked_fill(~valid, float("-inf"))
+    ce = torch.logsumexp(logits, -1) - logits.diagonal()
+    return torch.where(valid, ce, torch.zeros_like(ce)).sum() + 0.5 * decay * (w**2).sum()
+
+
+def _noisy_gallery(repeats: int = 2, ids: int = IDS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anisotropic clusters with a shared mean direction (like face embeddings); gallery and probes."""
+    gen = torch.Generator().manual_seed(seed)
+    common, centres = torch.randn(DIM, generator=gen), torch.randn(ids, DIM, generator=gen)
+    g, p = (l2_normalize(1.2 * common + centres + 1.3 * torch.randn(repeats, ids, DIM, generator=gen)) for _ in range(2))
+    return g, p
+
+
+def test_linear_fit_reaches_its_gradient_tolerance_and_records_it() -> None:
+    g, _ = _noisy_gallery()
     valid = torch.ones(2, IDS, dtype=torch.bool)
-    a = train_linear(g, valid, LinearSchedule())
-    b = train_linear(g, valid, LinearSchedule())
-    torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
-    assert LinearSchedule() == LinearSchedule(steps=100, lr=1.0, momentum=0.9, weight_decay=0.01)
-    assert a.train_accuracy == [1.0, 1.0] and max(a.train_loss) < 0.5
+    valid[1, 3] = False  # identity 3 of repeat 1 has no face
+    config = LinearConfig(tol=1e-3)
+    fit = train_linear(g, valid, config)
+    assert fit.converged == [True, True] and all(0 < i < config.max_iter for i in fit.iterations)
+    for r in range(2):  # the autograd gradient of the documented objective at the returned weights
+        w, b = fit.weight[r].clone().requires_grad_(True), fit.bias[r].clone().requires_grad_(True)
+        _objective(l2_normalize(g[r]), valid[r], w, b, config.weight_decay).backward()
+        assert max(w.grad.abs().max().item(), b.grad.abs().max().item()) <= config.tol  # type: ignore[union-attr]
+        assert fit.grad_max[r] <= config.tol
+    assert fit.weight[1, 3].abs().max() == 0  # no template: only the penalty acts, the weights stay 0
+    capped = train_linear(g, valid, LinearConfig(tol=1e-6, max_iter=2))
+    assert capped.iterations == [2, 2] and capped.converged == [False, False]  # the cap is recorded
+
+
+def test_k_image_fit_converges_on_the_weighted_objective() -> None:
+    """K images share one unit of loss weight; images without a face do not train; an identity with
+    no face at all has no template and is never predicted."""
+    g, p = _noisy_gallery(repeats=1, ids=2 * IDS)
+    g = g.reshape(1, IDS, 2, DIM)
+    valid = torch.ones(1, IDS, 2, dtype=torch.bool)
+    valid[0, 0, 1] = False  # identity 0: one of its two images has no face
+    valid[0, 5] = False  # identity 5: no face at all
+    config = LinearConfig()
+    fit = train_linear(g, valid, config)
+    assert fit.converged == [True]
+    x = l2_normalize(g[0].reshape(2 * IDS, DIM))
+    s = (valid[0].reshape(-1).double() / 2).float()
+    labels = torch.arange(IDS).repeat_interleave(2)
+    w, b = fit.weight[0].clone().requires_grad_(True), fit.bias[0].clone().requires_grad_(True)
+    has = valid[0].any(-1)
+    logits = (x @ w.T + b).masked_fill(~has, float("-inf"))
+    ce = torch.logsumexp(logits, -1) - logits[torch.arange(2 * IDS), labels]
+    (torch.where(s > 0, s * ce, torch.zeros_like(ce)).sum() + 0.5 * config.weight_decay * (w**2).sum()).backward()
+    assert max(w.grad.abs().max().item(), b.grad.abs().max().item()) <= config.tol  # type: ignore[union-attr]
+    assert not bool(fit.valid[0, 5]) and (fit.scores(p[:, :IDS]).argmax(-1) != 5).all()
+    assert torch.isinf(fit.scores(p[:, :IDS])[0, :, 5]).all()
+
+
+def test_linear_solution_does_not_depend_on_the_warm_start() -> None:
+    g, p = _noisy_gallery()
+    valid = torch.ones(2, IDS, dtype=torch.bool)
+    means = train_linear(g.double(), valid, LinearConfig(tol=1e-7, max_iter=2000))  # float64: a tight tolerance
+    zeros = train_linear(g.double(), valid, LinearConfig(tol=1e-7, max_iter=2000, warm_start="zeros"))
+    assert means.converged == zeros.converged == [True, True]
+    assert means.iterations != zeros.iterations  # two different paths ...
+    assert (means.weight - zeros.weight).abs().max().item() < 1e-4  # ... to one minimiser (weights up to ~4.5)
+    assert (means.bias - zeros.bias).abs().max().item() < 1e-4
+    agree = (means.scores(p).argmax(-1) == zeros.scores(p).argmax(-1)).all()
+    assert agree
+    fast = train_linear(g, valid, LinearConfig())  # float32 at the default tolerance: the same predictions
+    assert (fast.scores(p.float()).argmax(-1) == means.scores(p).argmax(-1)).float().mean().item() >= 0.99
+
+
+def test_linear_config_is_typed_recorded_and_keyed() -> None:
+    assert LinearConfig() == LinearConfig(solver="lbfgs", weight_decay=0.01, tol=1e-3, max_iter=500,
+                                          warm_start="class-means")
     config = build_classifier("linear").config()
-    assert config["init"] == "zeros" and config["steps"] == 100
-    with pytest.raises(CamproError, match="unknown linear-classifier key .early_stopping.; known keys: lr, momentum"):
-        build_classifier("linear", {"early_stopping": True})
+    assert (config["solver"], config["tol"], config["max_iter"], config["warm_start"]) == (
+        "lbfgs", 1e-3, 500, "class-means")
+    old = build_classifier("linear", {"solver": "sgd-100"}).config()
+    assert (old["steps"], old["lr"], old["momentum"], old["init"]) == (100, 1.0, 0.9, "zeros")
+    with pytest.raises(CamproError, match="unknown linear-classifier key .steps.; known keys: max_iter, solver, tol"):
+        build_classifier("linear", {"steps": 100})
+    with pytest.raises(CamproError, match="linear-classifier key 'solver'"):
+        build_classifier("linear", {"solver": "adam"})
+    with pytest.raises(CamproError, match="linear-classifier key 'tol'"):
+        build_classifier("linear", {"tol": 0.0})
+    with pytest.raises(CamproError, match="linear-classifier key 'weight_decay'"):
+        LinearConfig(weight_decay=0.0)  # no minimum without a penalty on separable data
     with pytest.raises(UnknownNameError, match="known identification classifiers: linear, nearest"):
         build_classifier("svm")
 
 
-def test_linear_gradient_matches_autograd() -> None:
-    """One hand-written step equals a torch.autograd step of the documented objective."""
+def test_linear_fit_is_deterministic_and_separable_data_is_fitted_exactly() -> None:
+    labels, x = clustered(noise=0.6)
+    splits = sample_splits(labels, repeats=2, seed=0)
+    g = torch.from_numpy(x[splits.gallery])
+    valid = torch.ones(2, IDS, dtype=torch.bool)
+    for solver in ("lbfgs", "sgd-100"):
+        a = train_linear(g, valid, LinearConfig(solver=solver))
+        b = train_linear(g, valid, LinearConfig(solver=solver))
+        torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
+        assert a.train_accuracy == [1.0, 1.0]  # distinct unit vectors are always linearly separable
+    assert max(a.train_loss) < 0.5
+
+
+def test_sgd_100_step_matches_autograd() -> None:
+    """The former schedule's hand-written gradient equals autograd's on the documented objective."""
     torch.manual_seed(0)
     x = l2_normalize(torch.randn(2, 7, 5))
     valid = torch.tensor([[True] * 7, [True, True, False, True, True, True, True]])
-    schedule = LinearSchedule(steps=1, lr=0.5, momentum=0.0, weight_decay=0.1)
-    fit = train_linear(x, valid, schedule)
-    w = torch.zeros(2, 7, 5, requires_grad=True)
-    b = torch.zeros(2, 7, requires_grad=True)
-    logits = (x @ w.transpose(1, 2) + b[:, None, :]).masked_fill(~valid[:, None, :], float("-inf"))
-    ce = torch.logsumexp(logits, -1) - logits.diagonal(dim1=1, dim2=2)
-    loss = torch.where(valid, ce, torch.zeros_like(ce)).sum() + 0.05 * (w**2).sum()
-    loss.backward()
-    torch.testing.assert_close(fit.weight, -0.5 * w.grad)
-    torch.testing.assert_close(fit.bias, -0.5 * b.grad)
+    from campro_bench.privacy import classifiers
+
+    steps = dict(classifiers.SGD_100)
+    classifiers.SGD_100.update(steps=1, lr=0.5, momentum=0.0)
+    try:
+        fit = train_linear(x, valid, LinearConfig(solver="sgd-100", weight_decay=0.1))
+    finally:
+        classifiers.SGD_100.update(steps)
+    for r in range(2):
+        w = torch.zeros(7, 5, requires_grad=True)
+        b = torch.zeros(7, requires_grad=True)
+        _objective(x[r], valid[r], w, b, 0.1).backward()
+        torch.testing.assert_close(fit.weight[r], -0.5 * w.grad)
+        torch.testing.assert_close(fit.bias[r], -0.5 * b.grad)
 
 
 def test_reenrolment_uses_protected_gallery_and_probes() -> None:
@@ -155,7 +245,7 @@ def test_many_probe_sets_share_one_fit_and_the_cache_returns_identical_outcomes(
     rng = np.random.default_rng(2)
     probes = {"same": features(x), "noisy": features(x + 0.5 * rng.normal(size=x.shape).astype(np.float32))}
     splits = sample_splits(labels, repeats=3, seed=0)
-    classifier = build_classifier("linear", {"steps": 20})
+    classifier = build_classifier("linear", {"max_iter": 20})
     calls = []
     fit = classifier.fit
     classifier.fit = lambda g, v: calls.append(1) or fit(g, v)  # type: ignore[method-assign]
@@ -166,8 +256,9 @@ def test_many_probe_sets_share_one_fit_and_the_cache_returns_identical_outcomes(
     assert len(calls) == 1 and all(r.cached for r in second.values())
     for name in probes:
         np.testing.assert_array_equal(first[name].correct, second[name].correct)
-    other = identify_many(build_classifier("linear", {"steps": 21}), features(x), probes, splits, cache=cache)
-    assert not any(r.cached for r in other.values())  # the schedule is part of the key
+    for options in ({"max_iter": 21}, {"solver": "sgd-100"}, {"tol": 1e-2}):
+        other = identify_many(build_classifier("linear", options), features(x), probes, splits, cache=cache)
+        assert not any(r.cached for r in other.values()), options  # the solver and its settings key the cache
     chunked = identify_many(classifier, features(x), probes, splits, memory_budget=1)  # one repeat per chunk
     for name in probes:
         np.testing.assert_array_equal(chunked[name].correct, first[name].correct)
@@ -183,18 +274,17 @@ def test_summary_t_interval() -> None:
     assert single.mean == 0.4 and np.isnan(single.std) and np.isnan(single.ci_low)
 
 
-def test_default_schedule_is_near_the_optimum_of_its_objective() -> None:
-    """100 steps land close to what 2,000 steps of the same objective converge to (anisotropic data
-    with a shared mean direction, like face embeddings), so the schedule is not a stopping rule."""
-    gen = torch.Generator().manual_seed(0)
-    common, centres = torch.randn(32, generator=gen), torch.randn(120, 32, generator=gen)
-    g, p = (l2_normalize(1.2 * common + centres + 1.3 * torch.randn(2, 120, 32, generator=gen)) for _ in range(2))
+def test_former_schedule_is_near_the_converged_solution() -> None:
+    """On clustered data with a shared mean direction the former 100 steps land near the minimum
+    that the solver reaches (so the re-pinned tables move little), but they are not at it."""
+    g, p = _noisy_gallery(ids=120)
     valid = torch.ones(2, 120, dtype=torch.bool)
-    fit = train_linear(g, valid, LinearSchedule())
-    ref = train_linear(g, valid, LinearSchedule(steps=2000))
-    assert ((fit.weight - ref.weight).norm() / ref.weight.norm()).item() < 0.01  # measured 0.0016
-    agree = (fit.scores(p).argmax(-1) == ref.scores(p).argmax(-1)).float().mean().item()
-    assert agree >= 0.99  # measured 1.0
+    old = train_linear(g, valid, LinearConfig(solver="sgd-100"))
+    new = train_linear(g, valid, LinearConfig())
+    assert new.converged == [True, True] and max(old.grad_max) > LinearConfig().tol
+    assert old.converged == [] and old.iterations == [100, 100]  # a schedule: convergence does not apply
+    assert ((old.weight - new.weight).norm() / new.weight.norm()).item() < 0.01
+    assert (old.scores(p).argmax(-1) == new.scores(p).argmax(-1)).float().mean().item() >= 0.99
 
 
 def _k_gallery(x: np.ndarray, splits) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]

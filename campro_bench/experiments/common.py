@@ -74,7 +74,7 @@ def describe_protocol(cfg: "ProtocolConfig", clf_configs: dict[str, Any]) -> str
         "gallery slot but can never be predicted.",
     ]
     if "linear" in clf_configs:
-        lines.append(f"Linear classifier: {clf_configs['linear']}; the accuracy after the last step is reported "
+        lines.append(f"Linear classifier: {clf_configs['linear']}; the accuracy at the returned weights is reported "
                      "(no model selection on probes).")
     return "\n".join(f"- {line}" for line in lines)
 

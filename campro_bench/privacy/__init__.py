@@ -8,7 +8,8 @@ the face pipeline's cached embeddings; :mod:`.tables` builds the paper's layouts
 
 from .classifiers import (
     CLASSIFIERS,
-    LinearSchedule,
+    LinearConfig,
+    LinearFit,
     NearestNeighbour,
     SoftmaxLinear,
     build_classifier,
@@ -24,7 +25,8 @@ __all__ = [
     "FeatureSet",
     "IdentificationResult",
     "IdentificationSplits",
-    "LinearSchedule",
+    "LinearConfig",
+    "LinearFit",
     "NearestNeighbour",
     "SoftmaxLinear",
     "build_classifier",

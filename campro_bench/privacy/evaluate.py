@@ -407,9 +407,19 @@ def run_protocol(
                 ctx.log(f"{dataset} / {model} / {cname}: {len(outcome)} rows in {time.perf_counter() - start:.1f} s")
                 for (spec, gallery), res in outcome.items():
                     out.results[(dataset, spec, cname, gallery, model)] = res
+                    _note_unconverged(ctx, f"{dataset}|{model}|{spec}|{gallery}|{cname}", res)
                     out.rows.append(_row(cfg, dataset, spec, cname, gallery, model, res))
     ctx.manifest.notes["skipped_models"] = out.skipped_models
     return out
+
+
+def _note_unconverged(ctx: RunContext, cell: str, result: IdentificationResult) -> None:
+    """A fit that stopped above its gradient tolerance is logged and listed in the manifest."""
+    flags = result.fit_info.get("converged", [])
+    if flags and not all(flags):
+        ctx.log(f"[yellow]{cell}: {flags.count(False)} of {len(flags)} classifier fits stopped above the gradient "
+                "tolerance[/] (iteration cap or float32 precision)")
+        ctx.manifest.notes.setdefault("classifier_not_converged", {})[cell] = [i for i, ok in enumerate(flags) if not ok]
 
 
 def sort_rows(rows: Sequence[dict[str, Any]], cfg: ProtocolConfig) -> list[dict[str, Any]]:

@@ -143,7 +143,7 @@ def identify_many(
         g_emb, g_det = _gather(gallery, splits.gallery[part], device)
         with _threads_for(g_emb.shape[0] * ids * ids, device):
             fitted = classifier.fit(g_emb, g_det)  # the gallery only: probes are never passed here
-            for key in ("train_loss", "train_accuracy"):
+            for key in ("train_loss", "train_accuracy", "converged", "iterations", "grad_max"):
                 if hasattr(fitted, key):
                     fit_info.setdefault(key, []).extend(getattr(fitted, key))
             has_template = g_det if g_det.dim() == 2 else g_det.any(dim=-1)
