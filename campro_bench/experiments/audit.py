@@ -58,7 +58,7 @@ from ..privacy.threats import ThreatConfig, drawn_images, leakage_summary, raw_l
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
-from . import audit_budget, audit_report, audit_select
+from . import audit_budget, audit_report, audit_select, audit_tasks
 from .audit_select import IdentityLeakError
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
@@ -461,14 +461,15 @@ def budget_config(cfg: AuditConfig, budget: float) -> AuditConfig:
         cfg, restoration=dataclasses.replace(cfg.restoration, steps=steps))
 
 
-def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, ctx: RunContext) -> dict[tuple[str, str], Any]:
+def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, select: audit_select.SelectSplit | None,
+              ctx: RunContext) -> dict[tuple[str, str], Any]:
     """The expensive, independent part of rungs 4-5 for every protector, as tasks of the run's
-    executor: {(spec, "restoration"): [(budget, outcome), ...], (spec, "retrain"): outcome}. The
-    rows are built afterwards, protector by protector."""
+    executor beside the reference embeddings (:func:`audit_tasks.prepare`): {(spec, "restoration"):
+    [(budget, outcome), ...], (spec, "retrain"): outcome}. The rows are built afterwards."""
     jobs = [(spec, rung, budget) for spec in specs for rung in TRAINING_TASKS if rung in cfg.rungs
             for budget in (cfg.restoration.budgets if rung == "restoration" else [1.0])]
-    done = ctx.map_tasks(training_task, [(rung, budget_config(cfg, budget), spec, split)
-                                         for spec, rung, budget in jobs], "audit trainings")
+    done = audit_tasks.prepare(cfg, [(spec, rung, budget, budget_config(cfg, budget)) for spec, rung, budget in jobs],
+                               training_task, split, select, ctx)
     out: dict[tuple[str, str], Any] = {}
     for (spec, rung, budget), result in zip(jobs, done):
         if rung == "restoration":
@@ -485,6 +486,54 @@ def retrain_rows(cfg: AuditConfig, spec: str, out: dict[str, Any], split: AuditS
     row = _row(cfg, spec, "retrain", "protected probes", label, "nearest", "protected", out["accuracies"],
                out["chance"])
     return [row], {"config": out["config"], "cached": out["cached"], "history": out["info"]["history"]}
+
+
+@dataclass
+class ProtectorAudit:
+    """What the audit of one protector (x condition) gives the run: its rows, SELECT rows, budget
+    curve, manifest notes and image grid (plain data: it may come back from another process)."""
+
+    rows: list[dict[str, Any]]
+    chosen_on: list[dict[str, Any]]
+    curve: list[dict[str, Any]]
+    info: dict[str, Any]
+    grid: bytes
+
+
+def audit_protector(ctx: RunContext, cfg: AuditConfig, spec_text: str, split: AuditSplit,
+                    select: audit_select.SelectSplit | None, fit_crops: np.ndarray | None,
+                    trained: dict[tuple[str, str], Any]) -> ProtectorAudit:
+    """Rungs 1-5 (and SELECT's rows) of one protector spec, its trainings ``trained`` done."""
+    protector = check_protector(spec_text)
+    ctx.log(f"[bold]audit {spec_text}[/]")
+    info: dict[str, Any] = {"fingerprint": protector.fingerprint()}
+    chosen_on: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    with ctx.manifest.timer("rung/black-gray-box"):
+        mine, splits = black_and_gray_rows(cfg, spec_text, ctx)
+    ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
+    restored = None
+    attacks: list[ImageAttack] = []
+    blind, inverses = [], []
+    if "cheap" in cfg.rungs:
+        blind, inverses = cheap_attacks(cfg, protector, fit_crops)
+        attacks = blind + inverses
+        info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
+        mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
+    if "restoration" in cfg.rungs:
+        more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
+                                                               trained[(spec_text, "restoration")], ev, ctx)
+        curve += info["restoration"].pop("curve")
+        mine += more
+    if "retrain" in cfg.rungs:
+        more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
+        mine += more
+    if select is not None:
+        with ctx.manifest.timer("select"):
+            chosen_on += select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained, ctx)
+    grid = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
+                                   audit_report.rung_warnings(info))
+    return ProtectorAudit(mine, chosen_on, curve, info, grid)
 
 
 # ----------------------------------------------------------------------------------------
@@ -592,41 +641,19 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     fit_crops = None
     if "cheap" in cfg.rungs and cfg.cheap.inverses:
         fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
-    trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
+    trained = trainings(cfg, list(protectors), split, select, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
     chosen_on: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
-    for spec_text, protector in protectors.items():
-        ctx.log(f"[bold]audit {spec_text}[/]")
-        info: dict[str, Any] = {"fingerprint": protector.fingerprint()}
-        with ctx.manifest.timer("rung/black-gray-box"):
-            mine, splits = black_and_gray_rows(cfg, spec_text, ctx)
-        ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
-        restored = None
-        attacks: list[ImageAttack] = []
-        blind, inverses = [], []
-        if "cheap" in cfg.rungs:
-            blind, inverses = cheap_attacks(cfg, protector, fit_crops)
-            attacks = blind + inverses
-            info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
-            mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
-        if "restoration" in cfg.rungs:
-            more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
-                                                                   trained[(spec_text, "restoration")], ev, ctx)
-            curve += info["restoration"].pop("curve")
-            mine += more
-        if "retrain" in cfg.rungs:
-            more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split)
-            mine += more
-        rows += mine
-        if select is not None:
-            with ctx.manifest.timer("select"):
-                chosen_on += select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained, ctx)
-        notes[spec_text] = info
-        grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
-                                                   audit_report.rung_warnings(info))
+    for spec_text, one in audit_tasks.audit_protectors(audit_protector, cfg, list(protectors), split, select, fit_crops,
+                                                       trained, ctx):  # one task per protector x condition
+        rows += one.rows
+        chosen_on += one.chosen_on
+        curve += one.curve
+        notes[spec_text] = one.info
+        grids[spec_text] = one.grid
     ctx.manifest.notes["audit"] = notes
     long = pd.DataFrame(rows)
     summary = verdict(long)
