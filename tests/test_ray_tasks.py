@@ -3,7 +3,10 @@ with a stand-in that pickles every task and runs them in reverse order, and with
 private head on 127.0.0.1; seeds recorded per task key; no face embedded twice in one audit.
 
 Each run starts from a cache of its own (only the converted model files are shared), so every
-embedding, restoration network and re-training is computed by the executor under test."""
+embedding, restoration network and re-training is computed by the executor under test. The local
+run that Ray is compared with uses one torch thread, as each 1-CPU Ray task does: accuracies do
+not depend on the thread count, but the leakage table's cosines move by about 1e-6 with it (the
+order of float sums in the convolution kernels)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
+import torch
 
 from campro_bench.context import RunContext
 from campro_bench.errors import CamproError
@@ -125,7 +128,12 @@ def _through_ray(experiment: str, overrides: list[str], cache_dir: Path, tmp_pat
     for key, value in LOOPBACK_ENV.items():
         monkeypatch.setenv(key, value)  # before Ray is imported here
     pytest.importorskip("ray")
-    local = _run(experiment, overrides, tmp_path / "local", _fresh_cache(cache_dir, tmp_path / "cache-local"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each 1-CPU Ray task runs: float sums in the kernels follow the thread count
+    try:
+        local = _run(experiment, overrides, tmp_path / "local", _fresh_cache(cache_dir, tmp_path / "cache-local"))
+    finally:
+        torch.set_num_threads(threads)
     with local_ray_head(num_cpus=2) as address:
         remote = _run(experiment, overrides, tmp_path / "ray", _fresh_cache(cache_dir, tmp_path / "cache-ray"),
                       executor="ray", address=address)

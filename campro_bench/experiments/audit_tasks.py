@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..privacy.evaluate import load_embeddings
+from ..privacy import evaluate
 from .base import RunContext
 from .tasks import Task, run_tasks
 
@@ -40,13 +40,14 @@ REFERENCE_KEY = "reference"
 
 def reference_task(ctx: RunContext, cfg: "AuditConfig", id_sets: list[list[str]]) -> int:
     """Raw embeddings of each image set (EVAL, then SELECT) by every model into the cache; returns
-    how many images were asked for. Deterministic: no seed."""
+    how many images were asked for. Deterministic: no seed. (Looked up per call: tests replace it.)"""
     for ids in id_sets:
         for model in cfg.models:
-            load_embeddings(cfg.dataset, model, "raw", pipeline="paper", detector=cfg.detector,
-                            data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, models_dir=ctx.models_dir,
-                            device=str(ctx.device), min_images_per_identity=cfg.min_images,
-                            batch_size=cfg.batch_size, progress=ctx.progress, image_ids=ids)
+            evaluate.load_embeddings(cfg.dataset, model, "raw", pipeline="paper", detector=cfg.detector,
+                                     data_root=ctx.data_root_option, cache_dir=ctx.cache_dir,
+                                     models_dir=ctx.models_dir, device=str(ctx.device),
+                                     min_images_per_identity=cfg.min_images, batch_size=cfg.batch_size,
+                                     progress=ctx.progress, image_ids=ids)
     return sum(len(ids) for ids in id_sets)
 
 
