@@ -150,7 +150,7 @@ def test_conditions_are_audited_one_row_each_with_a_worst_over_conditions_row(fa
 
 def test_a_restorer_forced_to_0_steps_is_flagged_failed_not_scored(fake_audit, monkeypatch: pytest.MonkeyPatch,
                                                                    tmp_path: Path) -> None:
-    def zero_steps(cfg: Any, specs: list[str], split: Any, ctx: Any) -> dict[Any, Any]:
+    def zero_steps(cfg: Any, specs: list[str], split: Any, *_: Any) -> dict[Any, Any]:  # select, ctx
         return {(s, "restoration"): [(b, {"weights": "never-written.pt", "info": {"history": []}})
                                      for b in cfg.restoration.budgets] for s in specs}
 

@@ -168,7 +168,7 @@ def test_a_decoder_that_did_not_learn_is_failed_in_the_pairs_curve_not_scored(fa
                                                                              tmp_path: Path) -> None:
     from campro_bench.experiments import audit
 
-    def failed_decoders(cfg: Any, specs: list[str], split: Any, ctx: Any) -> dict[Any, Any]:
+    def failed_decoders(cfg: Any, specs: list[str], split: Any, select: Any, ctx: Any) -> dict[Any, Any]:
         assert all(n <= len(split.train_ids) for n in cfg.pairs.counts)
         return {(s, "pairs"): [(float(n), {"weights": "never-written.pt", "info": {"history": [],
                                                                                 "budget": {"steps": 0}}})

@@ -59,7 +59,7 @@ from ..privacy.threats import check_threat_models, drawn_images, leakage_summary
 from ..protectors.base import Protector, build_protector
 from ..registries import EXPERIMENTS
 from ..training.fr_retrain import RetrainConfig
-from . import audit_budget, audit_pairs, audit_report, audit_select, audit_threats
+from . import audit_budget, audit_pairs, audit_report, audit_select, audit_tasks, audit_threats
 from .audit_select import IdentityLeakError
 from .base import ExperimentResult, RunContext
 from .common import check_protector, find_protector_row
@@ -533,13 +533,14 @@ def training_jobs(cfg: AuditConfig, specs: list[str]) -> list[tuple[str, str, fl
     return [(spec, rung, amount) for spec in specs for rung in TRAINING_TASKS for amount in amounts[rung]]
 
 
-def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, ctx: RunContext) -> dict[tuple[str, str], Any]:
+def trainings(cfg: AuditConfig, specs: list[str], split: AuditSplit, select: audit_select.SelectSplit | None,
+              ctx: RunContext) -> dict[tuple[str, str], Any]:
     """The expensive, independent part of rungs 4-5 (and the leaked-pairs decoders) for every
-    protector, as tasks of the run's executor: {(spec, training): [(amount, outcome), ...]}. The
-    rows are built afterwards, protector by protector."""
+    protector, as tasks of the run's executor beside the reference embeddings
+    (:func:`audit_tasks.prepare`): {(spec, training): [(amount, outcome), ...]}. The rows are built
+    afterwards, protector by protector."""
     jobs = training_jobs(cfg, specs)
-    done = ctx.map_tasks(training_task, [(rung, cfg, spec, split, amount) for spec, rung, amount in jobs],
-                         "audit trainings")
+    done = audit_tasks.prepare(cfg, jobs, training_task, split, select, ctx)
     out: dict[tuple[str, str], Any] = {}
     for (spec, rung, amount), result in zip(jobs, done):
         out.setdefault((spec, rung), []).append((amount, result))
@@ -575,6 +576,67 @@ def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[st
         rows.append(row)
         curve.append({**entry, **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
     return rows, {**info, "curve": curve}
+
+
+@dataclass
+class ProtectorAudit:
+    """What the audit of one protector (x condition) gives the run: its rows, SELECT rows, budget
+    curve, leaked-pairs rows, threat-model rows (EVAL and SELECT) and calibration, manifest notes
+    and image grid (plain data: it may come back from another process)."""
+
+    rows: list[dict[str, Any]]
+    chosen_on: list[dict[str, Any]]
+    curve: list[dict[str, Any]]
+    pairs: list[dict[str, Any]]
+    threat_eval: list[dict[str, Any]]
+    threat_select: list[dict[str, Any]]
+    calibration: dict[str, Any]
+    info: dict[str, Any]
+    grid: bytes
+
+
+def audit_protector(ctx: RunContext, cfg: AuditConfig, spec_text: str, split: AuditSplit,
+                    select: audit_select.SelectSplit | None, fit_crops: np.ndarray | None,
+                    trained: dict[tuple[str, str], Any]) -> ProtectorAudit:
+    """Rungs 1-5 (and SELECT's rows) of one protector spec, its trainings ``trained`` done."""
+    protector = check_protector(spec_text)
+    ctx.log(f"[bold]audit {spec_text}[/]")
+    info: dict[str, Any] = {"fingerprint": protector.fingerprint()}
+    chosen_on: list[dict[str, Any]] = []
+    threat_select: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
+    with ctx.manifest.timer("rung/black-gray-box"):
+        mine, splits = black_and_gray_rows(cfg, spec_text, ctx)
+    ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
+    base_threats(cfg, spec_text, ev)
+    restored = None
+    attacks: list[ImageAttack] = []
+    blind, inverses = [], []
+    if "cheap" in cfg.rungs:
+        blind, inverses = cheap_attacks(cfg, protector, fit_crops)
+        attacks = blind + inverses
+        info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
+        mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
+    if "restoration" in cfg.rungs:
+        more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
+                                                               trained[(spec_text, "restoration")], ev, ctx)
+        curve += info["restoration"].pop("curve")
+        mine += more
+    if "retrain" in cfg.rungs:
+        more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split, ctx)
+        curve += info["retrain"].pop("curve")
+        mine += more
+    if cfg.pairs.counts:
+        pairs += audit_pairs.pair_rows(cfg, spec_text, protector, trained.get((spec_text, "pairs"), []), split, ev, ctx)
+    if select is not None:
+        with ctx.manifest.timer("select"):
+            more, more_threats = select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained, ctx)
+            chosen_on += more
+            threat_select += more_threats
+    grid = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
+                                   audit_report.rung_warnings(info))
+    return ProtectorAudit(mine, chosen_on, curve, pairs, ev.scorer.rows, threat_select, ev.scorer.manifest(), info, grid)
 
 
 # ----------------------------------------------------------------------------------------
@@ -687,7 +749,7 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     fit_crops = None
     if "cheap" in cfg.rungs and cfg.cheap.inverses:
         fit_crops = train_crops(cfg, split, contract_of(cfg.models[0]).alignment, ctx)
-    trained = trainings(cfg, list(protectors), split, ctx)  # rungs 4-5's trainings, all protectors at once
+    trained = trainings(cfg, list(protectors), split, select, ctx)  # rungs 4-5's trainings, all protectors at once
     rows: list[dict[str, Any]] = []
     chosen_on: list[dict[str, Any]] = []
     threat_eval: list[dict[str, Any]] = []
@@ -697,45 +759,17 @@ def run_audit(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     curve: list[dict[str, Any]] = []
     notes: dict[str, Any] = {}
     grids: dict[str, bytes] = {}
-    for spec_text, protector in protectors.items():
-        ctx.log(f"[bold]audit {spec_text}[/]")
-        info: dict[str, Any] = {"fingerprint": protector.fingerprint()}
-        with ctx.manifest.timer("rung/black-gray-box"):
-            mine, splits = black_and_gray_rows(cfg, spec_text, ctx)
-        ev = Evaluator(cfg, ctx, splits, OutcomeCache(ctx.cache_dir / "identification"), split.eval_ids)
-        base_threats(cfg, spec_text, ev)
-        restored = None
-        attacks: list[ImageAttack] = []
-        blind, inverses = [], []
-        if "cheap" in cfg.rungs:
-            blind, inverses = cheap_attacks(cfg, protector, fit_crops)
-            attacks = blind + inverses
-            info["inverses"] = {a.spec(): getattr(a, "selection", {}) for a in inverses}
-            mine += cheap_rows(cfg, spec_text, protector, blind, inverses, ev, ctx)
-        if "restoration" in cfg.rungs:
-            more, restored, info["restoration"] = restoration_rows(cfg, spec_text, protector,
-                                                                   trained[(spec_text, "restoration")], ev, ctx)
-            curve += info["restoration"].pop("curve")
-            mine += more
-        if "retrain" in cfg.rungs:
-            more, info["retrain"] = retrain_rows(cfg, spec_text, trained[(spec_text, "retrain")], split, ctx)
-            curve += info["retrain"].pop("curve")
-            mine += more
-        if cfg.pairs.counts:
-            pairs += audit_pairs.pair_rows(cfg, spec_text, protector, trained.get((spec_text, "pairs"), []), split,
-                                           ev, ctx)
-        rows += mine
-        threat_eval += ev.scorer.rows
-        calibration[spec_text] = ev.scorer.manifest()
-        if select is not None:
-            with ctx.manifest.timer("select"):
-                more, more_threats = select_rows(cfg, spec_text, protector, select, split, blind, inverses, trained,
-                                                 ctx)
-                chosen_on += more
-                threat_select += more_threats
-        notes[spec_text] = info
-        grids[spec_text] = audit_report.image_grid(cfg, split, protector, restored, attacks, pd.DataFrame(mine), ctx,
-                                                   audit_report.rung_warnings(info))
+    for spec_text, one in audit_tasks.audit_protectors(audit_protector, cfg, list(protectors), split, select, fit_crops,
+                                                       trained, ctx):  # one task per protector x condition
+        rows += one.rows
+        chosen_on += one.chosen_on
+        curve += one.curve
+        pairs += one.pairs
+        threat_eval += one.threat_eval
+        threat_select += one.threat_select
+        calibration[spec_text] = one.calibration
+        notes[spec_text] = one.info
+        grids[spec_text] = one.grid
     ctx.manifest.notes["audit"] = notes
     if any(calibration.values()):
         ctx.manifest.notes["threat_calibration"] = calibration

@@ -46,6 +46,7 @@ from ..training.restoration import (
 )
 from .base import ExperimentResult, RunContext
 from .common import check_compare, paper_table
+from .tasks import Task, run_tasks
 from .whitebox import E5Config, IdentitySplit, attacked_protector, column_task
 
 RESTORATION = "Restoration"
@@ -75,8 +76,9 @@ def split_identities(cfg: E5Config, ctx: RunContext) -> IdentitySplit:
 # ----------------------------------------------------------------------------------------
 # restoration + context (one run_protocol call)
 # ----------------------------------------------------------------------------------------
-def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Train the restoration U-Net and run the E1 protocol for raw, captured and restored probes."""
+def restoration_task(ctx: RunContext, cfg: E5Config, split: IdentitySplit) -> dict[str, Any]:
+    """The restoration U-Net, one executor task: trained (or read from the cache) on TRAIN faces or
+    scenes against the attacked protector (built in the task); the weights path is relative to the cache."""
     from ..recognizers.base import contract_of
 
     rest = cfg.restoration
@@ -93,8 +95,18 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
                "images": len(data)}
     config = rest.unet(cfg.seed, len(data))
     with ctx.manifest.timer("restoration/train"):
-        weights, report = restoration_network(data, isp, config, ctx.cache_dir, key, device=str(ctx.device),
-                                              progress=ctx.progress, log=ctx.log)
+        weights, report = restoration_network(data, attacked_protector(cfg), config, ctx.cache_dir, key,
+                                              device=str(ctx.device), progress=ctx.progress, log=ctx.log)
+    return {"weights": str(weights.relative_to(ctx.cache_dir)), "info": {
+        "weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
+        "history": report.get("history"), "config": config.to_dict(), "budget": rest.budget(len(data)),
+        "data": data.info}}
+
+
+def restoration_rows(cfg: E5Config, isp: Any, trained: dict[str, Any], ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The E1 protocol for raw, captured and restored probes, with the network of :func:`restoration_task`."""
+    rest = cfg.restoration
+    weights = ctx.cache_dir / trained["weights"]
     if cfg.protector:  # any protector: captured = its own spec, restored = protector + U-Net
         from ..attacks.base import save_protector_config
 
@@ -116,9 +128,7 @@ def restoration_rows(cfg: E5Config, split: IdentitySplit, isp: Any, ctx: RunCont
             label = "Restoration, restored gallery"
         rows.append(_row(model, label, res.accuracies, res.chance, int(res.correct.shape[1]),
                          {"gallery": gallery, "probe": kinds[spec]}))
-    return rows, {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
-                  "history": report.get("history"), "config": config.to_dict(), "budget": rest.budget(len(data)),
-                  "data": data.info}
+    return rows, trained["info"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -205,9 +215,13 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             for protected, label in [(True, column.label), (False, f"{column.label} (control: raw images)")]
             if protected or cfg.retrain.control_raw]
     seeds = cfg.retrain.train_seeds
-    # every (column, seed) re-training is an independent task of the run's executor
-    done = ctx.map_tasks(column_task, [(cfg, column, s, split, protected) for column, protected, _ in runs for s in seeds],
-                         "re-train extractors")
+    # every (column, seed) re-training and the restoration network are independent tasks of the run's executor
+    tasks = [Task(f"retrain {label} seed {s}", column_task, (cfg, column, s, split, protected), {"train": s})
+             for column, protected, label in runs for s in seeds]
+    if cfg.restoration.models:
+        own = cfg.restoration.seed  # the U-Net's seed (RestorationAttackConfig.unet's rule)
+        tasks.append(Task("restoration", restoration_task, (cfg, split), {"restoration": cfg.seed if own is None else own}))
+    done = run_tasks(tasks, "re-train extractors and the restoration network", ctx)
     for n, (column, protected, label) in enumerate(runs):
         outcomes = done[n * len(seeds):(n + 1) * len(seeds)]
         accuracies = np.concatenate([o["accuracies"] for o in outcomes])
@@ -228,7 +242,7 @@ def run_e5(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
             epochs.extend({"attack": label, "train_seed": seed, **h} for h in o["info"]["history"])
     restoration_info: dict[str, Any] = {}
     if cfg.restoration.models:
-        more, restoration_info = restoration_rows(cfg, split, isp, ctx)
+        more, restoration_info = restoration_rows(cfg, isp, done[-1], ctx)
         rows.extend(more)
     if not rows:
         raise CamproError("the e5 spec has no retrain columns and no restoration models")
