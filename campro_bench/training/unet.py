@@ -36,6 +36,7 @@ from ..errors import CamproError, EmptyDatasetError
 from ..io import tensor_to_uint8, uint8_to_tensor
 from ..protectors.base import Protector
 from .checkpoint import config_mismatch, load_module_state, load_training_checkpoint, save_training_checkpoint
+from .conditions import TrainingConditions, count_draws, without_empty
 from .data import EpochSampler
 
 SAMPLER_STREAM = 0xE7
@@ -57,7 +58,11 @@ class UNetTrainConfig:
         quantize: round captured images to 8 bits, as a camera writes them.
         base_channels, depth: U-Net size (:class:`~campro_bench.enhancer.UNetConfig`).
         face_penalty: True: Eq. 8 (enhancer); False: plain L1 of Eq. 7 (restoration).
-        seed: weight initialisation, batch order, flips and crop positions.
+        seed: weight initialisation, batch order, flips, crop positions and condition draws.
+        conditions: capture conditions drawn per batch (:mod:`~campro_bench.training.conditions`):
+            the crop as the sensor records it goes through the ISP and is also the target (the
+            scene the camera saw); the keep-mask is unchanged. Empty (default): none, and left out
+            of :meth:`to_dict`, so earlier runs and caches keep their keys.
     """
 
     epochs: int = option(150, ge=1, le=100_000)
@@ -72,12 +77,15 @@ class UNetTrainConfig:
     depth: int = option(4, ge=2, le=10)
     face_penalty: bool = True
     seed: int = option(0, ge=0)
+    conditions: dict[str, float] = option(dict, help="capture conditions drawn per batch before the ISP, with their "
+                                          "probabilities (e.g. {grey = 0.5}); training/conditions.py")
 
     def __post_init__(self) -> None:
         validate_config(self, "U-Net training")
+        TrainingConditions.parse(self.conditions, self.seed, "U-Net training key 'conditions'")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return without_empty(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UNetTrainConfig":
@@ -211,16 +219,21 @@ def train_unet(
             log(f"resumed {checkpoint} at epoch {start_epoch}")
     isp = isp.to(device).eval()
     per_epoch = sampler.batches_per_epoch
+    conditions = TrainingConditions.parse(config.conditions, config.seed)
+    drawn = [conditions.name(None), *(c.spec() for c in conditions.conditions)] if conditions.active else []
     for epoch in range(start_epoch, config.epochs):
         model.train()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        draws: dict[str, int] = {}
         started = time.perf_counter()
         for _ in range(per_epoch):
             indices, flips = sampler.next()
             rng = np.random.default_rng([config.seed, CROP_STREAM, sampler.epoch, sampler.cursor])
             x, keep = sample_crops(data, indices, flips, config, rng)
-            x = x.to(device)
+            condition = conditions.draw("enhancer", sampler.epoch, sampler.cursor)
+            x = conditions.apply(condition, x.to(device))
+            count_draws([conditions.name(condition)], draws)
             keep = keep.to(device) if keep is not None else None
             out = model(capture(isp, x, config.quantize))
             terms = _losses(out, x, keep, config.face_penalty)
@@ -232,7 +245,9 @@ def train_unet(
                 counts[key] = counts.get(key, 0) + 1
             if on_step is not None:
                 on_step(1)
-        row = {"epoch": epoch + 1, **{k: sums[k] / counts[k] for k in sums}, "seconds": time.perf_counter() - started}
+        row = {"epoch": epoch + 1, **{k: sums[k] / counts[k] for k in sums},
+               **{f"batches@{name}": draws.get(name, 0) for name in drawn},  # the epoch's condition draws
+               "seconds": time.perf_counter() - started}
         history.append(row)
         if checkpoint is not None:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
