@@ -216,3 +216,28 @@ def test_a_face_that_fills_the_crop_is_masked_everywhere_as_a_small_one_is_insid
         assert float(keep[0].max()) == 0.0  # every pixel of the close-up crop is face: all penalised
         small = keep[1]  # the small face (8 x 10 box): masked inside, kept around
         assert 0 < int((small == 0).sum()) <= 8 * 10 and float(small.max()) == 1.0
+
+
+def test_close_up_crops_make_the_face_fill_the_frame_and_mask_it_there() -> None:
+    from campro_bench.training import face_masks
+
+    size = 64
+    data = toy_data(2, size=size)
+    small = np.array([[20, 24, 32, 38]], np.float32)  # a 12 x 14 face in a 64 px image
+    for k in range(2):
+        data.boxes[k], data.masks[k] = small, face_masks.keep_mask(small, size, size)
+    config = UNetTrainConfig(**{**TINY, "crop": 32}, face_crop_fraction=1.0, close_up_fraction=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x, keep = sample_crops(data, np.array([0, 1]), np.array([False, True]), config, rng)
+        assert x.shape == (2, 3, 32, 32) and keep.shape == (2, 1, 32, 32)
+        face_share = (keep == 0).float().mean(dim=(1, 2, 3))
+        assert bool((face_share >= 0.2).all())  # the face fills a quarter of the frame or more
+    plain = UNetTrainConfig(**{**TINY, "crop": 32}, face_crop_fraction=1.0)
+    _, keep = sample_crops(data, np.array([0, 1]), np.array([False, False]), plain, np.random.default_rng(0))
+    assert float((keep == 0).float().mean()) <= 14 * 12 / (32 * 32)  # at native scale the face stays small
+    assert "close_up_fraction" not in plain.to_dict() and config.to_dict()["close_up_fraction"] == 1.0
+    again = sample_crops(data, np.array([0]), np.array([False]), plain, np.random.default_rng(3))[0]
+    before = UNetTrainConfig(**{**TINY, "crop": 32}, face_crop_fraction=1.0, close_up_fraction=0.0)
+    assert torch.equal(again, sample_crops(data, np.array([0]), np.array([False]), before,
+                                           np.random.default_rng(3))[0])
