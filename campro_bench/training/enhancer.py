@@ -38,6 +38,7 @@ from ..io.hashing import ids_digest
 from ..io.outfolder import check_new_run, check_output_location
 from ..protectors import build_protector
 from ..protectors.isp import CamproISP
+from .conditions import TrainingConditions
 from .face_masks import detect_face_boxes, enlarge_boxes, keep_mask
 from .report import Panel, plot_panels, save_image_grid, training_manifest, write_csv
 from .unet import TrainingImages, UNetTrainConfig, evaluate_unet, sample_rows, save_unet, train_unet
@@ -71,6 +72,23 @@ def parse_sources(text: str | list[str]) -> list[tuple[str, tuple[str, ...]]]:
             raise CamproError(f"bad image source '{item}': split must be one of {', '.join(SPLITS)}")
         out.append((name, (split,) if split else SPLITS))
     return out
+
+
+TEST_ONLY = {"coco-person-val": "val"}
+"""Person datasets whose split is their test set (E3, pose and the trade-off score on it): never trained on."""
+
+
+def training_sources(text: str | list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """:func:`parse_sources` for training images: a dataset's test split is refused in one line, and a
+    dataset named without a split gives only its other splits (``coco-person-val``: the fine-tune images)."""
+    sources = []
+    for name, splits in parse_sources(text):
+        test = TEST_ONLY.get(name)
+        if test is not None and splits == (test,):
+            raise CamproError(f"'{name}:{test}' is the test split that utility is scored on; train on "
+                              f"'{name}' (its fine-tune images) instead")
+        sources.append((name, tuple(s for s in splits if s != test)))
+    return sources
 
 
 def scene_paths(data_root: Path, sources: list[tuple[str, tuple[str, ...]]]) -> list[Path]:
@@ -145,7 +163,7 @@ def train_enhancer(
     isp = resolve_isp(job.isp)
     held = scene_paths(data_root, parse_sources(job.holdout)) if job.holdout else []
     held_names = {p.name for p in held}
-    train_paths = [p for p in scene_paths(data_root, parse_sources(job.images)) if p.name not in held_names]
+    train_paths = [p for p in scene_paths(data_root, training_sources(job.images)) if p.name not in held_names]
     if job.max_images > 0 and len(train_paths) > job.max_images:
         chosen = np.random.default_rng([config.seed, 0x1A6E]).choice(len(train_paths), job.max_images, replace=False)
         train_paths = [train_paths[i] for i in sorted(chosen.tolist())]
@@ -198,12 +216,20 @@ def train_enhancer(
         "resumed_from_epoch": result.resumed_from_epoch,
     }
     atomic_write_json(out / "report.json", report)
+    seeds: dict[str, Any] = {"seed": config.seed, "init": "torch.manual_seed(seed)",
+                             "sampler": f"EpochSampler(seed, stream={0xE7}), crops: default_rng([seed, 0xC7, epoch, cursor])"}
+    if config.conditions:
+        counts: dict[str, int] = {}
+        for row in result.history:
+            for key, value in row.items():
+                if key.startswith("batches@"):
+                    counts[key.partition("@")[2]] = counts.get(key.partition("@")[2], 0) + int(value)
+        seeds["conditions"] = TrainingConditions.parse(config.conditions, config.seed).manifest({"enhancer": counts})
     manifest = training_manifest(
         TRAINER,
         config={**config.to_dict(), "isp": job.isp, "images": job.images, "holdout": job.holdout,
                 "mask_detector": job.mask_detector, "box_margin": job.box_margin, "max_images": job.max_images},
-        seeds={"seed": config.seed, "sampler": f"EpochSampler(seed, stream={0xE7}), crops: default_rng([seed, 0xC7, epoch, cursor])",
-               "init": "torch.manual_seed(seed)"},
+        seeds=seeds,
         data={"train": _data_info(data_root, train_paths), "held_out": _data_info(data_root, held) if held else {},
               "faces_in_train": faces},
         models={"isp": isp_info, "mask_detector": job.mask_detector, "enhancer_state_digest": digest},

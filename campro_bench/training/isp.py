@@ -90,6 +90,7 @@ from ..errors import CamproError, MissingFileError
 from ..io.outfolder import check_new_run, check_output_location
 from ..protectors.isp import CCM_LIMIT, CamproISP, ISPParams, load_preset
 from . import isp_checkpoint, isp_report, isp_steps, isp_warmup
+from .conditions import TrainingConditions, without_empty
 from .data import EpochSampler, FaceTrainingData, PersonTrainingData
 from .isp_checkpoint import CHECKPOINT_NAME
 from .isp_restoration import RESTORERS, RestorationAdversary
@@ -117,7 +118,8 @@ class ISPTrainConfig:
 
     attacker: str = option("facenet-casia", help="white-box attacker F: a differentiable face recogniser")
     face_dataset: str = option("celeba-subset", help="face identity dataset D_F (proxy identities)")
-    person_dataset: str = option("coco128", help="person-detection dataset D_P (its 'train' split)")
+    person_dataset: str = option("coco128", help="person-detection dataset D_P (its 'train' split; "
+                                 "coco-person-val: its fine-tune images, never the test images)")
     person_detector: str = option("ssdlite-mobilenetv2-coco", help="differentiable person detector P")
     face_detector: str = option("mtcnn", help="face detector of the crops")
     init: str = option("standard", help="starting ISP: preset name or parameter JSON file")
@@ -155,9 +157,12 @@ class ISPTrainConfig:
     lr_restorer: float = option(1e-3, gt=0.0, le=10.0, help="Adam learning rate of R")
     restorer_channels: int = option(12, ge=1, le=256, help="U-Net base channels of R")
     restorer_depth: int = option(4, ge=2, le=8, help="U-Net levels of R")
+    # capture conditions in the loop (training/conditions.py)
+    conditions: dict[str, float] = option(dict, help="capture conditions drawn per batch, with their probabilities "
+                                          "(e.g. {grey = 0.5}); the rest of the batches are unconditioned")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return without_empty(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ISPTrainConfig":
@@ -174,6 +179,7 @@ class ISPTrainConfig:
             raise CamproError(f"attacker names a model twice: {self.attacker!r}")
         if self.restorer not in RESTORERS:
             raise CamproError(f"restorer must be one of {', '.join(RESTORERS)}, got {self.restorer!r}")
+        TrainingConditions.parse(self.conditions, self.seed, "train isp key 'conditions'")
 
     def attackers(self) -> list[str]:
         """The attacker names (``attacker`` is one name or several separated by commas)."""
@@ -286,6 +292,8 @@ class ISPTrainer:
         self.restoration = (RestorationAdversary(c.restorer_channels, c.restorer_depth, c.lr_restorer, n_train,
                                                  c.batch_size, c.seed, c.hflip, self.device)
                             if c.restorer == "unet" else None)
+        self.conditions = TrainingConditions.parse(c.conditions, c.seed)
+        self.draws: dict[str, list[str]] = {}  # this iteration's condition per batch, by role (logged)
         self.phase = "warmup" if c.warmup_max_epochs > 0 else "adversarial"
         self.iteration = 0
         self.rows: list[dict[str, Any]] = []
@@ -312,10 +320,20 @@ class ISPTrainer:
         """Each attacker's proxy-head logits on its own crops."""
         return [head(model(x)) for model, head, x in zip(self.attackers, self.heads, images)]
 
-    def _restorer_batch(self, sampler: EpochSampler) -> list[torch.Tensor]:
-        """R's next batch of raw training crops (one tensor per attacker; shared alignments shared)."""
+    def _sensor(self, images: list[torch.Tensor], role: str, t: int | None = None) -> list[torch.Tensor]:
+        """The batch as the camera's sensor records it: one condition drawn for the batch (every
+        attacker's crops alike; training/conditions.py), recorded in ``draws``. ``t`` defaults to the
+        current iteration; the batch's step is its position among this iteration's batches of ``role``."""
+        done = self.draws.setdefault(role, [])
+        condition = self.conditions.draw(role, self.iteration if t is None else t, len(done))
+        done.append(self.conditions.name(condition))
+        return per_distinct(lambda x: self.conditions.apply(condition, x), images)
+
+    def _restorer_batch(self, sampler: EpochSampler, role: str = "restore") -> list[torch.Tensor]:
+        """R's next batch of training crops as the sensor records them (one tensor per attacker;
+        shared alignments shared); ``role`` ``restore-warmup`` for R's warm-up on the initial ISP."""
         xs, _ = self._faces(*sampler.next())
-        return xs
+        return self._sensor(xs, role)
 
     def _names(self) -> list[str]:
         return [getattr(model, "name", "?") for model in self.attackers]

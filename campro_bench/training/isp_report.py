@@ -22,6 +22,7 @@ import torch
 from ..io import tensor_to_uint8
 from ..io.atomic import atomic_write_json
 from ..protectors.isp import ISPParams
+from .conditions import count_draws
 from .report import Panel, moving_average, plot_panels, save_image_grid, training_manifest
 
 if TYPE_CHECKING:
@@ -73,6 +74,21 @@ def params(trainer: ISPTrainer) -> ISPParams:
     return ISPParams.from_tensors(isp.ccm, isp.lut, isp.degamma_exponent, **meta)
 
 
+def condition_counts(trainer: ISPTrainer) -> dict[str, dict[str, int]]:
+    """How many batches of each role drew each condition, from the logs (``log.csv``'s ``conditions``
+    and ``restorer_warmup.csv``'s ``condition``)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in trainer.rows:
+        for part in str(row.get("conditions", "")).split():
+            role, _, names = part.partition(":")
+            count_draws(names.split("|"), counts.setdefault(role, {}))
+    if trainer.restoration is not None:
+        warm = [r["condition"] for r in trainer.restoration.warmup_rows if "condition" in r]
+        if warm:
+            counts["restore-warmup"] = count_draws(warm)
+    return counts
+
+
 def finish(trainer: ISPTrainer, data_info: dict[str, Any] | None = None,
            models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``isp.json``, ``detector.pt``, ``report.json/png``, ``samples.png`` and ``manifest.json``."""
@@ -93,10 +109,12 @@ def finish(trainer: ISPTrainer, data_info: dict[str, Any] | None = None,
     atomic_write_json(out / "report.json", report)
     trainer.plot(out / "report.png")
     trainer.samples(out / "samples.png")
+    seeds: dict[str, Any] = {"seed": c.seed, "split_seed": c.seed, "samplers": "numpy default_rng([seed, stream, epoch]); "
+                             "streams: 0 warm-up, 1 attacker, 2 protector faces, 3 persons"}
+    if c.conditions:
+        seeds["conditions"] = trainer.conditions.manifest(condition_counts(trainer))
     manifest = training_manifest(
-        "isp", config=c.to_dict(),
-        seeds={"seed": c.seed, "split_seed": c.seed, "samplers": "numpy default_rng([seed, stream, epoch]); "
-               "streams: 0 warm-up, 1 attacker, 2 protector faces, 3 persons"},
+        "isp", config=c.to_dict(), seeds=seeds,
         data=data_info or {"faces": trainer.face_data.info, "persons": trainer.person_data.info},
         models=models or {"attacker": ",".join(trainer._names()), "detector": getattr(trainer.detector, "name", "?")},
         timings={"wall": metrics["wall_seconds"],

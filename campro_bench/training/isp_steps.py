@@ -41,7 +41,7 @@ def attacker_step(trainer: ISPTrainer, protected: bool = True) -> dict[str, floa
     xs, y = trainer._faces(*sampler.next())
     if protected:
         with torch.no_grad():
-            xs = trainer._protect(xs)
+            xs = trainer._protect(trainer._sensor(xs, "attack"))
     logits = trainer._logits(xs)
     loss = torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
     for name in ("attacker", "head"):
@@ -57,7 +57,7 @@ def protector_step(trainer: ISPTrainer) -> dict[str, float]:
     ensemble, L_ns is the mean of the models' L_ns."""
     c, isp = trainer.config, trainer.isp
     xs, y = trainer._faces(*trainer.samplers["protect"].next())
-    captured = trainer._protect(xs)
+    captured = trainer._protect(trainer._sensor(xs, "protect"))
     with frozen(trainer.attacker, trainer.head):
         logits = trainer._logits(captured)
     l_ns = torch.stack([non_saturating_loss(z, y).mean() for z in logits]).mean()
@@ -69,6 +69,7 @@ def protector_step(trainer: ISPTrainer) -> dict[str, float]:
         g_rs = torch.autograd.grad(l_rs, isp_params, retain_graph=True)
         restored = {"l_rs": float(l_rs.detach()), "acc_restored": top1_accuracy(judged, y)}
     images, boxes = trainer.person_data.batch(*trainer.samplers["person"].next(), device=trainer.device)
+    images = trainer._sensor([images], "person")[0]
     from ..detection import person_targets
 
     det = trainer.detector.loss_components(isp(images), person_targets(boxes))
@@ -101,6 +102,7 @@ def iterate(trainer: ISPTrainer) -> dict[str, Any]:
     c, adversary = trainer.config, trainer.restoration
     start = time.perf_counter()
     row: dict[str, Any] = {"iteration": trainer.iteration + 1}
+    trainer.draws = {}
     if not c.protector_only:
         attack = mean_rows([trainer.attacker_step() for _ in range(c.m)])
         row.update(attacker_ce=attack["ce"], attacker_acc=attack["acc"])
@@ -108,6 +110,9 @@ def iterate(trainer: ISPTrainer) -> dict[str, Any]:
         row.update(mean_rows([adversary.restorer_step(trainer.isp, trainer._restorer_batch(adversary.sampler))
                               for _ in range(c.restorer_steps)]))
     row.update(mean_rows([trainer.protector_step() for _ in range(c.n)]))
+    if trainer.conditions.active:  # every batch's condition, role by role
+        row["conditions"] = " ".join(f"{role}:{'|'.join(names)}" for role, names in trainer.draws.items())
+    trainer.draws = {}
     row["seconds"] = time.perf_counter() - start
     trainer.iteration += 1
     trainer.rows.append(row)
@@ -133,13 +138,18 @@ def validate(trainer: ISPTrainer) -> dict[str, Any]:
     adversary = trainer.restoration if trainer.restoration is not None and trainer.restoration.ready else None
     restored: dict[str, float] = {}  # filled by the protected pass, listed before it (as val.csv has it)
     measured: dict[str, float] = {}
-    for name, protect in (("protected", True), ("raw", False)):
+    passes: list[tuple[str, bool, Any]] = [("protected", True, None), ("raw", False, None)]
+    passes += [(f"protected@{c.spec()}", True, c)  # the camera under each condition trained for
+               for c, p in zip(trainer.conditions.conditions, trainer.conditions.probabilities) if p > 0]
+    for name, protect, condition in passes:
         if count == 0:
             break
         correct, ce, correct_r = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
+        suffix = name.partition("@")[1] + name.partition("@")[2]
         for s in range(0, count, 64):
             xs, y = trainer._faces(np.arange(s, min(s + 64, count)), split="val")
             if protect:
+                xs = per_distinct(lambda x: trainer.conditions.apply(condition, x), xs)
                 captured = trainer._protect(xs)
                 xs = per_distinct(quantize8, captured)
                 if adversary is not None:  # R rounds the same captures to 8 bits itself
@@ -148,9 +158,10 @@ def validate(trainer: ISPTrainer) -> dict[str, Any]:
             correct += [int((z.argmax(1) == y).sum()) for z in logits]
             ce += [float(F.cross_entropy(z, y, reduction="sum")) for z in logits]
         if protect and adversary is not None:
-            restored["val_acc_restored"] = float(correct_r.mean()) / count
+            restored[f"val_acc_restored{suffix}"] = float(correct_r.mean()) / count
             if len(names) > 1:
-                restored.update({f"val_acc_restored[{model}]": float(v) / count for model, v in zip(names, correct_r)})
+                restored.update({f"val_acc_restored{suffix}[{model}]": float(v) / count
+                                 for model, v in zip(names, correct_r)})
         measured[f"val_acc_{name}"] = float(correct.mean()) / count
         measured[f"val_ce_{name}"] = float(ce.mean()) / count
         if len(names) > 1:  # each model of the ensemble

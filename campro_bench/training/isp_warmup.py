@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..io.hashing import sha256_json
 from ..io.sealed import discard, verify_sealed
 from .checkpoint import load_module_state, load_training_checkpoint, save_training_checkpoint
+from .conditions import COLOUR
 from .data import EpochSampler
 from .isp_steps import mean_rows
 from .report import write_csv
@@ -162,9 +163,18 @@ def start_restorer(trainer: ISPTrainer, progress: ProgressCallback | None = None
     if not adversary.ready:
         adversary.take_judges(trainer.attackers, trainer.heads)
     steps = trainer.config.restorer_warmup_steps
+    trainer.draws = {"restore-warmup": [COLOUR] * len(adversary.warmup_rows)}  # step k draws with key k
+
+    def batch(sampler: EpochSampler) -> list[torch.Tensor]:
+        return trainer._restorer_batch(sampler, "restore-warmup")
+
     while len(adversary.warmup_rows) < steps:
-        adversary.warmup(trainer.isp, trainer._restorer_batch, min(steps, len(adversary.warmup_rows) + 50))
+        adversary.warmup(trainer.isp, batch, min(steps, len(adversary.warmup_rows) + 50))
         if progress is not None:
             progress("restorer-warmup", len(adversary.warmup_rows), steps)
+    if trainer.conditions.active:  # the condition of each warm-up step, in restorer_warmup.csv
+        for row, name in zip(adversary.warmup_rows, trainer.draws["restore-warmup"]):
+            row.setdefault("condition", name)
+    trainer.draws = {}
     if adversary.warmup_rows:
         write_csv(trainer.out / "restorer_warmup.csv", adversary.warmup_rows)

@@ -36,6 +36,7 @@ from ..errors import CamproError, EmptyDatasetError
 from ..io import tensor_to_uint8, uint8_to_tensor
 from ..protectors.base import Protector
 from .checkpoint import config_mismatch, load_module_state, load_training_checkpoint, save_training_checkpoint
+from .conditions import TrainingConditions, count_draws, without_empty
 from .data import EpochSampler
 
 SAMPLER_STREAM = 0xE7
@@ -54,10 +55,19 @@ class UNetTrainConfig:
         hflip: random horizontal flips.
         face_crop_fraction: share of crops centred near a face, for images that have one (faces
             are a tiny part of COCO pixels; without this the face term of Eq. 8 is rarely seen).
+        close_up_fraction: share of the face-centred crops taken as *close-ups*: a square around
+            the face of ``U[1, 2]`` times its (enlarged) box's longer side, resized to ``crop``, so
+            the face fills half to all of the frame, as in a doorbell or a face set's crops (COCO
+            faces are small; without this the enhancer never sees a face that fills its input).
+            0 (default): none, and no extra random draw, so earlier runs are unchanged.
         quantize: round captured images to 8 bits, as a camera writes them.
         base_channels, depth: U-Net size (:class:`~campro_bench.enhancer.UNetConfig`).
         face_penalty: True: Eq. 8 (enhancer); False: plain L1 of Eq. 7 (restoration).
-        seed: weight initialisation, batch order, flips and crop positions.
+        seed: weight initialisation, batch order, flips, crop positions and condition draws.
+        conditions: capture conditions drawn per batch (:mod:`~campro_bench.training.conditions`):
+            the crop as the sensor records it goes through the ISP and is also the target (the
+            scene the camera saw); the keep-mask is unchanged. Empty (default): none, and left out
+            of :meth:`to_dict`, so earlier runs and caches keep their keys.
     """
 
     epochs: int = option(150, ge=1, le=100_000)
@@ -67,17 +77,24 @@ class UNetTrainConfig:
     weight_decay: float = option(1e-2, ge=0.0, le=10.0)
     hflip: bool = True
     face_crop_fraction: float = option(0.5, ge=0.0, le=1.0)
+    close_up_fraction: float = option(0.0, ge=0.0, le=1.0)
     quantize: bool = True
     base_channels: int = option(12, ge=1, le=1024)
     depth: int = option(4, ge=2, le=10)
     face_penalty: bool = True
     seed: int = option(0, ge=0)
+    conditions: dict[str, float] = option(dict, help="capture conditions drawn per batch before the ISP, with their "
+                                          "probabilities (e.g. {grey = 0.5}); training/conditions.py")
 
     def __post_init__(self) -> None:
         validate_config(self, "U-Net training")
+        TrainingConditions.parse(self.conditions, self.seed, "U-Net training key 'conditions'")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, less the options that are off (no conditions, no close-ups): the dictionaries
+        (checkpoints, cache keys, manifests) of runs made before those options existed are unchanged."""
+        values = without_empty(asdict(self))
+        return {k: v for k, v in values.items() if not (k == "close_up_fraction" and v == 0)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UNetTrainConfig":
@@ -130,6 +147,28 @@ def _crop_origin(size: int, crop: int, rng: np.random.Generator, centre: float |
     return int(np.clip(int(centre) - int(rng.integers(crop // 4, 3 * crop // 4 + 1)), 0, size - crop))
 
 
+def close_up(image: np.ndarray, mask: np.ndarray | None, box: np.ndarray, crop: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """A ``crop x crop`` close-up of the face in ``box``: the square of ``U[1, 2]`` times the box's
+    longer side around its centre (kept inside the image), resized with area averaging (bilinear when
+    enlarging); its keep-mask resized with nearest neighbours, so a face that fills the frame is
+    penalised wherever it is."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    side = int(round(max(box[2] - box[0], box[3] - box[1]) * rng.uniform(1.0, 2.0)))
+    side = int(np.clip(side, 1, min(h, w)))
+    y0 = int(np.clip(round((box[1] + box[3]) / 2 - side / 2), 0, h - side))
+    x0 = int(np.clip(round((box[0] + box[2]) / 2 - side / 2), 0, w - side))
+    region = Image.fromarray(np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side]))
+    resample = Image.Resampling.BOX if side > crop else Image.Resampling.BILINEAR
+    out = np.asarray(region.resize((crop, crop), resample))
+    if mask is None:
+        return out, None
+    keep = Image.fromarray(np.ascontiguousarray(mask[y0 : y0 + side, x0 : x0 + side]))
+    return out, np.asarray(keep.resize((crop, crop), Image.Resampling.NEAREST), np.float32)
+
+
 def sample_crops(data: TrainingImages, indices: np.ndarray, flips: np.ndarray, config: UNetTrainConfig,
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A batch of raw crops ``B x 3 x c x c`` in [0, 1] and their keep-masks ``B x 1 x c x c``."""
@@ -138,14 +177,18 @@ def sample_crops(data: TrainingImages, indices: np.ndarray, flips: np.ndarray, c
     for i, flip in zip(indices.tolist(), flips.tolist()):
         image, boxes = data.images[i], data.boxes[i]
         h, w = image.shape[:2]
-        centre = None
+        centre, box = None, None
         if len(boxes) and rng.random() < config.face_crop_fraction:
-            x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
-            centre = ((y1 + y2) / 2, (x1 + x2) / 2)
-        y0 = _crop_origin(h, c, rng, None if centre is None else centre[0])
-        x0 = _crop_origin(w, c, rng, None if centre is None else centre[1])
-        crop = image[y0 : y0 + c, x0 : x0 + c]
-        mask = data.masks[i][y0 : y0 + c, x0 : x0 + c] if data.masks is not None else None
+            box = boxes[int(rng.integers(len(boxes)))]
+            centre = ((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
+        full_mask = data.masks[i] if data.masks is not None else None
+        if box is not None and config.close_up_fraction > 0 and rng.random() < config.close_up_fraction:
+            crop, mask = close_up(image, full_mask, box, c, rng)
+        else:
+            y0 = _crop_origin(h, c, rng, None if centre is None else centre[0])
+            x0 = _crop_origin(w, c, rng, None if centre is None else centre[1])
+            crop = image[y0 : y0 + c, x0 : x0 + c]
+            mask = full_mask[y0 : y0 + c, x0 : x0 + c] if full_mask is not None else None
         if flip:
             crop = crop[:, ::-1]
             mask = mask[:, ::-1] if mask is not None else None
@@ -211,16 +254,21 @@ def train_unet(
             log(f"resumed {checkpoint} at epoch {start_epoch}")
     isp = isp.to(device).eval()
     per_epoch = sampler.batches_per_epoch
+    conditions = TrainingConditions.parse(config.conditions, config.seed)
+    drawn = [conditions.name(None), *(c.spec() for c in conditions.conditions)] if conditions.active else []
     for epoch in range(start_epoch, config.epochs):
         model.train()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        draws: dict[str, int] = {}
         started = time.perf_counter()
         for _ in range(per_epoch):
             indices, flips = sampler.next()
             rng = np.random.default_rng([config.seed, CROP_STREAM, sampler.epoch, sampler.cursor])
             x, keep = sample_crops(data, indices, flips, config, rng)
-            x = x.to(device)
+            condition = conditions.draw("enhancer", sampler.epoch, sampler.cursor)
+            x = conditions.apply(condition, x.to(device))
+            count_draws([conditions.name(condition)], draws)
             keep = keep.to(device) if keep is not None else None
             out = model(capture(isp, x, config.quantize))
             terms = _losses(out, x, keep, config.face_penalty)
@@ -232,7 +280,9 @@ def train_unet(
                 counts[key] = counts.get(key, 0) + 1
             if on_step is not None:
                 on_step(1)
-        row = {"epoch": epoch + 1, **{k: sums[k] / counts[k] for k in sums}, "seconds": time.perf_counter() - started}
+        row = {"epoch": epoch + 1, **{k: sums[k] / counts[k] for k in sums},
+               **{f"batches@{name}": draws.get(name, 0) for name in drawn},  # the epoch's condition draws
+               "seconds": time.perf_counter() - started}
         history.append(row)
         if checkpoint is not None:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
