@@ -52,7 +52,7 @@ def test_e4_tiny(tmp_path: Path, data_root: Path, centre_box_detector: str) -> N
         '{protector="raw", reference="face-masked", label="Raw vs masked"}]'
     )
     out, result = run_experiment(
-        "e4", overrides=["limit=2", f"rows={rows}", f"face_detector={centre_box_detector}"],
+        "e4", overrides=["limit=2", f"rows={rows}", f"face_detector={centre_box_detector}", "leakage_models=[]"],
         out=tmp_path / "run", data_root=str(data_root), device="cpu", compare="paper", quiet=True,
     )
     values = result.tables["table4_values"].set_index("image_type")
@@ -81,6 +81,7 @@ def test_e4_tiny(tmp_path: Path, data_root: Path, centre_box_detector: str) -> N
         assert (out / name).is_file(), name
     per_image = pd.read_csv(out / "per_image.csv")
     assert len(per_image) == 8 and set(per_image["file"]) == {p.name for p in files}
+    assert "leakage" not in result.tables and not (out / "leakage.csv").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["images"]["files"] == 2 and len(manifest["data"]["images"]["sha256"]) == 64
     assert manifest["seeds"]["seed"] == 0 and manifest["models"]["face_detector"] == centre_box_detector
