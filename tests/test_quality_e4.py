@@ -91,8 +91,11 @@ def test_e4_tiny(tmp_path: Path, data_root: Path, centre_box_detector: str) -> N
 @pytest.mark.realdata
 def test_e4_errors(tmp_path: Path, data_root: Path) -> None:
     with pytest.raises(CamproError, match="need 'face_detector'"):
-        run_experiment("e4", overrides=['rows=[{protector="raw", reference="face-masked"}]', 'face_detector=""'],
+        run_experiment("e4", overrides=['rows=[{protector="raw", reference="face-masked"}]', 'face_detector=""',
+                                        "leakage_models=[]"],
                        out=tmp_path / "a", data_root=str(data_root), quiet=True)
+    with pytest.raises(CamproError, match="'leakage_models' need 'face_detector'"):
+        run_experiment("e4", overrides=['face_detector=""'], out=tmp_path / "a", data_root=str(data_root), quiet=True)
     with pytest.raises(CamproError, match="reference must be one of"):
         run_experiment("e4", overrides=['rows=[{protector="raw", reference="blurred"}]'],
                        out=tmp_path / "b", data_root=str(data_root), quiet=True)
