@@ -52,7 +52,7 @@ def test_e4_tiny(tmp_path: Path, data_root: Path, centre_box_detector: str) -> N
         '{protector="raw", reference="face-masked", label="Raw vs masked"}]'
     )
     out, result = run_experiment(
-        "e4", overrides=["limit=2", f"rows={rows}", f"face_detector={centre_box_detector}"],
+        "e4", overrides=["limit=2", f"rows={rows}", f"face_detector={centre_box_detector}", "leakage_models=[]"],
         out=tmp_path / "run", data_root=str(data_root), device="cpu", compare="paper", quiet=True,
     )
     values = result.tables["table4_values"].set_index("image_type")
@@ -81,6 +81,7 @@ def test_e4_tiny(tmp_path: Path, data_root: Path, centre_box_detector: str) -> N
         assert (out / name).is_file(), name
     per_image = pd.read_csv(out / "per_image.csv")
     assert len(per_image) == 8 and set(per_image["file"]) == {p.name for p in files}
+    assert "leakage" not in result.tables and not (out / "leakage.csv").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["images"]["files"] == 2 and len(manifest["data"]["images"]["sha256"]) == 64
     assert manifest["seeds"]["seed"] == 0 and manifest["models"]["face_detector"] == centre_box_detector
@@ -90,8 +91,11 @@ def test_e4_tiny(tmp_path: Path, data_root: Path, centre_box_detector: str) -> N
 @pytest.mark.realdata
 def test_e4_errors(tmp_path: Path, data_root: Path) -> None:
     with pytest.raises(CamproError, match="need 'face_detector'"):
-        run_experiment("e4", overrides=['rows=[{protector="raw", reference="face-masked"}]', 'face_detector=""'],
+        run_experiment("e4", overrides=['rows=[{protector="raw", reference="face-masked"}]', 'face_detector=""',
+                                        "leakage_models=[]"],
                        out=tmp_path / "a", data_root=str(data_root), quiet=True)
+    with pytest.raises(CamproError, match="'leakage_models' need 'face_detector'"):
+        run_experiment("e4", overrides=['face_detector=""'], out=tmp_path / "a", data_root=str(data_root), quiet=True)
     with pytest.raises(CamproError, match="reference must be one of"):
         run_experiment("e4", overrides=['rows=[{protector="raw", reference="blurred"}]'],
                        out=tmp_path / "b", data_root=str(data_root), quiet=True)
