@@ -30,7 +30,9 @@ AUDIT = ['protectors=["invert", "lowres:factor=8"]', 'conditions=["colour", "gre
          "train_identities=4", "max_images_per_identity=3", "repeats=2", 'models=["sface"]',
          'classifiers=["nearest"]', 'cheap.attacks=["grayscale"]', "utility.psnr_images=0", "grid_faces=0",
          "restoration.steps=2", "restoration.batch_size=4", "restoration.depth=2", "restoration.base_channels=4",
-         "retrain.epochs=1", "retrain.batch_size=8"]
+         "retrain.epochs=1", "retrain.batch_size=8",
+         # one budget per trained rung and no SELECT identities: the executor's equality, at the least cost
+         "select_identities=0", "restoration.budgets=[1]", "retrain.budgets=[1]"]
 """Two protectors x two capture conditions (four protector tasks), every rung, at the smallest scale."""
 
 E5 = ["protector=lowres:factor=8", "eval_identities=4", "max_train_identities=4", "repeats=2",
