@@ -10,8 +10,9 @@ import pytest
 from campro_bench.errors import CamproError
 import pandas as pd
 
-from campro_bench.experiments.audit import AuditConfig, budget_config, retrain_rows, training_jobs
-from campro_bench.experiments.audit_budget import FAILED, OK, check_budgets, curve, steps_for, training_status
+from campro_bench.experiments.audit import AuditConfig, retrain_rows, training_jobs
+from campro_bench.experiments.audit_budget import (FAILED, OK, budget_config, check_budgets, curve, steps_for,
+                                                   training_status)
 from campro_bench.experiments.whitebox import E5Config
 
 

@@ -381,7 +381,7 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
     from ..recognizers.base import contract_of
     from ..training.restoration import face_crop_images, restoration_network
 
-    cfg = budget_config(cfg, budget)
+    cfg = audit_budget.budget_config(cfg, budget)
     alignments = list(dict.fromkeys(contract_of(m).alignment for m in cfg.models))
     data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                             data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
@@ -499,7 +499,7 @@ def retrain_config(cfg: AuditConfig, spec: str, split: AuditSplit) -> tuple[E5Co
 
 def retrain_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit, budget: float = 1.0) -> dict[str, Any]:
     """Rung 5's training at one budget, one executor task: E5's re-training column against ``spec``."""
-    e5, seed, e5split = retrain_config(budget_config(cfg, budget, "retrain"), spec, split)
+    e5, seed, e5split = retrain_config(audit_budget.budget_config(cfg, budget, "retrain"), spec, split)
     with ctx.manifest.timer("rung/retrain"):
         return column_task(ctx, e5, e5.columns[0], seed, e5split, True)
 
@@ -512,16 +512,6 @@ restoration and re-training rungs at one budget, the decoder from N leaked pairs
 def training_task(ctx: RunContext, rung: str, cfg: AuditConfig, spec: str, split: AuditSplit,
                   amount: float = 1.0) -> dict[str, Any]:
     return TRAINING_TASKS[rung](ctx, cfg, spec, split, amount)
-
-
-def budget_config(cfg: AuditConfig, budget: float, rung: str = "restoration") -> AuditConfig:
-    """``cfg`` with a trained rung's base (restoration: steps; retrain: epochs) multiplied by ``budget``
-    (unchanged: ``cfg`` itself)."""
-    section = getattr(cfg, rung)
-    unit = "steps" if rung == "restoration" else "epochs"
-    amount = audit_budget.steps_for(getattr(section, unit), budget)
-    return cfg if amount == getattr(section, unit) else dataclasses.replace(
-        cfg, **{rung: dataclasses.replace(section, **{unit: amount})})
 
 
 def training_jobs(cfg: AuditConfig, specs: list[str]) -> list[tuple[str, str, float]]:
@@ -554,7 +544,7 @@ def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[st
     one entry per budget for :func:`audit_budget.curve`."""
     rows, curve, info = [], [], {}
     for budget, out in trained:
-        e5 = retrain_config(budget_config(cfg, budget, "retrain"), spec, split)[0]
+        e5 = retrain_config(audit_budget.budget_config(cfg, budget, "retrain"), spec, split)[0]
         column = e5.columns[0].config
         history = out["info"].get("history") or []
         ran = out["info"].get("train_images", column.batch_size) // column.batch_size  # whole batches per epoch

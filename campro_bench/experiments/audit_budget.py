@@ -20,6 +20,8 @@ re-training), with
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from typing import Any, Sequence
 
@@ -43,6 +45,16 @@ def check_budgets(budgets: Sequence[float], where: str = "restoration.budgets") 
 def steps_for(base_steps: int, budget: float) -> int:
     """AdamW steps (restoration) or epochs (re-training) of one budget (at least one)."""
     return max(1, round(base_steps * budget))
+
+
+def budget_config(cfg: Any, budget: float, rung: str = "restoration") -> Any:
+    """The audit configuration ``cfg`` with a trained rung's base (restoration: steps; retrain:
+    epochs) multiplied by ``budget`` (:func:`steps_for`); unchanged: ``cfg`` itself."""
+    section = getattr(cfg, rung)
+    unit = "steps" if rung == "restoration" else "epochs"
+    amount = steps_for(getattr(section, unit), budget)
+    return cfg if amount == getattr(section, unit) else dataclasses.replace(
+        cfg, **{rung: dataclasses.replace(section, **{unit: amount})})
 
 
 def training_status(history: Sequence[dict[str, Any]], key: str = "loss") -> str:

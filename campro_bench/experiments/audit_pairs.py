@@ -76,8 +76,8 @@ def decoder_task(ctx: "RunContext", cfg: "AuditConfig", spec: str, split: "Audit
                             cache_dir=ctx.cache_dir, device=str(ctx.device), progress=ctx.progress)
     if not len(data):
         raise CamproError(f"no face found in the {n} leaked pair(s) of {cfg.dataset}: raise pairs.counts")
-    section = dataclasses.replace(cfg.restoration, steps=audit_budget.steps_for(cfg.restoration.steps, cfg.pairs.budget),
-                                  batch_size=min(cfg.restoration.batch_size, len(data)))
+    section = audit_budget.budget_config(cfg, cfg.pairs.budget).restoration
+    section = dataclasses.replace(section, batch_size=min(section.batch_size, len(data)))
     config = section.unet(cfg.seed, len(data))
     key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(ids), "alignments": alignments,
            "detector": cfg.detector, "pairs": n}
