@@ -39,12 +39,12 @@ from ..privacy.threat_models import (
 )
 from ..privacy.threats import (
     ThreatConfig,
-    _open_set_draw,
-    _points,
     classifier_scores,
     cosine_scores,
     cosine_templates,
     fit_classifier,
+    open_set_draw,
+    operating_points,
     rate_label,
 )
 from .audit_select import worst_rows
@@ -95,10 +95,10 @@ class ThreatScorer:
         templates = cosine_templates(raw, splits)
         _, impostor = verification_scores(cosine_scores(*templates, raw.embeddings[splits.probe], found), found)
         watch = watch_lists(splits.n_identities, splits.repeats, self.seed)
-        draws = [_open_set_draw(templates, raw, splits, watch[r], r) for r in range(splits.repeats)]
+        draws = [open_set_draw(templates, raw, splits, watch[r], r) for r in range(splits.repeats)]
         non_mated = np.concatenate([top[non] for top, _, _, non in draws])
-        self.calibration[model] = {"far": _points(impostor, t.fars, t.min_false_accepts),
-                                   "fpir": _points(non_mated, t.fpirs, t.min_false_accepts), "watch": watch,
+        self.calibration[model] = {"far": operating_points(impostor, t.fars, t.min_false_accepts),
+                                   "fpir": operating_points(non_mated, t.fpirs, t.min_false_accepts), "watch": watch,
                                    "impostor_scores": int(impostor.size), "non_mated_searches": int(non_mated.size)}
         return self.calibration[model]
 
@@ -139,7 +139,7 @@ class ThreatScorer:
                 else:
                     self._row(key, "verification", "cosine", metric, np.array([point.accept_rate(g) for g in genuine]))
         if "open-set" in self.threat_models:
-            draws = [_open_set_draw(templates, probes, splits, points["watch"][r], r) for r in range(splits.repeats)]
+            draws = [open_set_draw(templates, probes, splits, points["watch"][r], r) for r in range(splits.repeats)]
             for fpir, point in points["fpir"].items():
                 metric = f"DIR@FPIR={rate_label(fpir)}"
                 if isinstance(point, str):

@@ -165,8 +165,13 @@ def _row(cell: Cell, cfg: "ProtocolConfig", threat: str, classifier: str, metric
             "calibration_scores": calibration if calibration is not None else math.nan, "note": note}
 
 
-def _points(scores: np.ndarray, rates: Sequence[float], minimum: int) -> dict[float, OperatingPoint | str]:
-    """An operating point per rate, or the reason it cannot be measured."""
+def operating_points(scores: np.ndarray, rates: Sequence[float], minimum: int) -> dict[float, OperatingPoint | str]:
+    """The threshold of each false-accept ``rates`` entry, calibrated on the negative ``scores``
+    (impostor pairs for FAR, non-mated searches for FPIR) with :func:`calibrate`, or the reason it
+    cannot be measured (``"not measured: ..."``: the threshold would rest on fewer than ``minimum``
+    false accepts, or too few scores are finite).
+
+    Shared by the E1 threat rows here and the audit's threat rows, so both calibrate the same way."""
     out: dict[float, OperatingPoint | str] = {}
     for rate in rates:
         try:
@@ -224,7 +229,7 @@ def verification_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: Mo
     t_raw, v_raw = cosine_templates(raw, splits)
     _, calib = verification_scores(cosine_scores(t_raw, v_raw, raw.embeddings[splits.probe], probe_found(raw)),
                                    probe_found(raw))
-    points = _points(calib, cfg.threats.fars, cfg.threats.min_false_accepts)
+    points = operating_points(calib, cfg.threats.fars, cfg.threats.min_false_accepts)
     rows = []
     for spec in cfg.protectors:
         probes = feats.by_spec[spec]
@@ -263,7 +268,7 @@ def _own_calibration(cell: Cell, cfg: "ProtocolConfig", threat: str, metric: str
                      rates: Sequence[float], per_draw: Any, identities: int) -> list[dict[str, Any]]:
     """Rows of ``metric`` at thresholds calibrated on the protected ``negatives`` themselves."""
     rows = []
-    for rate, point in _points(negatives, rates, cfg.threats.min_false_accepts).items():
+    for rate, point in operating_points(negatives, rates, cfg.threats.min_false_accepts).items():
         label = f"{metric}={rate_label(rate)}{OWN}"
         values = None if isinstance(point, str) else np.array(per_draw(point))
         rows.append(_row(cell, cfg, threat, "cosine", label, values, identities, negatives.size,
@@ -279,10 +284,14 @@ def _open_set_searches(feats: FeatureSet, splits: IdentificationSplits, off: np.
     return feats.embeddings[index], feats.detected[index].astype(bool)
 
 
-def _open_set_draw(templates: tuple[np.ndarray, np.ndarray], probes: FeatureSet, splits: IdentificationSplits,
+def open_set_draw(templates: tuple[np.ndarray, np.ndarray], probes: FeatureSet, splits: IdentificationSplits,
                    watch: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(top, slot, true slot) of every search of draw ``r`` (mated first), and the non-mated mask;
-    ``templates``: every identity's enrolled template and validity (only the listed ones are searched)."""
+    """One open-set draw ``r`` against the watch-list ``watch``: (top score, its watch-list slot, the
+    true slot, -1 for a non-mated search) of every search (the mated probes of ``watch`` first, then
+    every drawn image of the identities off the list), and the non-mated mask.
+
+    ``templates``: every identity's enrolled template and validity (:func:`cosine_templates`); only
+    the listed ones are searched. Shared by :func:`open_set_rows` and the audit's open-set rows."""
     off = np.setdiff1d(np.arange(splits.n_identities), watch)
     t, v = templates[0][r:r + 1], templates[1][r:r + 1]
     mated_emb = probes.embeddings[splits.probe[r, watch]]
@@ -302,14 +311,14 @@ def open_set_rows(cfg: "ProtocolConfig", dataset: str, model: str, feats: ModelF
     watch = watch_lists(splits.n_identities, splits.repeats, cfg.seed)
     raw = feats.by_spec[feats.raw_spec]
     raw_templates = cosine_templates(raw, splits)
-    raw_draws = [_open_set_draw(raw_templates, raw, splits, watch[r], r) for r in range(splits.repeats)]
+    raw_draws = [open_set_draw(raw_templates, raw, splits, watch[r], r) for r in range(splits.repeats)]
     calib = np.concatenate([top[non] for top, _, _, non in raw_draws])
-    points = _points(calib, cfg.threats.fpirs, cfg.threats.min_false_accepts)
+    points = operating_points(calib, cfg.threats.fpirs, cfg.threats.min_false_accepts)
     rows = []
     for spec in cfg.protectors:
         for kind, gallery in _galleries(cfg, spec, is_raw[spec], feats).items():
             templates = cosine_templates(gallery, splits)
-            draws = [_open_set_draw(templates, feats.by_spec[spec], splits, watch[r], r) for r in range(splits.repeats)]
+            draws = [open_set_draw(templates, feats.by_spec[spec], splits, watch[r], r) for r in range(splits.repeats)]
             cell = Cell(dataset, spec, kind, model)
             for fpir, point in points.items():
                 label = rate_label(fpir)
@@ -341,7 +350,7 @@ def raw_leakage_point(raw: FeatureSet, splits: IdentificationSplits, far: float,
     found = raw.detected[splits.probe].astype(bool)
     t, v = cosine_templates(raw, splits, first_only=True)
     _, calib = verification_scores(cosine_scores(t, v, raw.embeddings[splits.probe], found), found)
-    return _points(calib, [far], min_false_accepts)[far]
+    return operating_points(calib, [far], min_false_accepts)[far]
 
 
 def leakage_summary(raw: FeatureSet, variant: FeatureSet, used: np.ndarray, point: OperatingPoint | str,
