@@ -5,7 +5,8 @@
 * the notes that describe an E1-protocol run (:func:`protocol_notes`, used by E1 and E2);
 * protector specs: ``campro-isp:preset=*`` expansion (:func:`expand_protector_specs`), the 8-bit
   camera output of a protector (:func:`camera_output`, E4 and Table V) and the check that a
-  protector runs on face crops (:func:`check_protector`, E5 and the audit).
+  protector runs on face crops (:func:`check_protector`, E5 and the audit);
+* rows of earlier result tables by protector (:func:`find_protector_rows`, the audit and the trade-off).
 """
 
 from __future__ import annotations
@@ -162,13 +163,16 @@ def resolve_table_path(text: str, results_root: Path | None = None) -> Path | No
     return None
 
 
-def find_protector_row(paths: list[str], spec: str, columns: list[str],
-                       reference_raw: bool = False, results_root: Path | None = None) -> tuple[pd.Series | None, str]:
-    """The first row for protector ``spec`` in earlier result tables (CSV ``paths``, found by
-    :func:`resolve_table_path`), and the path it came from as written; ``(None, "")`` when no table has it.
+def find_protector_rows(paths: list[str], spec: str, columns: list[str], reference_raw: bool = False,
+                        results_root: Path | None = None) -> tuple[pd.DataFrame | None, str]:
+    """Every row for protector ``spec`` in the first of the earlier result tables (CSV ``paths``,
+    found by :func:`resolve_table_path`) that has it, and the path it came from as written;
+    ``(None, "")`` when no table has it (a missing file is passed over).
 
     Tables without a ``protector`` column or without ``columns`` are passed over; with
-    ``reference_raw`` only rows whose ``reference`` is ``raw`` count (E4's values).
+    ``reference_raw`` only rows whose ``reference`` is ``raw`` count (E4's values). An audit under
+    several capture conditions has several rows per protector (one per condition and a ``worst
+    over conditions`` row): the trade-off reads them all.
     """
     for text in paths:
         path = resolve_table_path(text, results_root)
@@ -181,6 +185,13 @@ def find_protector_row(paths: list[str], spec: str, columns: list[str],
         if reference_raw and "reference" in rows:
             rows = rows[rows["reference"] == "raw"]
         if len(rows):
-            return rows.iloc[0], str(text)
+            return rows, str(text)
     return None, ""
 
+
+def find_protector_row(paths: list[str], spec: str, columns: list[str],
+                       reference_raw: bool = False, results_root: Path | None = None) -> tuple[pd.Series | None, str]:
+    """The first row for protector ``spec`` of :func:`find_protector_rows`, and the path it came
+    from as written; ``(None, "")`` when no table has it."""
+    rows, source = find_protector_rows(paths, spec, columns, reference_raw, results_root)
+    return (None, "") if rows is None else (rows.iloc[0], source)

@@ -37,11 +37,12 @@ from ..protectors import build_protector
 from ..registries import EXPERIMENTS
 from ..utility.detection_eval import METRICS
 from .base import ExperimentResult, RunContext
-from .common import check_compare, find_protector_row, resolve_table_path
+from .common import check_compare, resolve_table_path
 from .earlier_detection import PROTOCOL_KEYS, Wanted, earlier_points, lookup, run_record
 from .figures import legend_outside, place_labels, pyplot
 from .finetuned import DetectionJob, DetectionUtilityConfig, PersonSubset, detection_results
 from .spec import parse_protocol
+from .tradeoff_audits import audited, read_audit
 
 PAPER_POINTS = [
     {"method": "Raw", "accuracy_pct": 84.3, "AP": 0.578,
@@ -89,8 +90,10 @@ class TradeoffConfig:
     privacy: dict[str, Any] = option(dict, help="the E1 protocol keys (ProtocolConfig), one classifier and one "
                                                 "gallery (classifier, gallery)")
     utility: DetectionUtilityConfig = option(DetectionUtilityConfig, help="person detection (the E3 keys)")
-    audits: list[str] = option(list, help="audit summary.csv files (campro-bench audit): each audited point's "
-                                          "worst case over the attacker ladder joins its worst-case column")
+    audits: list[str] = option(list, help="audit summary.csv files (campro-bench audit; the first that has a "
+                                          "protector counts, missing ones are passed over): each audited point's "
+                                          "worst case over the attacker ladder and its capture conditions joins "
+                                          "its worst-case column")
     whitebox: list[str] = option(list, help="E5 (Table VII) result folders (e5.csv + manifest.json): the strongest "
                                             "attack on the protector each one attacked joins that point's worst case")
     privacy_from: str = option("", help="an earlier tradeoff run folder whose privacy columns are read, not "
@@ -254,35 +257,43 @@ def worst_case_points(table: pd.DataFrame, audits: list[str], whitebox: Sequence
                       draws: Mapping[str, str] | None = None, results_root: Path | None = None) -> pd.DataFrame:
     """Each point's worst case: the highest accuracy any evaluated attacker reached, over the best
     model in both galleries of this run and, where an audit summary has the protector, the audit's
-    worst case over its whole ladder (its own identities and scale), and where an E5 folder attacked
-    it with the sweep's own draws (``draws``, see :func:`whitebox_attacks`), E5's strongest attack
-    (white-box restoration at a larger scale than the audit's); the winner is named in
-    ``worst_case_source``."""
+    worst case over its whole ladder (its own identities and scale) and over its capture conditions
+    (:mod:`.tradeoff_audits`), and where an E5 folder attacked it with the sweep's own draws
+    (``draws``, see :func:`whitebox_attacks`), E5's strongest attack (white-box restoration at a
+    larger scale than the audit's); the winner is named in ``worst_case_source``.
+    ``worst_case_colour`` (``worst_case_colour_source``) is the same with the audit's colour row
+    only (the protector as it is), equal to ``worst_case`` for an audit without conditions."""
     e5_attacks = whitebox_attacks(whitebox, draws, results_root)
     out = []
     for point in table.itertuples():
         candidates = {"this run, raw gallery": point.accuracy_best_model,
                       "this run, re-enrolled gallery": point.reenrolled_best_model}
-        row, source = find_protector_row(audits, point.spec, ["worst_case_top1", "rung", "attack", "model"],
-                                         results_root=results_root)
-        columns = {"audit_worst_case": np.nan, "audit_attack": "not audited",
-                   "whitebox_worst_case": np.nan, "whitebox_attack": "no E5 run"}
-        if row is not None:
-            label = f"audit {source}: {row['rung']} / {row['attack']} / {row['model']}"
-            candidates[label] = float(row["worst_case_top1"])
-            columns.update(audit_worst_case=float(row["worst_case_top1"]), audit_attack=label)
+        audit = read_audit(audits, point.spec, results_root)
+        whitebox_columns: dict[str, Any] = {"whitebox_worst_case": np.nan, "whitebox_attack": "no E5 run"}
+        e5: dict[str, float] = {}
         if point.spec in e5_attacks:
             e5_row, folder = e5_attacks[point.spec]
             if e5_row is None:
-                columns.update(whitebox_attack=f"E5 {folder}: {INCOMPARABLE}")
+                whitebox_columns.update(whitebox_attack=f"E5 {folder}: {INCOMPARABLE}")
             else:
                 label = f"E5 {folder}: {e5_row['attack']} / {e5_row['model']}"
-                candidates[label] = float(e5_row["accuracy_mean"])
-                columns.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
-        valid = {k: v for k, v in candidates.items() if not np.isnan(v)}
-        worst = max(valid, key=valid.get) if valid else ""
-        out.append({**columns, "worst_case": valid.get(worst, np.nan), "worst_case_source": worst})
+                e5[label] = float(e5_row["accuracy_mean"])
+                whitebox_columns.update(whitebox_worst_case=float(e5_row["accuracy_mean"]), whitebox_attack=label)
+        worst, source = _highest({**candidates, **audit.over_conditions, **e5})
+        colour, colour_source = _highest({**candidates, **audit.colour, **e5})
+        columns = audit.columns
+        out.append({"audit_worst_case": columns["audit_worst_case"], "audit_attack": columns["audit_attack"],
+                    **whitebox_columns, "worst_case": worst, "worst_case_source": source,
+                    "worst_case_colour": colour, "worst_case_colour_source": colour_source,
+                    **{k: v for k, v in columns.items() if k not in ("audit_worst_case", "audit_attack")}})
     return pd.DataFrame(out, index=table.index)
+
+
+def _highest(candidates: Mapping[str, float]) -> tuple[float, str]:
+    """The highest candidate that is a number and its label (the first of ties); ``(NaN, "")`` for none."""
+    valid = {k: v for k, v in candidates.items() if not np.isnan(v)}
+    worst = max(valid, key=valid.__getitem__) if valid else ""
+    return valid.get(worst, np.nan), worst
 
 
 def utility_points(methods: list[dict[str, str]], cfg: TradeoffConfig, ctx: RunContext) -> pd.DataFrame:
@@ -360,12 +371,12 @@ def _front_panel(ax: Any, table: pd.DataFrame, x: str, front_column: str, xlabel
             # the 95 % bootstrap interval of each point's AP over the evaluated images
             ax.errorbar(100 * part[x], part["AP"], yerr=[part["AP"] - part["AP_lo"], part["AP_hi"] - part["AP"]],
                         fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, zorder=2)
-        audited = part["audit_worst_case"].notna() if hollow_unaudited else pd.Series(True, index=part.index)
-        for filled, group in ((True, part[audited]), (False, part[~audited])):
+        attacked = audited(part) if hollow_unaudited else pd.Series(True, index=part.index)
+        for filled, group in ((True, part[attacked]), (False, part[~attacked])):
             if len(group):
                 ax.plot(100 * group[x], group["AP"], linestyle="none", marker=style, markersize=size, color=colour,
                         markerfacecolor=colour if filled else "none", zorder=3,
-                        label=method if filled or not audited.any() else None)
+                        label=method if filled or not attacked.any() else None)
         xs += list(100 * part[x])
         ys += list(part["AP"])
         labels += [str(label) for label in part["label"]]
@@ -402,7 +413,7 @@ def tradeoff_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> A
                  "face identification accuracy (%, mean over models, log scale; lower = more private)",
                  "ours: black box, mean over models (Fig. 11's axis)", hollow_unaudited=False, log_x=True)
     _front_panel(axes[1, 0], table, "worst_case", "pareto_worst_case",
-                 "worst case (%): best model, raw or re-enrolled gallery, audit ladder, E5",
+                 "worst case (%): best model, raw or re-enrolled gallery, audit ladder over capture conditions, E5",
                  "ours: worst case over attackers", hollow_unaudited=True)
     if paper is not None:
         pax = axes[2, 0]
@@ -438,7 +449,7 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
     table["pareto"] = pareto_front(table["accuracy"], table["AP"])
     # an unaudited point's worst case is only a lower bound (no inverse, restoration or re-training
     # was tried), so the worst-case front compares audited points only
-    table["pareto_worst_case"] = pareto_front(table["worst_case"].where(table["audit_worst_case"].notna()), table["AP"])
+    table["pareto_worst_case"] = pareto_front(table["worst_case"].where(audited(table)), table["AP"])
     tables = {"tradeoff": table}
     paper = None
     if ctx.compare == "paper":
@@ -459,6 +470,15 @@ def run_tradeoff(spec: dict[str, Any], ctx: RunContext) -> ExperimentResult:
         "its own identities, scale and models) where `audits` lists a summary with the protector, and the "
         "strongest attack of an E5 (Table VII) run on it where `whitebox` lists one (white-box restoration, "
         "re-training) with the sweep's own EVAL draws (checked; another run's is named and not counted) "
-        "(for unaudited points it is only a lower bound); pareto_worst_case: the front on that axis among audited points."
+        "(for unaudited points it is only a lower bound); pareto_worst_case: the front on that axis among audited points. "
+        "An audit under capture conditions (a `condition` column: colour, grey, ...) joins worst_case with its "
+        "`worst over conditions` upper bound (a camera deployed in grey faces the grey attacker too; "
+        "audit_worst_over_conditions, its attack and condition in audit_worst_over_conditions_attack), and "
+        "worst_case_colour with its colour row only (audit_worst_case, audit_attack: the protector as it is; for an "
+        "audit without conditions both are its one row). Unbiased verdicts (the attack chosen on the audit's SELECT "
+        "identities, scored once on EVAL, with its 95 % interval; empty where the audit had no SELECT identities): "
+        "audit_verdict (colour), audit_grey_verdict, audit_worst_over_conditions_verdict (the condition whose chosen "
+        "attack was best on SELECT; audit_worst_over_conditions_chosen); audit_grey_worst_case is grey's upper bound, "
+        "audit_conditions the conditions audited."
     )
     return ExperimentResult(tables=tables, figures={"tradeoff": tradeoff_figure(table, paper)}, notes=notes)
