@@ -47,9 +47,9 @@ def empty_columns() -> dict[str, Any]:
         "audit_verdict_attack": NOT_AUDITED,
         "audit_grey_worst_case": np.nan, "audit_grey_verdict": np.nan, "audit_grey_verdict_ci_low": np.nan,
         "audit_grey_verdict_ci_high": np.nan,
-        "audit_worst_over_conditions": np.nan, "audit_worst_over_conditions_attack": NO_CONDITIONS,
+        "audit_worst_over_conditions": np.nan, "audit_worst_over_conditions_attack": NOT_AUDITED,
         "audit_worst_over_conditions_verdict": np.nan, "audit_worst_over_conditions_verdict_ci_low": np.nan,
-        "audit_worst_over_conditions_verdict_ci_high": np.nan, "audit_worst_over_conditions_chosen": NO_CONDITIONS,
+        "audit_worst_over_conditions_verdict_ci_high": np.nan, "audit_worst_over_conditions_chosen": NOT_AUDITED,
     }
 
 
@@ -89,7 +89,8 @@ def read_audit(paths: list[str], spec: str, results_root: Path | None = None) ->
     rows, source = find_protector_rows(paths, spec, UPPER_COLUMNS, results_root=results_root)
     if rows is None:
         return AuditReading()
-    columns = empty_columns()
+    columns = {**empty_columns(), "audit_worst_over_conditions_attack": NO_CONDITIONS,
+               "audit_worst_over_conditions_chosen": NO_CONDITIONS}
     if "condition" not in rows:
         by_condition = {COLOUR: rows.iloc[0]}
         worst = None
