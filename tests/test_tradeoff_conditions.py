@@ -200,3 +200,22 @@ def test_the_script_rewrites_only_the_readme_table(tmp_path: Path, capsys: pytes
     assert replace_table(text, readme_table(text)) == text
     assert script.main([str(tmp_path / "nothing.csv")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_the_committed_sweeps_worst_cases_are_reproduced_from_the_committed_summaries() -> None:
+    """The worst-case columns of the committed ``baselines/tradeoff`` re-made from the committed audit
+    summaries and E5 folders the shipped protocol lists, with the sweep's draws: the same, cell by cell
+    (an audit committed later without re-running the sweep fails here)."""
+    import json
+
+    from campro_bench.experiments.tradeoff import sweep_draws
+
+    committed = pd.read_csv(REPO / "baselines/tradeoff/tradeoff.csv")
+    spec = load_spec("tradeoff")
+    draws = sweep_draws(json.loads((REPO / "baselines/tradeoff/manifest.json").read_text())["seeds"])
+    out = worst_case_points(committed[["spec", "accuracy_best_model", "reenrolled_best_model"]], spec["audits"],
+                            spec["whitebox"], draws)
+    columns = [c for c in out.columns if c in committed.columns]
+    assert {"worst_case", "worst_case_source", "audit_worst_case", "audit_attack", "whitebox_attack"} <= set(columns)
+    portable = out[columns].replace(regex={rf"{REPO}/": ""})  # the runner writes checkout paths relative
+    pd.testing.assert_frame_equal(portable, committed[columns], check_exact=True)

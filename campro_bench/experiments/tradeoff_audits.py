@@ -82,6 +82,34 @@ def _verdict(row: pd.Series, name: str) -> dict[str, Any]:
     return {name: value, f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
+def _by_condition(rows: pd.DataFrame) -> tuple[dict[str, pd.Series], pd.Series | None]:
+    """A protector's summary rows by condition (a summary without conditions: its first row is
+    colour, the protector as it is) and its ``worst over conditions`` row, if any."""
+    if "condition" not in rows:
+        return {COLOUR: rows.iloc[0]}, None
+    conditions = {str(c): part.iloc[0] for c, part in rows.groupby("condition", sort=False) if c != WORST}
+    worst = rows[rows["condition"] == WORST]
+    return conditions, (worst.iloc[0] if len(worst) else None)
+
+
+def _over_conditions(conditions: dict[str, pd.Series], worst: pd.Series | None, source: str
+                     ) -> tuple[dict[str, Any], dict[str, float]]:
+    """The ``audit_worst_over_conditions*`` columns and the candidate of the worst-case axis: the
+    ``worst over conditions`` row's upper bound, named by the condition row that reached it (the
+    audit's own rule: the first highest), and its unbiased verdict; an audit under one condition has
+    no such row, and its one row is the worst."""
+    table = pd.DataFrame(list(conditions.values()))
+    strongest = table.loc[table["worst_case_top1"].astype(float).idxmax()]
+    label = f"audit {source}: {_attack(strongest)} ({strongest['condition']})"
+    chosen = strongest if worst is None else worst
+    upper = _float(chosen, "worst_case_top1")
+    condition = strongest["condition"] if worst is None else chosen.get("chosen_condition")
+    named = f"{condition}: {_attack(chosen, 'chosen_')}" if pd.notna(chosen.get("verdict_top1", np.nan)) else NO_VERDICT
+    columns = {"audit_worst_over_conditions": upper, "audit_worst_over_conditions_attack": label,
+               "audit_worst_over_conditions_chosen": named, **_verdict(chosen, "audit_worst_over_conditions_verdict")}
+    return columns, {label: upper}
+
+
 def read_audit(paths: list[str], spec: str, results_root: Path | None = None) -> AuditReading:
     """The audit columns of protector ``spec`` from the first summary of ``paths`` that has it
     (:func:`~campro_bench.experiments.common.find_protector_rows`: missing files are passed over);
@@ -89,44 +117,24 @@ def read_audit(paths: list[str], spec: str, results_root: Path | None = None) ->
     rows, source = find_protector_rows(paths, spec, UPPER_COLUMNS, results_root=results_root)
     if rows is None:
         return AuditReading()
-    columns = {**empty_columns(), "audit_worst_over_conditions_attack": NO_CONDITIONS,
-               "audit_worst_over_conditions_chosen": NO_CONDITIONS}
-    if "condition" not in rows:
-        by_condition = {COLOUR: rows.iloc[0]}
-        worst = None
-    else:
-        by_condition = {str(c): part.iloc[0] for c, part in rows.groupby("condition", sort=False) if c != WORST}
-        found = rows[rows["condition"] == WORST]
-        worst = found.iloc[0] if len(found) else None
-    columns["audit_conditions"] = ", ".join(by_condition)
-    reading = AuditReading(columns=columns)
-    if COLOUR in by_condition:
-        row = by_condition[COLOUR]
+    conditions, worst = _by_condition(rows)
+    columns = {**empty_columns(), "audit_conditions": ", ".join(conditions),
+               "audit_worst_over_conditions_attack": NO_CONDITIONS, "audit_worst_over_conditions_chosen": NO_CONDITIONS}
+    colour: dict[str, float] = {}
+    if COLOUR in conditions:
+        row = conditions[COLOUR]
         label = f"audit {source}: {_attack(row)}"
-        reading.colour[label] = float(row["worst_case_top1"])
+        colour[label] = float(row["worst_case_top1"])
         chosen = _attack(row, "chosen_") if pd.notna(row.get("verdict_top1", np.nan)) else NO_VERDICT
-        columns.update(audit_worst_case=float(row["worst_case_top1"]), audit_attack=label, audit_verdict_attack=chosen,
+        columns.update(audit_worst_case=colour[label], audit_attack=label, audit_verdict_attack=chosen,
                        **_verdict(row, "audit_verdict"))
-    if GREY in by_condition:
-        row = by_condition[GREY]
+    if GREY in conditions:
+        row = conditions[GREY]
         columns.update(audit_grey_worst_case=float(row["worst_case_top1"]), **_verdict(row, "audit_grey_verdict"))
-    if "condition" not in rows:
-        reading.over_conditions.update(reading.colour)  # the protector as it is is its only condition
-        return reading
-    conditions = pd.DataFrame(list(by_condition.values()))
-    strongest = conditions.loc[conditions["worst_case_top1"].astype(float).idxmax()]  # the audit's own rule
-    label = f"audit {source}: {_attack(strongest)} ({strongest['condition']})"
-    upper = _float(worst, "worst_case_top1") if worst is not None else float(strongest["worst_case_top1"])
-    reading.over_conditions[label] = upper
-    # a single condition has no `worst over conditions` row: its own row is the worst
-    chosen_row = worst if worst is not None else strongest
-    has_verdict = pd.notna(chosen_row.get("verdict_top1", np.nan))
-    chosen_condition = chosen_row.get("chosen_condition") if worst is not None else strongest["condition"]
-    columns.update(audit_worst_over_conditions=upper, audit_worst_over_conditions_attack=label,
-                   audit_worst_over_conditions_chosen=(f"{chosen_condition}: {_attack(chosen_row, 'chosen_')}"
-                                                       if has_verdict else NO_VERDICT),
-                   **_verdict(chosen_row, "audit_worst_over_conditions_verdict"))
-    return reading
+    if "condition" not in rows:  # the protector as it is is its only condition
+        return AuditReading(columns, colour, dict(colour))
+    over, candidate = _over_conditions(conditions, worst, source)
+    return AuditReading({**columns, **over}, colour, candidate)
 
 
 def audited(table: pd.DataFrame) -> pd.Series:
