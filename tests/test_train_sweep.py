@@ -208,13 +208,14 @@ def test_a_failing_run_is_recorded_and_the_others_finish(toy: tuple[Path, Path],
     _, config = toy
     config.write_text(config.read_text() + '[[runs]]\nname = "broken"\nset = { dataset = "no-such-dataset" }\n')
     out = tmp_path / "sweep"
+    (out / ".s0.partial-999999999-abc").mkdir(parents=True)  # a run killed outright: its process is gone
     assert main(["train", "sweep", str(config), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: 1 of 3 runs failed (broken: ") and len(err.splitlines()) == 1
     record = json.loads((out / "sweep.json").read_text())
     assert [e["status"] for e in record["runs"]] == ["done", "done", "failed"]
     assert record["runs"][2]["error"] and record["runs"][2]["files"] is None
-    assert sorted(p.name for p in out.iterdir()) == ["s0", "s1", "sweep.json"]  # nothing of the failed run
+    assert sorted(p.name for p in out.iterdir()) == ["s0", "s1", "sweep.json"]  # no work folder, old or new
 
 
 # ----------------------------------------------------------------------------------------

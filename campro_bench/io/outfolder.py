@@ -194,12 +194,16 @@ PARTIAL = ".partial-"
 """Marks the hidden work folder of a run in progress: ``.<name>.partial-<pid>-<random>``."""
 
 
-def partial_folder(out: Path) -> Path:
+def partial_folder(out: Path, remove_stale: bool = True) -> Path:
     """A new hidden work folder ``.<name>.partial-<pid>-<random>`` beside ``out`` (made with the usual
-    permissions), after removing those of writers killed outright: outputs are written there in full
-    and renamed into place at the end, so ``out`` never holds half a result."""
+    permissions), after removing (``remove_stale``) those of writers killed outright: outputs are
+    written there in full and renamed into place at the end, so ``out`` never holds half a result.
+
+    A process id names a process of one machine only: where writers may run on other machines
+    (Ray tasks), the driver removes stale folders once before they start, and they pass ``False``."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out.parent)
+    if remove_stale:
+        remove_stale_partials(out.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
     work.chmod(0o777 & ~_umask())  # mkdtemp makes an owner-only folder; results are for sharing
     return work

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -45,13 +46,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .. import paths
-from ..config import config_keys, did_you_mean, option, parse_config, unknown_keys_error, validate_config
+from ..config import (config_keys, did_you_mean, option, parse_config, read_toml, unknown_keys_error,
+                      validate_config)
 from ..context import RunContext, resolve_device
 from ..errors import CamproError
 from ..executors import build_executor
 from ..io.atomic import atomic_write_json
 from ..io.outfolder import (PARTIAL, check_output_location, clean_relative, files_under, install_outputs, names_list,
-                            partial_folder)
+                            partial_folder, remove_stale_partials)
 from ..manifest import Manifest
 from ..provenance import default_roots, environment, input_roots, portable_paths
 
@@ -104,8 +106,6 @@ class PlannedRun:
 
 def load_sweep(path: Path) -> SweepConfig:
     """A sweep file, checked key by key (one error line for the first problem)."""
-    from ..config import read_toml
-
     return parse_config(SweepConfig, read_toml(path), "sweep")
 
 
@@ -289,7 +289,7 @@ def run_task(ctx: RunContext, trainer: str, name: str, options: dict[str, Any], 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    work = partial_folder(out)
+    work = partial_folder(out, remove_stale=False)  # the driver removed stale ones; pids are per machine
     record: dict[str, Any] = {"files": earlier}
     try:
         TRAINERS[trainer].train(ctx, options, work, command)
@@ -319,7 +319,7 @@ def put_in_place(work: Path, out: Path, earlier: list[str] | None) -> None:
         work.rename(out)
         return
     try:
-        install_outputs(work, out, earlier or [], f".{out.name}{PARTIAL}old-")
+        install_outputs(work, out, earlier or [], f".{out.name}{PARTIAL}{os.getpid()}-old-")
     except CamproError as exc:
         kept = Path(tempfile.mkdtemp(prefix=f"{out.name}-new-", dir=out.parent))
         work.rename(kept)
@@ -412,6 +412,7 @@ def _run(config: SweepConfig, runs: list[PlannedRun], earlier: dict[str, dict[st
         "device": str(ctx.device), "threads": config.threads, "runs": entries, "earlier_runs": kept,
         "environment": environment()}
     write_record(out, record)
+    remove_stale_partials(out)  # work folders of runs killed outright (their tasks do not look: other machines)
     start = time.perf_counter()
     calls = [(config.trainer, r.name, r.options, str(out.absolute()), e["files"], e["command"], config.threads)
              for r, e in zip(runs, entries)]
