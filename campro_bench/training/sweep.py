@@ -366,7 +366,8 @@ def read_sweep_record(path: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(record, dict) or record.get("kind") != SWEEP_KIND or not isinstance(record.get("runs"), list):
         raise CamproError(f"--overwrite refused: {path} is not the record of a campro-bench sweep; give another --out")
     runs: dict[str, dict[str, Any]] = {}
-    for entry in [*record.get("earlier_runs", []), *record["runs"]]:
+    kept = record.get("earlier_runs")
+    for entry in [*(kept if isinstance(kept, list) else []), *record["runs"]]:
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             files = entry.get("files")
             clean = [clean_relative(f) for f in files] if isinstance(files, list) else None
