@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "campro_bench.cli.train_cmd",
     "campro_bench.cli.train_lensless_cmd",
     "campro_bench.cli.train_bdq_cmd",
+    "campro_bench.cli.train_sweep_cmd",
     "campro_bench.cli.regress_cmd",
     "campro_bench.cli.audit_cmd",
     "campro_bench.cli.report_cmd",

@@ -35,11 +35,13 @@ import pandas as pd
 from .. import paths
 from ..errors import CamproError
 from ..executors import build_executor
-from ..io.atomic import _umask, atomic_write_bytes, atomic_write_json, atomic_write_text, process_alive
+from ..io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..registries import EXPERIMENTS
 from ..context import RunContext, resolve_device
 from ..io.display import markdown
-from ..io.outfolder import check_output_location, clashes, files_under, install_outputs, names_list
+from ..io.outfolder import (PARTIAL, check_output_location, clashes, files_under, install_outputs, names_list,
+                            partial_folder)
+from ..io.outfolder import remove_stale_partials  # noqa: F401 (moved to io.outfolder; still importable from here)
 from ..manifest import Manifest, written_by_campro_bench, written_files
 from ..provenance import default_roots, input_roots, portable_paths
 from .base import ExperimentResult
@@ -132,10 +134,7 @@ def run_experiment(
     manifest = Manifest(experiment=name, spec=spec, path_roots=default_roots(data_root, cache_dir, models_dir),
                         input_roots=input_roots(cache_dir, models_dir))
     manifest.seeds["seed"] = spec.get("seed", 0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out.parent)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
-    work.chmod(0o777 & ~_umask())  # mkdtemp makes an owner-only folder; results are for sharing
+    work = partial_folder(out)
     from ..recognizers.onnx_generic import register_onnx_models
 
     register_onnx_models(paths.models_dir(models_dir))  # <models-dir>/onnx/*.onnx, as the variable does
@@ -164,10 +163,6 @@ def run_experiment(
     finally:
         ctx.executor.close()
     return out, result
-
-
-PARTIAL = ".partial-"
-"""Marks the hidden work folder of a run in progress: ``.<name>.partial-<pid>-<random>``."""
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
@@ -219,17 +214,6 @@ def put_in_place(work: Path, out: Path, stamp: str) -> None:
         work.rename(kept)  # onto the empty folder just made: a name no one else has
         raise CamproError(f"{exc}; the new results are in {kept}") from exc
     install_outputs(work, out, earlier, f".{out.name}{PARTIAL}{os.getpid()}-old-")
-
-
-def remove_stale_partials(parent: Path) -> list[Path]:
-    """Remove the work folders of runs whose process is gone (killed outright); returns them."""
-    removed = []
-    for folder in parent.glob(f".*{PARTIAL}*"):
-        pid = folder.name.rsplit(PARTIAL, 1)[1].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def describe(spec: dict[str, Any]) -> str:

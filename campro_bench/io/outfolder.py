@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from ..errors import CamproError
+from .atomic import _umask, process_alive
 
 
 def check_output_location(out: Path, option: str = "--out", replaces: bool = True) -> None:
@@ -187,6 +188,36 @@ def _remove_empty_parents(out: Path, names: Iterable[str]) -> None:
             (out / parent).rmdir()
         except OSError:
             pass  # not empty: it holds the user's files or new outputs
+
+
+PARTIAL = ".partial-"
+"""Marks the hidden work folder of a run in progress: ``.<name>.partial-<pid>-<random>``."""
+
+
+def partial_folder(out: Path, remove_stale: bool = True) -> Path:
+    """A new hidden work folder ``.<name>.partial-<pid>-<random>`` beside ``out`` (made with the usual
+    permissions), after removing (``remove_stale``) those of writers killed outright: outputs are
+    written there in full and renamed into place at the end, so ``out`` never holds half a result.
+
+    A process id names a process of one machine only: where writers may run on other machines
+    (Ray tasks), the driver removes stale folders once before they start, and they pass ``False``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if remove_stale:
+        remove_stale_partials(out.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
+    work.chmod(0o777 & ~_umask())  # mkdtemp makes an owner-only folder; results are for sharing
+    return work
+
+
+def remove_stale_partials(parent: Path) -> list[Path]:
+    """Remove the work folders of runs whose process is gone (killed outright); returns them."""
+    removed = []
+    for folder in parent.glob(f".*{PARTIAL}*"):
+        pid = folder.name.rsplit(PARTIAL, 1)[1].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def names_list(names: list[str], limit: int = 6) -> str:

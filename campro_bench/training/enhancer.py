@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -153,8 +153,11 @@ def train_enhancer(
     resume: bool = False,
     progress: ProgressFactory | None = None,
     log: Callable[[str], None] | None = None,
+    command: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Train the enhancer for ``job.isp`` and write the outputs listed in the module docstring."""
+    """Train the enhancer for ``job.isp`` and write the outputs listed in the module docstring.
+
+    ``command``: what the manifest records as the command (default: this process's arguments)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     check_output_location(out, replaces=False)
@@ -227,6 +230,7 @@ def train_enhancer(
         seeds["conditions"] = TrainingConditions.parse(config.conditions, config.seed).manifest({"enhancer": counts})
     manifest = training_manifest(
         TRAINER,
+        command=command,
         config={**config.to_dict(), "isp": job.isp, "images": job.images, "holdout": job.holdout,
                 "mask_detector": job.mask_detector, "box_margin": job.box_margin, "max_images": job.max_images},
         seeds=seeds,

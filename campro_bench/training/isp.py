@@ -433,9 +433,10 @@ class ISPTrainer:
         """The learned parameters (last iterate) with how they were made in the metadata."""
         return isp_report.params(self)
 
-    def finish(self, data_info: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> dict[str, Any]:
+    def finish(self, data_info: dict[str, Any] | None = None, models: dict[str, Any] | None = None,
+               command: Sequence[str] | None = None) -> dict[str, Any]:
         """Write ``isp.json``, ``detector.pt``, ``report.json/png``, ``samples.png`` and ``manifest.json``."""
-        return isp_report.finish(self, data_info, models)
+        return isp_report.finish(self, data_info, models, command)
 
     def plot(self, path: Path) -> None:
         """Training curves and the LUT, one PNG."""
@@ -460,10 +461,12 @@ def train_isp(
     device: torch.device | str = "cpu",
     progress: ProgressCallback | None = None,
     crop_progress: Callable[..., Any] | None = None,
+    command: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Build the attacker, detector and data by name, train (or resume) and write the outputs.
 
     Returns the manifest. Refuses (one line) to overwrite a run in ``out`` without ``resume``.
+    ``command``: what the manifest records as the command (default: this process's arguments).
     """
     from .. import paths
     from ..detection import create_person_detector
@@ -518,4 +521,4 @@ def train_isp(
         "person_detector": {"name": config.person_detector, "weights": detector.weights_hash},
     }
     face_info = faces[0].info if len(by_alignment) == 1 else {a: d.info for a, d in by_alignment.items()}
-    return trainer.finish({"faces": face_info, "persons": persons.info}, models)
+    return trainer.finish({"faces": face_info, "persons": persons.info}, models, command)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ def condition_counts(trainer: ISPTrainer) -> dict[str, dict[str, int]]:
 
 
 def finish(trainer: ISPTrainer, data_info: dict[str, Any] | None = None,
-           models: dict[str, Any] | None = None) -> dict[str, Any]:
+           models: dict[str, Any] | None = None, command: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``isp.json``, ``detector.pt``, ``report.json/png``, ``samples.png`` and ``manifest.json``."""
     from ..detection.checkpoint import save_checkpoint as save_detector
 
@@ -114,7 +114,7 @@ def finish(trainer: ISPTrainer, data_info: dict[str, Any] | None = None,
     if c.conditions:
         seeds["conditions"] = trainer.conditions.manifest(condition_counts(trainer))
     manifest = training_manifest(
-        "isp", config=c.to_dict(), seeds=seeds,
+        "isp", command=command, config=c.to_dict(), seeds=seeds,
         data=data_info or {"faces": trainer.face_data.info, "persons": trainer.person_data.info},
         models=models or {"attacker": ",".join(trainer._names()), "detector": getattr(trainer.detector, "name", "?")},
         timings={"wall": metrics["wall_seconds"],

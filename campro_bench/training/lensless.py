@@ -33,11 +33,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,7 +63,7 @@ from ..protectors.lensless import (
 )
 from .checkpoint import require_state
 from .data import EpochSampler, split_by_image, strip_roots
-from .report import training_manifest, write_csv
+from .report import cli_command, training_manifest, write_csv
 
 TRAINER = "lensless"
 CHECKPOINT_FORMAT = "campro-lensless-checkpoint"
@@ -341,11 +340,13 @@ def train_lensless(
     log: Callable[[str], None] = lambda _m: None,
     data: LenslessData | None = None,
     stop_after: int | None = None,
+    command: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     """Train (or continue) one run; returns and writes its report (see the module docstring).
 
     ``stop_after = k`` stops after epoch ``k`` with only the checkpoint written, as an
-    interrupted run would (returns ``None``); ``resume`` continues it."""
+    interrupted run would (returns ``None``); ``resume`` continues it. ``command``: what the manifest
+    records as the command (default: this process's; a sweep gives each run its single command)."""
     start = time.perf_counter()
     out = Path(out)
     check_output_location(out, replaces=False)
@@ -431,9 +432,8 @@ def train_lensless(
     report = {"config": asdict(config), "final": final, "epochs": len(rows),
               "mask_digest": mask_digest(mask_np), "data": data.info}
     atomic_write_json(out / "report.json", report)
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("main.py", "campro-bench")) else None
     manifest = training_manifest(
-        TRAINER, command=["campro-bench", *argv] if argv is not None else None, config=asdict(config),
+        TRAINER, command=command if command is not None else cli_command(), config=asdict(config),
         seeds={"seed": config.seed, "split_seed": config.seed,
                "streams": "batches EpochSampler([seed, 0, epoch]); training noise torch.Generator(seed*31+5); "
                           "eval noise torch.Generator(seed*1000+1|2); mask init torch.Generator(seed*7919+17)"},

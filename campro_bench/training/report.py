@@ -151,6 +151,14 @@ def training_manifest(
     }, default_roots(), input_roots())
 
 
+def cli_command() -> list[str] | None:
+    """This process's command as ``campro-bench ...`` when it is the command-line tool, else ``None``
+    (:func:`training_manifest` then records ``sys.argv`` as it is)."""
+    if sys.argv and sys.argv[0].endswith(("main.py", "campro-bench")):
+        return ["campro-bench", *sys.argv[1:]]
+    return None
+
+
 def relative_to(path: Path, base: Path) -> str:
     """``path`` relative to ``base`` when inside it (manifests avoid absolute paths)."""
     try:

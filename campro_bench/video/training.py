@@ -15,11 +15,10 @@ iteration), ``checkpoint.pt`` (``--resume``; tensors and plain data only), ``man
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,7 @@ from ..errors import CamproError, CheckpointError
 from ..io.atomic import atomic_write_json
 from ..training.checkpoint import (config_mismatch, load_module_state, load_training_checkpoint,
                                    save_training_checkpoint)
-from ..training.report import training_manifest, write_csv
+from ..training.report import cli_command, training_manifest, write_csv
 from .data import actor_segments, actor_split, load_video_dataset, time_split
 from .models import ClipNet, clip_set
 from .protectors import BDQ
@@ -70,9 +69,11 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def train_bdq(config: BDQTrainConfig, out: Path, *, data_root: Path | None, resume: bool = False,
-              log: Callable[[str], None] = lambda _m: None, stop_after: int | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] = lambda _m: None, stop_after: int | None = None,
+              command: Sequence[str] | None = None) -> dict[str, Any]:
     """Train; returns the manifest. ``stop_after = k`` stops after iteration ``k`` with only the
-    checkpoint written (to test resuming)."""
+    checkpoint written (to test resuming). ``command``: what the manifest records as the command
+    (default: this process's; a sweep gives each run its single ``train bdq`` command)."""
     out = Path(out)
     checkpoint = out / "checkpoint.pt"
     saved_state: dict[str, Any] | None = None
@@ -161,10 +162,9 @@ def train_bdq(config: BDQTrainConfig, out: Path, *, data_root: Path | None, resu
     preset = encoder.preset_dict()
     atomic_write_json(out / "bdq.json", preset)
     write_csv(out / "log.csv", rows)
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("main.py", "campro-bench")) else None
     last = rows[-1]
     manifest = training_manifest(
-        TRAINER, command=["campro-bench", *argv] if argv is not None else None, config=asdict(config),
+        TRAINER, command=command if command is not None else cli_command(), config=asdict(config),
         seeds={"seed": config.seed, "split_seed": config.split_seed,
                "streams": "init torch.manual_seed(seed); batches torch.Generator(seed*7919+1); "
                           "actor split numpy default_rng(split_seed)"},
