@@ -5,9 +5,11 @@ k-image run of the same protocol, and prints, per image type, one table: rows = 
 gallery) and their mean; columns = closed-set top-1, rank-k, TAR at each FAR, DIR at each FPIR,
 the k-image run's top-1 / TAR / DIR, and the leakage. Then one table of the re-enrolled
 (gray-box) galleries, model means per protector. It only selects and averages columns; every
-number is the run's. Used for docs/privacy.md:
+number is the run's. ``--summary`` prints instead one row per image type: each threat model's mean
+over the models, the worst model's top-1, k-image enrolment, leakage and the re-enrolled gallery.
+Used for docs/privacy.md and docs/threats_lfw.md:
 
-    python scripts/threat_tables.py baselines/e1_threats_lfw/k1 baselines/e1_threats_lfw/k3
+    python scripts/threat_tables.py baselines/threats_lfw/k1 baselines/threats_lfw/k3 [--summary]
 """
 
 from __future__ import annotations
@@ -31,6 +33,38 @@ def not_measured(run: Path, wide: pd.DataFrame) -> list[str]:
     return [f"{c}: {long[long.metric == c]['note'].dropna().iloc[0]}" for c in empty]
 
 
+def _k_images(many: Path | None) -> tuple[pd.DataFrame | None, int]:
+    if many is None:
+        return None, 0
+    return pd.read_csv(many / "e1_threats_wide.csv"), int(pd.read_csv(many / "e1_threats.csv")["gallery_images"].iloc[0])
+
+
+def summary_table(one: Path, many: Path | None) -> pd.DataFrame:
+    """One row per image type (raw gallery): every threat model's mean over the models, the worst
+    (highest) model's top-1, the k-image top-1 and the leakage, in %."""
+    wide = pd.read_csv(one / "e1_threats_wide.csv")
+    raw_gallery = wide[wide.gallery == "raw"]
+    by_type = raw_gallery.groupby("image_type", sort=False)
+    cols = {"top-1": "top-1 nearest", "rank-10": "rank-10 nearest", "TAR@FAR=1e-2": "TAR@FAR=1e-2",
+            "TAR@FAR=1e-3": "TAR@FAR=1e-3", "DIR@FPIR=1e-1": "DIR@FPIR=1e-1"}
+    table = pd.DataFrame({name: by_type[col].mean() for name, col in cols.items()})
+    table.insert(1, "worst model top-1", by_type["top-1 nearest"].max())
+    k_wide, k = _k_images(many)
+    if k_wide is not None:
+        k_by_type = k_wide[k_wide.gallery == "raw"].groupby("image_type", sort=False)
+        table[f"k={k} top-1"] = k_by_type["top-1 nearest"].mean()
+        table[f"k={k} worst model top-1"] = k_by_type["top-1 nearest"].max()
+    leak = pd.read_csv(one / "e1_leakage.csv")
+    share = next(c for c in leak.columns if c.startswith("share_above"))
+    leak_by_type = leak.groupby("image_type", sort=False)
+    table["leak cos"] = leak_by_type["cosine_mean"].mean() * 100.0
+    table["leak >thr"] = leak_by_type[share].mean() * 100.0
+    gray = wide[wide.gallery == "protected"].groupby("image_type", sort=False)["top-1 nearest"]
+    table["re-enrolled top-1"] = gray.mean()
+    table["re-enrolled worst model"] = gray.max()
+    return table.rename_axis("image type").reset_index()
+
+
 def main(one: Path, many: Path | None) -> None:
     wide = pd.read_csv(one / "e1_threats_wide.csv")
     skipped = not_measured(one, wide)
@@ -39,8 +73,7 @@ def main(one: Path, many: Path | None) -> None:
     wide = wide.drop(columns=[line.split(":")[0] for line in skipped])
     leak = pd.read_csv(one / "e1_leakage.csv")
     share = next(c for c in leak.columns if c.startswith("share_above"))
-    k_wide = pd.read_csv(many / "e1_threats_wide.csv") if many else None
-    k = int(pd.read_csv(many / "e1_threats.csv")["gallery_images"].iloc[0]) if many else 0
+    k_wide, k = _k_images(many)
     base = ["top-1 nearest", "rank-5 nearest", "rank-10 nearest"]
     rates = [c for c in wide.columns if c.startswith(("TAR@", "DIR@")) and OWN not in c]
     k_cols = ["top-1 nearest", "TAR@FAR=1e-3", "DIR@FPIR=1e-2"]  # k images: FPIR 1e-2 has enough searches
@@ -71,6 +104,11 @@ def main(one: Path, many: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python scripts/threat_tables.py RUN_K1 [RUN_K]")
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) == 3 else None)
+    args = [a for a in sys.argv[1:] if a != "--summary"]
+    if len(args) not in (1, 2):
+        sys.exit("usage: python scripts/threat_tables.py RUN_K1 [RUN_K] [--summary]")
+    runs = (Path(args[0]), Path(args[1]) if len(args) == 2 else None)
+    if "--summary" in sys.argv:
+        print(_fmt(summary_table(*runs)))
+    else:
+        main(*runs)
