@@ -196,3 +196,21 @@ def test_restorer_size_options_size_the_restorer() -> None:
     assert count(large) > 2 * count(small)
     again = RestorationAdversary(4, 2, 1e-3, 10, 2, 0, False, torch.device("cpu"))
     assert states_equal(small.net, again.net)  # the seed alone fixes R's initial weights
+
+
+def test_shipped_levers_sweep_gives_two_seeds_per_setting() -> None:
+    from importlib import resources
+
+    from campro_bench.training.sweep import load_sweep, plan
+
+    path = Path(str(resources.files("campro_bench") / "protocols" / "sweeps" / "isp-levers.toml"))
+    runs = plan(load_sweep(path))  # every run's options checked as `train isp` checks them
+    settings: dict[str, list[int]] = {}
+    for run in runs:
+        setting, _, seed = run.name.partition(",seed=")
+        settings.setdefault(setting, []).append(int(seed))
+        assert run.options["seed"] == int(seed)
+    assert all(seeds == [0, 1] for seeds in settings.values()) and len(settings) == 6
+    changed = {s: {k for k, v in r.options.items() if runs[0].options.get(k) != v} - {"seed"}
+               for s, r in ((r.name.partition(",seed=")[0], r) for r in runs)}
+    assert changed["base"] == set() and all(changed[s] for s in settings if s != "base")  # one lever each
