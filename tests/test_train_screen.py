@@ -18,7 +18,7 @@ from campro_bench.cli.main import app
 from campro_bench.errors import CamproError
 from campro_bench.privacy import evaluate
 from campro_bench.protectors.isp import ISPParams
-from campro_bench.training.screen import ScreenConfig, screen_sweep
+from campro_bench.experiments.screen_sweep import ScreenConfig, screen_sweep
 
 NAMES = [f"person_{i:02d}" for i in range(8)]
 IDS = [(f"{n}/{n}_{k:04d}.jpg", n) for n in NAMES for k in range(1, 4)]

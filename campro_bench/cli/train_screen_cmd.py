@@ -1,7 +1,7 @@
 """``campro-bench train screen SWEEP_DIR``: rank a ``train isp`` sweep's runs by held-out judges (one E1).
 
 Attaches to the ``train`` sub-app of :mod:`campro_bench.cli.train_cmd`; see
-:mod:`campro_bench.training.screen` and docs/training.md ("Levers").
+:mod:`campro_bench.experiments.screen_sweep` and docs/training.md ("Levers").
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def train_screen_command(
 ) -> None:
     """Rank a sweep's ISP runs by their worst held-out top-1 (one quick E1) and name the survivors."""
     from ..training.report import cli_command
-    from ..training.screen import ScreenConfig, screen_sweep
+    from ..experiments.screen_sweep import ScreenConfig, screen_sweep
 
     ctx.params.update(judges=_names(judges), conditions=_names(conditions))  # lists, as the configuration keys
     config = resolve_config(ctx, ScreenConfig, "train screen", config_file, set_)

@@ -1,5 +1,8 @@
 """Screening the runs of a ``train isp`` sweep with held-out judges: one quick E1, one ranking table.
 
+It lives with the experiments (it runs one, through the experiment runner) but is not a registered
+experiment: its input is a sweep folder rather than a protocol.
+
 ``campro-bench train screen SWEEP_DIR --out DIR`` takes every run folder of a sweep (a folder of
 ``SWEEP_DIR`` holding ``isp.json``) and runs **E1 itself** (:func:`~campro_bench.experiments.runner.run_experiment`)
 once, on a small face-identification screen: every run's ISP and a reference ISP as protectors, the
@@ -35,6 +38,7 @@ from ..errors import CamproError, MissingFileError
 from ..io.atomic import atomic_write_json, atomic_write_text
 from ..io.outfolder import check_output_location
 from ..protectors.isp import ISPParams
+from .runner import run_experiment
 
 SCREEN_FILE = "screen.json"
 WORST = "worst_top1"
@@ -163,8 +167,6 @@ def screen_sweep(
     command: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Run the screen (see the module docstring); returns the ranking table, written under ``out``."""
-    from ..experiments.runner import run_experiment
-
     runs = sweep_runs(sweep_dir)
     check_held_out(runs, config.judges)
     out = Path(out)
