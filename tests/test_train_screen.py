@@ -5,37 +5,26 @@ from __future__ import annotations
 
 import csv
 import json
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from campro_bench.cli.main import app
 from campro_bench.errors import CamproError
+from campro_bench.experiments.screen_sweep import ScreenConfig, screen_sweep
 from campro_bench.privacy import evaluate
 from campro_bench.protectors.isp import ISPParams
-from campro_bench.experiments.screen_sweep import ScreenConfig, screen_sweep
+from test_e1_conditions import IDS, noisy_embeddings  # noqa: E402  (tests/ is on sys.path)
 
-NAMES = [f"person_{i:02d}" for i in range(8)]
-IDS = [(f"{n}/{n}_{k:04d}.jpg", n) for n in NAMES for k in range(1, 4)]
 LEAK = {"leaky": 0.9, "private": 3.0, "casia-adv": 1.6}  # embedding noise per ISP: less noise, more leakage
 
 
 def fake_embeddings(dataset: str, model: str, protector: str, **options: Any) -> SimpleNamespace:
-    items = [it for it in IDS if options.get("image_ids") is None or it[0] in options["image_ids"]]
-    names = sorted({n for _, n in items})
-    centres = np.random.default_rng(zlib.crc32(model.encode())).normal(size=(len(NAMES), 16))
     level = next((v for k, v in LEAK.items() if k in protector), 0.0) + (0.2 if "@grey" in protector else 0.0)
-    noise = np.random.default_rng(zlib.crc32(f"{model}{protector.split('/')[-1]}".encode())).normal(size=(len(items), 16))
-    x = centres[[NAMES.index(n) for _, n in items]] + level * noise
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return SimpleNamespace(image_ids=[i for i, _ in items], labels=np.array([names.index(n) for _, n in items]),
-                           identity_names=names, embeddings=x.astype(np.float32), detected=np.ones(len(items), bool),
-                           provenance={"model": model})
+    return noisy_embeddings(model, f"{model}{protector.split('/')[-1]}", level, options.get("image_ids"))  # no tmp path
 
 
 @pytest.fixture(autouse=True)
