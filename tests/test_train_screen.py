@@ -100,3 +100,11 @@ def test_cli_screen_writes_the_ranking(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["train", "screen", str(sweep), "--judges", "j1,j2", "--quiet",
                                      "--cache-dir", str(tmp_path / "cache")])
     assert isinstance(again.exception, CamproError) and "already holds a screen" in str(again.exception)
+
+
+def test_screen_refuses_bad_keys_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from campro_bench.cli.main import main
+
+    status = main(["train", "screen", str(tmp_path), "--set", "repeat=3"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "unknown train screen key 'repeat'" in err, err

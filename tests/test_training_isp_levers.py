@@ -214,3 +214,23 @@ def test_shipped_levers_sweep_gives_two_seeds_per_setting() -> None:
     changed = {s: {k for k, v in r.options.items() if runs[0].options.get(k) != v} - {"seed"}
                for s, r in ((r.name.partition(",seed=")[0], r) for r in runs)}
     assert changed["base"] == set() and all(changed[s] for s in settings if s != "base")  # one lever each
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "restorer_reinit_every=-2"], "key 'restorer_reinit_every': input should be greater than or equal to 0"),
+        (["--restorer", "unet", "--set", "restorer_steps=8", "--set", "restorer_steps_final=4"],
+         "restorer_steps_final (4) must be at least restorer_steps (8)"),
+        (["--set", "lut_slope=0.5"], "unknown train isp key 'lut_slope' (did you mean 'lut_max_slope'?)"),
+    ],
+)
+def test_bad_lever_options_are_one_error_line_on_the_command_line(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from campro_bench.cli.main import main
+
+    status = main(["train", "isp", "--out", str(tmp_path / "x"), "--device", "cpu", *extra])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("error:") and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "x").exists()  # refused before anything is written
