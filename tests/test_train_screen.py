@@ -100,6 +100,14 @@ def test_cli_screen_writes_the_ranking(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["train", "screen", str(sweep), "--judges", "j1,j2", "--quiet",
                                      "--cache-dir", str(tmp_path / "cache")])
     assert isinstance(again.exception, CamproError) and "already holds a screen" in str(again.exception)
+    (sweep / "seed=0,flavour=leaky" / "isp.json").unlink()  # one run fewer, screened again over the first screen
+    (sweep / "seed=0,flavour=leaky").rmdir()
+    replaced = CliRunner().invoke(app, ["train", "screen", str(sweep), "--judges", "j1,j2", "--conditions", "colour",
+                                        "--set", "max_identities=8", "--set", "repeats=2", "--quiet", "--device",
+                                        "cpu", "--cache-dir", str(tmp_path / "cache"), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert [p.name for p in (tmp_path / "sweep-screen" / "params").iterdir()] == ["run00-seed_0_flavour_private.json"]
+    assert len(list(csv.DictReader(open(tmp_path / "sweep-screen" / "screen.csv")))) == 2  # the run and the reference
 
 
 def test_screen_refuses_bad_keys_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,7 +34,7 @@ import pandas as pd
 
 from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
-from ..io.atomic import atomic_write_json, atomic_write_text
+from ..io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..io.outfolder import check_output_location
 from ..protectors.isp import ISPParams
 from .runner import run_experiment
@@ -174,11 +173,16 @@ def screen_sweep(
     if (out / SCREEN_FILE).exists() and not overwrite:
         raise CamproError(f"{out} already holds a screen ({SCREEN_FILE}); pass --overwrite or choose another --out")
     params = out / "params"
+    if (out / SCREEN_FILE).exists():  # --overwrite: the earlier screen's copies go, files of others stay
+        for entry in json.loads((out / SCREEN_FILE).read_text()).get("runs", []):
+            name = Path(str(entry.get("spec_file", ""))).name
+            if name.startswith("run") and name.endswith(".json"):
+                (params / name).unlink(missing_ok=True)
     params.mkdir(parents=True, exist_ok=True)
     labels = {}
     for index, run in enumerate(runs):
         copy = params / spec_file_name(index, run.name)
-        shutil.copyfile(run.params, copy)
+        atomic_write_bytes(copy, run.params.read_bytes())
         labels[f"campro-isp:params={copy}"] = run.name
     if config.reference in labels:
         raise CamproError(f"the reference {config.reference} is one of the runs; choose another reference")

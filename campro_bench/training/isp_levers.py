@@ -22,7 +22,7 @@ iteration, so a resumed run follows the same schedule as an uninterrupted one:
   (:func:`limit_lut_slope_`, applied after every ISP step and to the initial ISP). A hard bound
   rather than a total-variation penalty: it holds on every trained LUT whatever the other losses
   do, and it bounds what a restorer can recover. The LUT's outputs then span at most ``s``, so an
-  8-bit capture holds at most ``255 s + 1`` levels per channel after the LUT: below ``s = 1`` the
+  8-bit capture holds at most ``floor(255 s) + 2`` levels per channel after the LUT: below ``s = 1`` the
   camera discards tonal information that no inverse can restore, while a penalty only trades
   flatness against the other losses at a weight with no such guarantee.
 """
