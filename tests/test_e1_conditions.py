@@ -25,11 +25,17 @@ asked: list[str] = []
 def fake_embeddings(dataset: str, model: str, protector: str, **options: Any) -> SimpleNamespace:
     """Identity centres plus noise; a grey camera adds a little noise, the inverter a lot."""
     asked.append(protector)
-    items = [it for it in IDS if options.get("image_ids") is None or it[0] in options["image_ids"]]
+    level = (5.0 if protector.startswith("invert") else 0.05) + (0.3 if "@grey" in protector else 0.0)
+    return noisy_embeddings(model, f"{model}{protector}", level, options.get("image_ids"))
+
+
+def noisy_embeddings(model: str, noise_key: str, level: float, image_ids: Any = None) -> SimpleNamespace:
+    """What the face pipeline returns for IDS: each identity's centre (per model) plus ``level`` times
+    noise drawn with ``noise_key``, unit length."""
+    items = [it for it in IDS if image_ids is None or it[0] in image_ids]
     names = sorted({n for _, n in items})
     centres = np.random.default_rng(zlib.crc32(model.encode())).normal(size=(len(NAMES), 16))
-    level = (5.0 if protector.startswith("invert") else 0.05) + (0.3 if "@grey" in protector else 0.0)
-    noise = np.random.default_rng(zlib.crc32(f"{model}{protector}".encode())).normal(size=(len(items), 16))
+    noise = np.random.default_rng(zlib.crc32(noise_key.encode())).normal(size=(len(items), 16))
     x = centres[[NAMES.index(n) for _, n in items]] + level * noise
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return SimpleNamespace(image_ids=[i for i, _ in items], labels=np.array([names.index(n) for _, n in items]),

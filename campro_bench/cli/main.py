@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "campro_bench.cli.train_lensless_cmd",
     "campro_bench.cli.train_bdq_cmd",
     "campro_bench.cli.train_sweep_cmd",
+    "campro_bench.cli.train_screen_cmd",
     "campro_bench.cli.regress_cmd",
     "campro_bench.cli.audit_cmd",
     "campro_bench.cli.report_cmd",

@@ -89,7 +89,7 @@ from ..config import option, parse_config, validate_config
 from ..errors import CamproError, MissingFileError
 from ..io.outfolder import check_new_run, check_output_location
 from ..protectors.isp import CCM_LIMIT, CamproISP, ISPParams, load_preset
-from . import isp_checkpoint, isp_report, isp_steps, isp_warmup
+from . import isp_checkpoint, isp_levers, isp_report, isp_steps, isp_warmup
 from .conditions import TrainingConditions, without_empty
 from .data import EpochSampler, FaceTrainingData, PersonTrainingData
 from .isp_checkpoint import CHECKPOINT_NAME
@@ -157,12 +157,23 @@ class ISPTrainConfig:
     lr_restorer: float = option(1e-3, gt=0.0, le=10.0, help="Adam learning rate of R")
     restorer_channels: int = option(12, ge=1, le=256, help="U-Net base channels of R")
     restorer_depth: int = option(4, ge=2, le=8, help="U-Net levels of R")
+    # levers beyond the paper, all off by default (training/isp_levers.py)
+    restorer_reinit_every: int = option(0, ge=0, le=10_000_000, help="K > 0: R gets fresh seeded weights, a fresh "
+                                        "optimiser and its warm-up steps on the current ISP after every K-th iteration")
+    restorer_steps_final: int = option(0, ge=0, le=1000, help="R1 > 0: R's steps per iteration grow linearly from "
+                                       "restorer_steps to R1 (rounded half up); 0: constant restorer_steps")
+    restorer_steps_ramp: int = option(0, ge=0, le=10_000_000, help="iterations of the R-step ramp (0: the whole run)")
+    lut_max_slope: float = option(0.0, ge=0.0, le=31.0, help="s > 0: the LUT's slope is kept within [-s, s] "
+                                  "(a flatter tone curve; its outputs span at most s); 0: unbounded")
     # capture conditions in the loop (training/conditions.py)
     conditions: dict[str, float] = option(dict, help="capture conditions drawn per batch, with their probabilities "
                                           "(e.g. {grey = 0.5}); the rest of the batches are unconditioned")
 
     def to_dict(self) -> dict[str, Any]:
-        return without_empty(asdict(self))
+        """The configuration as plain data, without an empty ``conditions`` table and without levers
+        that are off (a run without them records, and resumes, exactly as before they existed)."""
+        return {k: v for k, v in without_empty(asdict(self)).items()
+                if not (k in isp_levers.LEVER_DEFAULTS and v == isp_levers.LEVER_DEFAULTS[k])}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ISPTrainConfig":
@@ -180,6 +191,7 @@ class ISPTrainConfig:
         if self.restorer not in RESTORERS:
             raise CamproError(f"restorer must be one of {', '.join(RESTORERS)}, got {self.restorer!r}")
         TrainingConditions.parse(self.conditions, self.seed, "train isp key 'conditions'")
+        isp_levers.check_levers(self)
 
     def attackers(self) -> list[str]:
         """The attacker names (``attacker`` is one name or several separated by commas)."""
@@ -267,6 +279,7 @@ class ISPTrainer:
         self.face_sets = face_sets
         self.init_params = init_params if init_params is not None else initial_params(config.init)
         self.isp = CamproISP(isp=self.init_params).to(self.device)
+        isp_levers.limit_lut_slope_(self.isp.lut, config.lut_max_slope)  # the start meets the LUT's bound too
         self.attackers = [model.to(self.device).eval() for model in attackers]
         self.heads = [ProxyHead(model.contract.embedding_size, self.face_data.num_classes, config.head_scale).to(self.device)
                       for model in self.attackers]
@@ -480,7 +493,7 @@ def train_isp(
     if resume and not checkpoint.is_file():
         raise MissingFileError(f"--resume: no checkpoint {checkpoint}; start without --resume")
     if resume:
-        isp_checkpoint.resumable_state(checkpoint, config.to_dict())  # refused before models and data load
+        isp_checkpoint.resumable_state(checkpoint, config)  # refused before models and data load
     if not resume and checkpoint.exists():
         raise CamproError(f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to continue it "
                           "or choose another --out")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CamproError
+from . import isp_levers
 from .checkpoint import (
     config_mismatch,
     load_module_state,
@@ -29,7 +30,7 @@ from .checkpoint import (
 from .report import write_csv
 
 if TYPE_CHECKING:
-    from .isp import ISPTrainer
+    from .isp import ISPTrainConfig, ISPTrainer
 
 TRAINER = "isp"
 """The trainer name inside ``checkpoint.pt``."""
@@ -39,6 +40,24 @@ RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "val_every", "log_every")
 STATE_KEYS = ("phase", "iteration", "warmup_source", "isp", "attacker", "head", "detector", "optimizers", "samplers",
               "restoration", "rng", "rows", "val_rows", "warmup_rows", "head_init", "elapsed")
 """What :func:`save_checkpoint` writes and :func:`resume` reads."""
+LEVERS_KEY = "levers"
+"""The schedule state of the levers (plain data; checkpoints written before the levers lack it)."""
+
+
+def may_change(config: ISPTrainConfig) -> tuple[str, ...]:
+    """The keys a resumed run may change: RESUME_MAY_CHANGE, less ``iterations`` when the restorer's
+    step ramp ends at the last iteration (a new length would change the steps already taken)."""
+    if isp_levers.ramp_depends_on_length(config):
+        return tuple(k for k in RESUME_MAY_CHANGE if k != "iterations")
+    return RESUME_MAY_CHANGE
+
+
+def lever_state(config: ISPTrainConfig, iteration: int) -> dict[str, Any]:
+    """Where the lever schedules stand after ``iteration`` iterations (what the checkpoint records)."""
+    resets = isp_levers.resets_before(config, iteration)
+    return {"iteration": iteration, "restorer_resets": resets,
+            "restorer_init_seed": isp_levers.restorer_init_seed(config.seed, resets),
+            "restorer_steps_next": isp_levers.restorer_steps_at(config, iteration + 1)}
 
 
 def save_checkpoint(trainer: ISPTrainer) -> None:
@@ -52,28 +71,34 @@ def save_checkpoint(trainer: ISPTrainer) -> None:
         "samplers": {k: s.state_dict() for k, s in trainer.samplers.items()},
         "restoration": trainer.restoration.state_dict() if trainer.restoration is not None else None,
         "rng": rng_state(), "rows": trainer.rows, "val_rows": trainer.val_rows, "warmup_rows": trainer.warmup_rows,
-        "head_init": trainer.head_init,
+        "head_init": trainer.head_init, LEVERS_KEY: lever_state(trainer.config, trainer.iteration),
         "elapsed": trainer.elapsed + time.perf_counter() - trainer._started,
     }
     save_training_checkpoint(trainer.checkpoint_path, TRAINER, trainer.config.to_dict(), state)
     trainer.write_logs()
 
 
-def resumable_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+def resumable_state(path: Path, config: ISPTrainConfig) -> dict[str, Any]:
     """The state of the checkpoint at ``path``, refused in one line when it lacks an entry that
-    :func:`resume` reads or was written with another configuration (beyond RESUME_MAY_CHANGE).
+    :func:`resume` reads, was written with another configuration (beyond :func:`may_change`) or its
+    lever schedule is not where this configuration puts it.
     ``train isp --resume`` calls it before loading models and data, so a bad checkpoint costs nothing."""
     saved, state = load_training_checkpoint(path, TRAINER, required=STATE_KEYS)
-    diff = config_mismatch(saved, config, RESUME_MAY_CHANGE)
+    diff = config_mismatch(saved, config.to_dict(), may_change(config))
     if diff:
-        raise CamproError(f"cannot resume {path}: configuration differs ({'; '.join(diff)})")
+        hint = (" (iterations is fixed when restorer_steps_final ramps over the whole run; set restorer_steps_ramp "
+                "to extend a run)" if any(d.startswith("iterations:") for d in diff) else "")
+        raise CamproError(f"cannot resume {path}: configuration differs ({'; '.join(diff)}){hint}")
+    levers = state.get(LEVERS_KEY)
+    if levers is not None and levers != lever_state(config, int(state["iteration"])):
+        raise CamproError(f"cannot resume {path}: its lever schedule {levers} is not {lever_state(config, int(state['iteration']))}")
     return state
 
 
 def resume(trainer: ISPTrainer) -> None:
     """Continue from ``out/checkpoint.pt`` (its configuration must match, see RESUME_MAY_CHANGE)."""
     path = trainer.checkpoint_path
-    state = resumable_state(path, trainer.config.to_dict())
+    state = resumable_state(path, trainer.config)
     for name, module in (("isp", trainer.isp), ("attacker", trainer.attacker), ("head", trainer.head),
                          ("detector", trainer.detector)):
         load_module_state(module, state[name], f"{path} ({name})")

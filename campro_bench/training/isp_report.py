@@ -22,6 +22,7 @@ import torch
 from ..io import tensor_to_uint8
 from ..io.atomic import atomic_write_json
 from ..protectors.isp import ISPParams
+from . import isp_levers
 from .conditions import count_draws
 from .report import Panel, moving_average, plot_panels, save_image_grid, training_manifest
 
@@ -55,6 +56,7 @@ def summary(trainer: ISPTrainer) -> dict[str, Any]:
         "wall_seconds": trainer.elapsed + time.perf_counter() - trainer._started,
         "seconds_per_iteration": float(np.mean([r["seconds"] for r in rows])) if rows else None,
         **(trainer.restoration.summary() if trainer.restoration is not None else {}),
+        "levers": isp_levers.summary(trainer.config, trainer.iteration),
     }
 
 
@@ -71,6 +73,7 @@ def params(trainer: ISPTrainer) -> ISPParams:
     }
     if c.restorer != "none":
         meta.update(restorer=c.restorer, restoration_weight=c.restoration_weight)
+    meta.update({k: v for k, v in c.to_dict().items() if k in isp_levers.LEVER_DEFAULTS})  # the levers that are on
     return ISPParams.from_tensors(isp.ccm, isp.lut, isp.degamma_exponent, **meta)
 
 

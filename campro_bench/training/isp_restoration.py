@@ -66,15 +66,22 @@ class RestorationAdversary:
 
     def __init__(self, channels: int, depth: int, lr: float, train_images: int, batch_size: int, seed: int,
                  hflip: bool, device: torch.device) -> None:
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)  # R's initial weights depend on the seed only, not on the RNG's history
-        self.net = UNet(UNetConfig(channels, depth)).to(device)
-        torch.random.set_rng_state(generator_state)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.size, self.lr, self.device = UNetConfig(channels, depth), lr, device
+        self.reinitialise(seed)
         self.sampler = EpochSampler(train_images, batch_size, seed, SAMPLER_STREAM, hflip)
         self.judges: list[nn.Module] = []
         self.judge_heads: list[nn.Module] = []
         self.warmup_rows: list[dict[str, Any]] = []
+
+    def reinitialise(self, init_seed: int) -> None:
+        """Fresh weights for R, drawn with torch seed ``init_seed`` (they depend on it only, not on the
+        global RNG's history, which is left as it was), and a fresh Adam state. Called at the start and,
+        with ``restorer_reinit_every``, after every K-th iteration (:mod:`~campro_bench.training.isp_levers`)."""
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(init_seed)
+        self.net = UNet(self.size).to(self.device)
+        torch.random.set_rng_state(generator_state)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
 
     @property
     def ready(self) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import isp_levers
 from .isp_restoration import restoration_privacy_loss, restored_accuracy
 from .losses import frozen, non_saturating_loss, per_distinct, quantize8
 
@@ -81,6 +82,7 @@ def protector_step(trainer: ISPTrainer) -> dict[str, float]:
         p.grad = torch.zeros_like(p) if g is None else g
     trainer.optimizers["isp"].step()
     isp.project_(c.ccm_bound)
+    isp_levers.limit_lut_slope_(isp.lut, c.lut_max_slope)
     trainer.optimizers["detector"].step()
     with torch.no_grad():
         ce = float(np.mean([float(F.cross_entropy(z, y)) for z in logits]))
@@ -96,6 +98,19 @@ def protector_step(trainer: ISPTrainer) -> dict[str, float]:
     }
 
 
+def reset_restorer(trainer: ISPTrainer, iteration: int) -> dict[str, Any]:
+    """Re-initialise R before iteration ``iteration`` (``restorer_reinit_every``): fresh seeded weights
+    and optimiser, then ``restorer_warmup_steps`` steps on the current ISP, on R's own batch stream.
+    Returns the log entries: which reset this is and R's mean L1 over its last 10 warm-up steps."""
+    adversary, c = trainer.restoration, trainer.config
+    assert adversary is not None
+    resets = isp_levers.resets_before(c, iteration)
+    adversary.reinitialise(isp_levers.restorer_init_seed(c.seed, resets))
+    rows = [adversary.restorer_step(trainer.isp, trainer._restorer_batch(adversary.sampler))
+            for _ in range(c.restorer_warmup_steps)]
+    return {"restorer_reset": resets, "r_l1_after_reset": mean_rows(rows[-10:]).get("r_l1", float("nan"))}
+
+
 def iterate(trainer: ISPTrainer) -> dict[str, Any]:
     """One adversarial iteration: m attacker steps (unless protector-only), the restorer's steps
     (with a restorer), n protector steps; appends its log row to ``trainer.rows``."""
@@ -107,8 +122,14 @@ def iterate(trainer: ISPTrainer) -> dict[str, Any]:
         attack = mean_rows([trainer.attacker_step() for _ in range(c.m)])
         row.update(attacker_ce=attack["ce"], attacker_acc=attack["acc"])
     if adversary is not None:
+        i = trainer.iteration + 1
+        if isp_levers.reset_due(c, i):
+            row.update(reset_restorer(trainer, i))
+        steps = isp_levers.restorer_steps_at(c, i)
+        if isp_levers.annealed(c):
+            row["restorer_steps"] = steps
         row.update(mean_rows([adversary.restorer_step(trainer.isp, trainer._restorer_batch(adversary.sampler))
-                              for _ in range(c.restorer_steps)]))
+                              for _ in range(steps)]))
     row.update(mean_rows([trainer.protector_step() for _ in range(c.n)]))
     if trainer.conditions.active:  # every batch's condition, role by role
         row["conditions"] = " ".join(f"{role}:{'|'.join(names)}" for role, names in trainer.draws.items())
