@@ -23,7 +23,7 @@ OWN = " (own calibration)"
 
 
 def _fmt(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".1f")
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".1f", missingval="–")
 
 
 def not_measured(run: Path, wide: pd.DataFrame) -> list[str]:
