@@ -39,6 +39,12 @@ def _k_images(many: Path | None) -> tuple[pd.DataFrame | None, int]:
     return pd.read_csv(many / "e1_threats_wide.csv"), int(pd.read_csv(many / "e1_threats.csv")["gallery_images"].iloc[0])
 
 
+def _leakage(run: Path) -> tuple[pd.DataFrame, str]:
+    """The run's leakage table and the name of its share-above-threshold column."""
+    leak = pd.read_csv(run / "e1_leakage.csv")
+    return leak, next(c for c in leak.columns if c.startswith("share_above"))
+
+
 def summary_table(one: Path, many: Path | None) -> pd.DataFrame:
     """One row per image type (raw gallery): every threat model's mean over the models, the worst
     (highest) model's top-1, the k-image top-1 and the leakage, in %."""
@@ -54,8 +60,7 @@ def summary_table(one: Path, many: Path | None) -> pd.DataFrame:
         k_by_type = k_wide[k_wide.gallery == "raw"].groupby("image_type", sort=False)
         table[f"k={k} top-1"] = k_by_type["top-1 nearest"].mean()
         table[f"k={k} worst model top-1"] = k_by_type["top-1 nearest"].max()
-    leak = pd.read_csv(one / "e1_leakage.csv")
-    share = next(c for c in leak.columns if c.startswith("share_above"))
+    leak, share = _leakage(one)
     leak_by_type = leak.groupby("image_type", sort=False)
     table["leak cos"] = leak_by_type["cosine_mean"].mean() * 100.0
     table["leak >thr"] = leak_by_type[share].mean() * 100.0
@@ -71,8 +76,7 @@ def main(one: Path, many: Path | None) -> None:
     for line in skipped:
         print(f"- {line}")
     wide = wide.drop(columns=[line.split(":")[0] for line in skipped])
-    leak = pd.read_csv(one / "e1_leakage.csv")
-    share = next(c for c in leak.columns if c.startswith("share_above"))
+    leak, share = _leakage(one)
     k_wide, k = _k_images(many)
     base = ["top-1 nearest", "rank-5 nearest", "rank-10 nearest"]
     rates = [c for c in wide.columns if c.startswith(("TAR@", "DIR@")) and OWN not in c]

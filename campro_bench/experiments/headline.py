@@ -16,16 +16,12 @@ import re
 import pandas as pd
 
 from ..errors import CamproError
+from .tradeoff_audits import number
 
 HEADER = ("| protector | black box % | worst case % (colour) | worst over colour and grey %, unbiased [95 % interval] "
           "| worst attack | person AP [95 % interval] |")
 ALIGN = "|---|---:|---:|---:|---|---:|"
 DASH = "–"
-
-
-def _value(row: pd.Series, column: str) -> float:
-    value = row.get(column, float("nan"))
-    return float(value) if pd.notna(value) else float("nan")
 
 
 def _pct(value: float) -> str:
@@ -50,21 +46,21 @@ def attack_name(source: str) -> str:
 def over_conditions(row: pd.Series) -> str:
     """The unbiased verdict over conditions with its interval and condition, the upper bound where
     the audit had no SELECT identities, or "–" where no audit under conditions lists the protector."""
-    verdict = _value(row, "audit_worst_over_conditions_verdict")
+    verdict = number(row, "audit_worst_over_conditions_verdict")
     if pd.notna(verdict):
-        interval = [100 * _value(row, f"audit_worst_over_conditions_verdict_ci_{s}") for s in ("low", "high")]
+        interval = [100 * number(row, f"audit_worst_over_conditions_verdict_ci_{s}") for s in ("low", "high")]
         condition = str(row.get("audit_worst_over_conditions_chosen", "")).split(": ", 1)[0]
         return f"{_with_interval(100 * verdict, *interval, '.1f')} ({condition})"
-    upper = _value(row, "audit_worst_over_conditions")
+    upper = number(row, "audit_worst_over_conditions")
     return f"upper bound {_pct(upper)}" if pd.notna(upper) else DASH
 
 
 def headline_row(row: pd.Series) -> str:
     colour = "worst_case_colour" if "worst_case_colour" in row else "worst_case"
     source = row.get(f"{colour}_source", "")
-    bound = "≥ " if pd.isna(_value(row, "audit_worst_case")) else ""
-    ap = _with_interval(_value(row, "AP"), _value(row, "AP_lo"), _value(row, "AP_hi"), ".3f")
-    cells = [f"`{row['spec']}`", _pct(_value(row, "accuracy")), f"{bound}{_pct(_value(row, colour))}",
+    bound = "≥ " if pd.isna(number(row, "audit_worst_case")) else ""
+    ap = _with_interval(number(row, "AP"), number(row, "AP_lo"), number(row, "AP_hi"), ".3f")
+    cells = [f"`{row['spec']}`", _pct(number(row, "accuracy")), f"{bound}{_pct(number(row, colour))}",
              over_conditions(row), attack_name(str(source) if pd.notna(source) else ""), ap]
     return "| " + " | ".join(cells) + " |"
 

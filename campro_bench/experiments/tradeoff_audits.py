@@ -66,7 +66,8 @@ class AuditReading:
     over_conditions: dict[str, float] = field(default_factory=dict)
 
 
-def _float(row: pd.Series, column: str) -> float:
+def number(row: pd.Series, column: str) -> float:
+    """``row[column]`` as a float; NaN where the column is missing or empty."""
     value = row.get(column, np.nan)
     return float(value) if pd.notna(value) else np.nan
 
@@ -78,7 +79,7 @@ def _attack(row: pd.Series, prefix: str = "") -> str:
 
 def _verdict(row: pd.Series, name: str) -> dict[str, Any]:
     """``{name: verdict, name_ci_low: ..., name_ci_high: ...}`` of a row (NaN without SELECT)."""
-    value, low, high = (_float(row, c) for c in VERDICT)
+    value, low, high = (number(row, c) for c in VERDICT)
     return {name: value, f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
@@ -102,7 +103,7 @@ def _over_conditions(conditions: dict[str, pd.Series], worst: pd.Series | None, 
     strongest = table.loc[table["worst_case_top1"].astype(float).idxmax()]
     label = f"audit {source}: {_attack(strongest)} ({strongest['condition']})"
     chosen = strongest if worst is None else worst
-    upper = _float(chosen, "worst_case_top1")
+    upper = number(chosen, "worst_case_top1")
     condition = strongest["condition"] if worst is None else chosen.get("chosen_condition")
     named = f"{condition}: {_attack(chosen, 'chosen_')}" if pd.notna(chosen.get("verdict_top1", np.nan)) else NO_VERDICT
     columns = {"audit_worst_over_conditions": upper, "audit_worst_over_conditions_attack": label,

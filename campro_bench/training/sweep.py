@@ -43,7 +43,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
 
 from .. import paths
 from ..config import (config_keys, did_you_mean, option, parse_config, read_toml, unknown_keys_error,
@@ -56,6 +55,7 @@ from ..io.outfolder import (PARTIAL, check_output_location, clean_relative, file
                             partial_folder, remove_stale_partials)
 from ..manifest import Manifest
 from ..provenance import default_roots, environment, input_roots, portable_paths
+from ..runtime import torch_threads
 
 SWEEP_FILE = "sweep.json"
 """The sweep's own record in its folder."""
@@ -286,13 +286,12 @@ def run_task(ctx: RunContext, trainer: str, name: str, options: dict[str, Any], 
     installed over those files only. An error of the run is recorded (``failed``, its error line),
     not raised, so the other runs go on; an interrupt is raised."""
     out = Path(folder) / name
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     start = time.perf_counter()
     work = partial_folder(out, remove_stale=False)  # the driver removed stale ones; pids are per machine
     record: dict[str, Any] = {"files": earlier}
     try:
-        TRAINERS[trainer].train(ctx, options, work, command)
+        with torch_threads(threads):
+            TRAINERS[trainer].train(ctx, options, work, command)
         files = files_under(work)
         metrics = json.loads((work / "manifest.json").read_text())["metrics"]
         put_in_place(work, out, earlier)
@@ -305,8 +304,6 @@ def run_task(ctx: RunContext, trainer: str, name: str, options: dict[str, Any], 
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    finally:
-        torch.set_num_threads(previous)
     record["wall_s"] = round(time.perf_counter() - start, 3)
     return record
 
