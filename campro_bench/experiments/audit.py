@@ -377,11 +377,13 @@ def cheap_rows(cfg: AuditConfig, spec: str, protector: Protector, blind: list[Im
 def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditSplit,
                      budget: float = 1.0) -> dict[str, Any]:
     """Rung 4's training at one budget, one executor task: E5's restoration network for the protector
-    ``spec`` (built in the task), trained on TRAIN faces only. The weights path is relative to the cache."""
+    ``spec`` (built in the task), trained on TRAIN faces only. The weights path is relative to the cache.
+    A budget continues the cached training of the schedule's longest smaller budget when there is one
+    (same weights as from scratch; the local executor runs the budgets in increasing order)."""
     from ..recognizers.base import contract_of
     from ..training.restoration import face_crop_images, restoration_network
 
-    cfg = audit_budget.budget_config(cfg, budget)
+    base, cfg = cfg, audit_budget.budget_config(cfg, budget)
     alignments = list(dict.fromkeys(contract_of(m).alignment for m in cfg.models))
     data = face_crop_images(cfg.dataset, split.train_ids, alignments, detector=cfg.detector,
                             data_root=ctx.data_root_option, cache_dir=ctx.cache_dir, device=str(ctx.device),
@@ -389,10 +391,14 @@ def restoration_task(ctx: RunContext, cfg: AuditConfig, spec: str, split: AuditS
     key = {"kind": "faces", "dataset": cfg.dataset, "train": ids_digest(split.train_ids), "alignments": alignments,
            "detector": cfg.detector}
     config = cfg.restoration.unet(cfg.seed, len(data))
+    shorter = [audit_budget.budget_config(base, b).restoration.epochs_for(len(data))
+               for b in base.restoration.budgets if b < budget]
     with ctx.manifest.timer("rung/restoration/train"):
         weights, report = restoration_network(data, check_protector(spec), config, ctx.cache_dir, key,
-                                              device=str(ctx.device), progress=ctx.progress, log=ctx.log)
+                                              device=str(ctx.device), progress=ctx.progress, log=ctx.log,
+                                              shorter_epochs=shorter)
     info = {"weights_digest": report.get("weights_digest"), "cached": report.get("cached"),
+            "resumed_from": report.get("resumed_from"),
             "history": report.get("history"), "config": config.to_dict(), "budget": cfg.restoration.budget(len(data)),
             "train_crops": len(data)}
     return {"weights": str(weights.relative_to(ctx.cache_dir)), "info": info}
