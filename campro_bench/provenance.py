@@ -15,7 +15,7 @@ protocols, named by key as elsewhere); any other absolute input stays absolute, 
 spec or the command reads the same folder, never one under the data root or the working folder
 of the replay. A relative input is written as given (a dataset folder relative to the data root,
 a protocol path relative to the working folder). In the command, the program is named without its
-folder, output folders (``--out``) are written like other paths (a replay writes its own), and the
+folder (``python -m campro_bench.cli.main`` as ``campro-bench``), output folders (``--out``) are written like other paths (a replay writes its own), and the
 values of ``--data-root``, ``--cache-dir`` and ``--models-dir`` become ``$CAMPRO_BENCH_DATA``,
 ``$CAMPRO_BENCH_CACHE`` and ``$CAMPRO_BENCH_MODELS``: a shell replay takes the replaying machine's
 roots. :data:`PATH_BASES` (recorded in every run manifest) states these bases.
@@ -109,7 +109,9 @@ def portable_command(argv: list[Any], inputs: Mapping[str | os.PathLike[str], st
         if not isinstance(arg, str):
             out.append(arg)
         elif n == 0:
-            out.append(PurePosixPath(arg.replace("\\", "/")).name or arg)
+            program = PurePosixPath(arg.replace("\\", "/"))
+            # ``python -m campro_bench.cli.main`` is the command-line tool under another name
+            out.append("campro-bench" if program.parts[-3:] == ("campro_bench", "cli", "main.py") else program.name or arg)
         elif argv[n - 1] in ROOT_OPTIONS:
             out.append(ROOT_OPTIONS[argv[n - 1]])
         elif option in ROOT_OPTIONS and value:

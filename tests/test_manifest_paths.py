@@ -12,7 +12,7 @@ import pytest
 
 from campro_bench.experiments.base import ExperimentResult
 from campro_bench.experiments.runner import run_experiment
-from campro_bench.provenance import has_absolute_path, portable_paths
+from campro_bench.provenance import has_absolute_path, portable_command, portable_paths
 from campro_bench.registries import EXPERIMENTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,3 +202,9 @@ def test_a_recorded_command_replays_to_the_same_table(data_root: Path, tmp_path:
                    check=True, capture_output=True, text=True, timeout=600)
     assert (tmp_path / "cache2").is_dir() and not (second_cwd / "run2").exists()  # recomputed, written where asked
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run2" / "e1.csv"), first)
+
+
+def test_the_tool_run_as_a_module_is_recorded_as_campro_bench() -> None:
+    argv = ["/x/checkout/campro_bench/cli/main.py", "audit", "raw", "--out", "/tmp/o"]
+    assert portable_command(argv, {}, {"/tmp": ""})[:3] == ["campro-bench", "audit", "raw"]
+    assert portable_command(["/x/other/main.py", "a"], {})[0] == "main.py"  # another program keeps its name
