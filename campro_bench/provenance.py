@@ -15,10 +15,10 @@ protocols, named by key as elsewhere); any other absolute input stays absolute, 
 spec or the command reads the same folder, never one under the data root or the working folder
 of the replay. A relative input is written as given (a dataset folder relative to the data root,
 a protocol path relative to the working folder). In the command, the program is named without its
-folder (``python -m campro_bench.cli.main`` as ``campro-bench``), output folders (``--out``) are written like other paths (a replay writes its own), and the
-values of ``--data-root``, ``--cache-dir`` and ``--models-dir`` become ``$CAMPRO_BENCH_DATA``,
-``$CAMPRO_BENCH_CACHE`` and ``$CAMPRO_BENCH_MODELS``: a shell replay takes the replaying machine's
-roots. :data:`PATH_BASES` (recorded in every run manifest) states these bases.
+folder (``python -m campro_bench.cli.main`` as ``campro-bench``), output folders (``--out``) are
+written like other paths (a replay writes its own), and the values of ``--data-root``,
+``--cache-dir`` and ``--models-dir`` become ``$CAMPRO_BENCH_DATA``, ``$CAMPRO_BENCH_CACHE`` and
+``$CAMPRO_BENCH_MODELS``: a shell replay takes the replaying machine's roots. :data:`PATH_BASES` (recorded in every run manifest) states these bases.
 
 :func:`environment` is the ``environment`` record of every manifest (run and training manifests
 alike): Python, platform, the git commit of campro-bench and the versions of its main packages.

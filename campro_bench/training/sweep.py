@@ -43,7 +43,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
 from .. import paths
 from ..config import (config_keys, did_you_mean, option, parse_config, read_toml, unknown_keys_error,
                       validate_config)
