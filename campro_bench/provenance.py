@@ -96,6 +96,15 @@ def _walk(obj: Any, roots: list[tuple[str, str]], inputs: list[tuple[str, str]],
     return obj
 
 
+def program_name(argv0: str) -> str:
+    """The recorded name of the program ``argv0``: ``campro-bench`` for the command-line tool, also
+    when started as ``python -m campro_bench.cli.main``; any other program by its file name."""
+    program = PurePosixPath(argv0.replace("\\", "/"))
+    if program.parts[-3:] == ("campro_bench", "cli", "main.py"):
+        return "campro-bench"
+    return program.name or argv0
+
+
 def portable_command(argv: list[Any], inputs: Mapping[str | os.PathLike[str], str] | list[tuple[str, str]],
                      roots: Mapping[str | os.PathLike[str], str] | list[tuple[str, str]] | None = None) -> list[Any]:
     """The recorded command line: the program without its folder, root options as their variables,
@@ -109,9 +118,7 @@ def portable_command(argv: list[Any], inputs: Mapping[str | os.PathLike[str], st
         if not isinstance(arg, str):
             out.append(arg)
         elif n == 0:
-            program = PurePosixPath(arg.replace("\\", "/"))
-            # ``python -m campro_bench.cli.main`` is the command-line tool under another name
-            out.append("campro-bench" if program.parts[-3:] == ("campro_bench", "cli", "main.py") else program.name or arg)
+            out.append(program_name(arg))
         elif argv[n - 1] in ROOT_OPTIONS:
             out.append(ROOT_OPTIONS[argv[n - 1]])
         elif option in ROOT_OPTIONS and value:

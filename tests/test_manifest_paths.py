@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -208,3 +209,13 @@ def test_the_tool_run_as_a_module_is_recorded_as_campro_bench() -> None:
     argv = ["/x/checkout/campro_bench/cli/main.py", "audit", "raw", "--out", "/tmp/o"]
     assert portable_command(argv, {}, {"/tmp": ""})[:3] == ["campro-bench", "audit", "raw"]
     assert portable_command(["/x/other/main.py", "a"], {})[0] == "main.py"  # another program keeps its name
+
+
+def test_training_manifests_name_the_tool_by_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from campro_bench.training.report import cli_command
+    monkeypatch.setattr(sys, "argv", ["/x/checkout/campro_bench/cli/main.py", "train", "isp"])
+    assert cli_command() == ["campro-bench", "train", "isp"]
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/campro-bench", "train", "isp"])
+    assert cli_command() == ["campro-bench", "train", "isp"]
+    monkeypatch.setattr(sys, "argv", ["/x/other/main.py", "train"])  # not the tool: recorded as it is
+    assert cli_command() is None

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io.atomic import atomic_path, atomic_write_text
-from ..provenance import default_roots, environment, input_roots, portable_paths
+from ..provenance import default_roots, environment, input_roots, portable_paths, program_name
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
@@ -154,7 +154,7 @@ def training_manifest(
 def cli_command() -> list[str] | None:
     """This process's command as ``campro-bench ...`` when it is the command-line tool, else ``None``
     (:func:`training_manifest` then records ``sys.argv`` as it is)."""
-    if sys.argv and sys.argv[0].endswith(("main.py", "campro-bench")):
+    if sys.argv and program_name(sys.argv[0]) == "campro-bench":
         return ["campro-bench", *sys.argv[1:]]
     return None
 
