@@ -1,5 +1,5 @@
 """One Markdown row per condition audit: the unbiased verdict per capture condition, the worst over
-conditions, the upper bound, and the trained rungs' convergence flags.
+conditions, the upper bound, the trained rungs' convergence flags and the audit's wall time.
 
 Reads every ``<folder>/summary.csv`` (and ``budget.csv``) of audits run with several conditions
 (``campro-bench audit SPEC --set 'conditions=["colour", "grey"]' ...``), e.g. the committed
@@ -11,6 +11,7 @@ Reads every ``<folder>/summary.csv`` (and ``budget.csv``) of audits run with sev
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def _condition(spec: str) -> str:
 
 def audit_row(folder: Path) -> dict[str, str]:
     """One row: protector, each condition's verdict, the worst over conditions, its upper bound,
-    black-box best and raw top-1 (colour), and the convergence flags."""
+    black-box best and raw top-1 (colour), the convergence flags and the audit's wall time."""
     summary = pd.read_csv(folder / "summary.csv")
     by_condition = {str(r["condition"]): r for _, r in summary.iterrows()}
     if WORST not in by_condition:
@@ -72,7 +73,15 @@ def audit_row(folder: Path) -> dict[str, str]:
     row["black-box best % (colour)"] = _pct(colour["black_box_best"])
     row["raw %"] = _pct(colour["raw_best"])
     row["not converged"] = not_converged(folder)
+    row["wall time s"] = wall_time(folder)
     return row
+
+
+def wall_time(folder: Path) -> str:
+    """The audit's whole wall time in seconds, from its manifest (``timings_s.total``), or ``–``."""
+    path = folder / "manifest.json"
+    total = json.loads(path.read_text()).get("timings_s", {}).get("total") if path.is_file() else None
+    return "–" if total is None else f"{total:,.0f}"
 
 
 def main(argv: list[str]) -> int:

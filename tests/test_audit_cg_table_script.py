@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -29,9 +30,15 @@ def test_each_row_carries_the_audit_s_worst_over_conditions_and_its_flags(folder
     assert f"({worst.chosen_condition})" in row["worst over conditions, unbiased %"]
     budget = pd.read_csv(folder / "budget.csv")
     assert (row["not converged"] == "none") == (not (budget["converged"].astype(str) == "no").any())
+    total = json.loads((folder / "manifest.json").read_text())["timings_s"]["total"]
+    assert row["wall time s"] == f"{total:,.0f}"
 
 
 def test_an_audit_with_one_condition_is_refused(tmp_path: Path) -> None:
     pd.DataFrame([{"protector": "raw", "condition": "colour", "verdict_top1": 0.5}]).to_csv(tmp_path / "summary.csv")
     with pytest.raises(SystemExit, match="not an audit under several conditions"):
         _script().audit_row(tmp_path)
+
+
+def test_a_missing_manifest_gives_no_wall_time(tmp_path: Path) -> None:
+    assert _script().wall_time(tmp_path) == "–"
