@@ -18,7 +18,8 @@ a protocol path relative to the working folder). In the command, the program is 
 folder (``python -m campro_bench.cli.main`` as ``campro-bench``), output folders (``--out``) are
 written like other paths (a replay writes its own), and the values of ``--data-root``,
 ``--cache-dir`` and ``--models-dir`` become ``$CAMPRO_BENCH_DATA``, ``$CAMPRO_BENCH_CACHE`` and
-``$CAMPRO_BENCH_MODELS``: a shell replay takes the replaying machine's roots. :data:`PATH_BASES` (recorded in every run manifest) states these bases.
+``$CAMPRO_BENCH_MODELS``: a shell replay takes the replaying machine's roots. :data:`PATH_BASES`
+(recorded in every run manifest) states these bases.
 
 :func:`environment` is the ``environment`` record of every manifest (run and training manifests
 alike): Python, platform, the git commit of campro-bench and the versions of its main packages.
