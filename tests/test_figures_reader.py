@@ -89,3 +89,22 @@ def test_masks_are_framed_with_a_colour_bar() -> None:
     bar = [ax for ax in figure.axes if not ax.images][0]
     assert "transmission" in bar.get_ylabel()
     pyplot().close(figure)
+
+
+def test_crowded_labels_are_separated_where_adjusttext_leaves_overlaps() -> None:
+    """Twenty labels in a tiny panel: adjustText alone leaves several pairs overlapping; the final
+    separation pass must leave none, and every label keeps its own text."""
+    from campro_bench.experiments.figures import place_labels
+
+    plt = pyplot()
+    rng = np.random.default_rng(0)
+    xs, ys = list(rng.uniform(0, 100, 20)), list(rng.uniform(0, 1, 20))
+    figure, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot(xs, ys, "o")
+    ax.set(xlim=(0, 100), ylim=(0, 1))
+    texts = place_labels(ax, xs, ys, [f"label {i}" for i in range(20)])
+    try:
+        assert overlapping_labels(figure) == []
+        assert sorted(t.get_text() for t in texts) == sorted(f"label {i}" for i in range(20))
+    finally:
+        plt.close(figure)
