@@ -61,6 +61,9 @@ def test_a_retraining_whose_loss_did_not_fall_is_failed_not_a_low_accuracy() -> 
     assert list(table["status"]) == [OK, FAILED] and list(table["steps"]) == [2, 4]
     assert table["accuracy_mean"].isna().tolist() == [False, True]
     assert list(table["unit"]) == ["epochs", "epochs"] and table["converged"].iloc[0] == "last budget failed"
+    # the manifest keeps every budget's status and loss history, not only the last budget's
+    assert {k: v["status"] for k, v in info["budgets"].items()} == {"1x": OK, "2x": FAILED}
+    assert [h["train_loss"] for h in info["budgets"]["1x"]["history"]] == [2.0, 1.0]
     no_batch = outcome([2.0, 1.0], 0.3)
     no_batch["info"]["train_images"] = cfg.retrain.batch_size - 1  # fewer crops than one batch: no step ran
     assert retrain_rows(cfg, "invert", [(1.0, no_batch)], split)[0] == []

@@ -417,6 +417,7 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
     curve: list[dict[str, Any]] = []
     restored = None
     info: dict[str, Any] = {}
+    per_budget: dict[str, dict[str, Any]] = {}
     threats = cfg.threats
     points, leaks = {}, []
     for model in cfg.models:
@@ -429,6 +430,7 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
         steps = audit_budget.steps_for(cfg.restoration.steps, budget)
         status = audit_budget.training_status(outcome["info"].get("history") or [])
         info = {**outcome["info"], "status": status}
+        per_budget[f"{budget:g}x"] = training_record(outcome["info"], status)
         label = "restored probes" if len(trained) == 1 else f"restored probes ({budget:g}x, {steps} steps)"
         history = outcome["info"].get("history") or [{}]
         trained_steps = (outcome["info"].get("budget") or {}).get("steps", steps)  # whole passes: may differ
@@ -458,7 +460,7 @@ def restoration_rows(cfg: AuditConfig, spec: str, protector: Protector, trained:
                         rows.append(row)
                         curve.append({**common, "model": model, "series": model, "classifier": clf, "gallery": gallery,
                                       **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
-    return rows, restored, {**info, "curve": curve, "leakage": leaks}
+    return rows, restored, {**info, "budgets": per_budget, "curve": curve, "leakage": leaks}
 
 
 def select_rows(cfg: AuditConfig, spec: str, protector: Protector, select: audit_select.SelectSplit,
@@ -548,7 +550,7 @@ def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[st
     """Rung 5: one row per budget of the re-training outcomes of :func:`retrain_task`; a training whose
     loss did not fall is not scored (:func:`audit_budget.training_status`). The info's ``curve`` holds
     one entry per budget for :func:`audit_budget.curve`."""
-    rows, curve, info = [], [], {}
+    rows, curve, info, per_budget = [], [], {}, {}
     for budget, out in trained:
         e5 = retrain_config(audit_budget.budget_config(cfg, budget, "retrain"), spec, split)[0]
         column = e5.columns[0].config
@@ -561,6 +563,7 @@ def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[st
                  "steps": column.epochs, "unit": "epochs", "status": status,
                  "final_loss": (history or [{}])[-1].get("train_loss", float("nan"))}
         info = {"config": out["config"], "cached": out["cached"], "history": history, "status": status}
+        per_budget[f"{budget:g}x"] = training_record(out["info"], status)
         if status == audit_budget.FAILED:
             if ctx is not None:
                 ctx.log(f"[yellow]{spec}: re-training at {budget:g}x ({column.epochs} epochs) failed: its loss did not "
@@ -571,7 +574,14 @@ def retrain_rows(cfg: AuditConfig, spec: str, trained: list[tuple[float, dict[st
                    out["chance"])
         rows.append(row)
         curve.append({**entry, **{k: row[k] for k in ("accuracy_mean", "ci_low", "ci_high")}})
-    return rows, {**info, "curve": curve}
+    return rows, {**info, "budgets": per_budget, "curve": curve}
+
+
+def training_record(info: dict[str, Any], status: str) -> dict[str, Any]:
+    """What the manifest keeps of one budget's training: its status and loss history (the top-level
+    ``history`` of a rung's notes is its last budget's; this keeps every budget's, so a failed or
+    flat curve can be read afterwards, e.g. by ``scripts/audit_training_history.py``)."""
+    return {"status": status, "history": info.get("history") or []}
 
 
 @dataclass
